@@ -1,0 +1,73 @@
+"""The geodns exception tree.
+
+    GeodnsError
+      ConfigError         one problem in a zone file: "zones/x.yaml:14: records.www.A[1]: ..."
+        ConfigErrors      every problem found in one load, reported together
+      MalformedQuery      a query that cannot be parsed (the server answers FORMERR or drops it)
+        ShortHeader       fewer than 12 bytes: nothing to answer to, dropped
+        BadQuestion       the question section is missing, truncated or has a bad name
+        BadEDNS           OPT record malformed, or more than one
+        BadECS            EDNS Client Subnet option malformed (RFC 7871 section 6)
+        TrailingJunk      bytes after the last record the header announced
+
+DNS outcomes (NXDOMAIN, REFUSED, ...) are `dns.rcode.Rcode` values, never exceptions.
+"""
+
+from __future__ import annotations
+
+
+class GeodnsError(Exception):
+    """Base of every geodns error."""
+
+
+class ConfigError(GeodnsError):
+    """One problem in a configuration or zone file, located by file, line and key."""
+
+    def __init__(self, message: str, file: str = "", line: int = 0, key: str = "") -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where = f"{where}:{self.line}"
+        parts = [p for p in (where, self.key, self.message) if p]
+        return ": ".join(parts)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found while loading a configuration, reported together."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class MalformedQuery(GeodnsError):
+    """The query cannot be parsed."""
+
+
+class ShortHeader(MalformedQuery):
+    """The packet is shorter than a DNS header."""
+
+
+class BadQuestion(MalformedQuery):
+    """The question section is missing, truncated or holds a bad name."""
+
+
+class BadEDNS(MalformedQuery):
+    """The OPT record is malformed, or there is more than one."""
+
+
+class BadECS(MalformedQuery):
+    """The EDNS Client Subnet option is malformed (RFC 7871 section 6)."""
+
+
+class TrailingJunk(MalformedQuery):
+    """Bytes follow the last record the header announced."""

@@ -1,0 +1,331 @@
+"""From query bytes to reply bytes: one synchronous call per query, with two caches.
+
+The hot path, and why it is written by hand: a query from a client that asked
+the same thing before (same bytes after the ID) is answered by one dict lookup
+and an ID patch. Anything else is parsed just far enough (header, question,
+OPT), resolved from a second cache of encoded answers keyed by (lowercased
+name, type, class), and assembled from the query's own question bytes (so the
+name's case is preserved), the cached sections, and an OPT built for the
+client. dnspython encodes those cached sections once; it never runs per query.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from geodns import __version__
+from geodns.errors import MalformedQuery, ShortHeader
+from geodns.wire.edns import Edns, build_opt, nsid_option
+from geodns.wire.query import HEADER, QueryError, parse_query_untrusted
+from geodns.zones.lookup import Resolution, resolve
+from geodns.zones.model import ZoneSet
+
+log = logging.getLogger("geodns.answer")
+
+RT = dns.rdatatype.RdataType
+Rcode = dns.rcode.Rcode
+CLASS_IN = 1
+CLASS_CH = 3
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
+FLAG_CD = 0x0010
+_COPIED_FLAGS = FLAG_RD | FLAG_CD  # RFC 1035 4.1.1 (RD), RFC 6840 5.9 (CD)
+
+UDP = "udp"
+TCP = "tcp"
+TCP_LIMIT = 65535
+MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it are treated as 512 (RFC 6891 6.2.5)
+# Bounded so that a flood of distinct names costs a cache refill, not memory.
+EXACT_CACHE_SIZE = 50_000
+PREPARED_CACHE_SIZE = 50_000
+
+_CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
+_CHAOS_VERSION = {b"\x07version\x04bind\x00", b"\x07version\x06server\x00"}
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where a query came from."""
+
+    host: str
+    port: int
+    transport: str  # "udp" | "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Settings that shape every reply."""
+
+    udp_size: int = 1232  # DNS Flag Day 2020: avoids IP fragmentation on nearly every path
+    server_id: str = ""
+    version: str = f"geodns {__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An encoded answer, minus header, question and OPT."""
+
+    flags: int  # AA and the low rcode bits
+    ext_rcode: int  # rcode bits above 4, for the OPT
+    body: bytes
+    counts: tuple[int, int, int]
+    # The same without the additional section, when that may be dropped to fit (RFC 2181 9).
+    short_body: bytes | None
+    short_counts: tuple[int, int, int]
+    cacheable: bool = True
+
+    def render(self, qid: int, qflags: int, question: bytes, opt: bytes, limit: int) -> bytes:
+        flags = FLAG_QR | (qflags & _COPIED_FLAGS) | self.flags
+        fixed = 12 + len(question) + len(opt)
+        ar_opt = 1 if opt else 0
+        if fixed + len(self.body) <= limit:
+            body, (an, ns, ar) = self.body, self.counts
+        elif self.short_body is not None and fixed + len(self.short_body) <= limit:
+            body, (an, ns, ar) = self.short_body, self.short_counts
+        else:
+            # RFC 2181 9: set TC and send what fits: the question and the OPT.
+            flags |= FLAG_TC
+            body, an, ns, ar = b"", 0, 0, 0
+        return HEADER.pack(qid, flags, 1, an, ns, ar + ar_opt) + question + body + opt
+
+
+def encode_resolution(qname: dns.name.Name, qtype: int, qclass: int, res: Resolution) -> Prepared:
+    """Encode a Resolution once, with the question at offset 12 so that names compress
+    against it; the question's case does not change its length, so any case fits."""
+    full, counts = _encode_sections(qname, qtype, qclass, res.answer, res.authority, res.additional)
+    short_body = None
+    short_counts = (0, 0, 0)
+    if res.additional and not res.glue_required:
+        short_body, short_counts = _encode_sections(
+            qname, qtype, qclass, res.answer, res.authority, ()
+        )
+    flags = (FLAG_AA if res.authoritative else 0) | (res.rcode & 0xF)
+    return Prepared(flags, res.rcode >> 4, full, counts, short_body, short_counts)
+
+
+def _encode_sections(
+    qname: dns.name.Name,
+    qtype: int,
+    qclass: int,
+    answer: tuple[dns.rrset.RRset, ...],
+    authority: tuple[dns.rrset.RRset, ...],
+    additional: tuple[dns.rrset.RRset, ...],
+) -> tuple[bytes, tuple[int, int, int]]:
+    msg = dns.message.Message(id=0)
+    msg.question = [dns.rrset.RRset(qname, qclass, qtype)]
+    msg.answer = list(answer)
+    msg.authority = list(authority)
+    msg.additional = list(additional)
+    wire = msg.to_wire(max_size=TCP_LIMIT)
+    _, _, _, an, ns, ar = HEADER.unpack_from(wire)
+    question_len = len(qname.to_wire()) + 4
+    return wire[12 + question_len :], (an, ns, ar)
+
+
+def _bare(rcode: Rcode, authoritative: bool = False, cacheable: bool = True) -> Prepared:
+    flags = (FLAG_AA if authoritative else 0) | (rcode & 0xF)
+    return Prepared(flags, rcode >> 4, b"", (0, 0, 0), None, (0, 0, 0), cacheable)
+
+
+REFUSED = _bare(Rcode.REFUSED)
+FORMERR = _bare(Rcode.FORMERR, cacheable=False)
+NOTIMP = _bare(Rcode.NOTIMP, cacheable=False)
+SERVFAIL = _bare(Rcode.SERVFAIL, cacheable=False)
+BADVERS = _bare(Rcode.BADVERS)
+
+
+class Answerer:
+    """`answer(query, peer) -> reply | None` for one immutable ZoneSet and option set.
+
+    A new configuration gets a new Answerer, which drops both caches with it.
+    """
+
+    def __init__(self, zones: ZoneSet, options: ServerOptions | None = None) -> None:
+        self.zones = zones
+        self.options = options or ServerOptions()
+        self._server_id = self.options.server_id.encode("utf-8")[:65535]
+        self._exact: dict[str, dict[bytes, bytes]] = {UDP: {}, TCP: {}}
+        self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
+        self._opt_cache: dict[tuple[bool, bool, int], bytes] = {}
+        self.dropped = 0
+        self.errors = 0
+
+    def udp_handler(self) -> Callable[[bytes], bytes | None]:
+        """The UDP hot path as a closure: the exact-query cache first, then `answer`."""
+        cache_get = self._exact[UDP].get
+        answer = self._answer
+
+        def handle(data: bytes) -> bytes | None:
+            tail = cache_get(data[2:])
+            if tail is not None:
+                return data[:2] + tail
+            return answer(data, UDP)
+
+        return handle
+
+    def answer(self, data: bytes, peer: Peer) -> bytes | None:
+        """The reply to `data`, or None to send nothing."""
+        tail = self._exact[peer.transport].get(data[2:])
+        if tail is not None:
+            return data[:2] + tail
+        return self._answer(data, peer.transport)
+
+    def _answer(self, data: bytes, transport: str) -> bytes | None:
+        try:
+            reply, cacheable = self._reply(data, transport)
+        except ShortHeader:
+            self.dropped += 1
+            return None
+        except Exception:  # a bug must cost one query, never the server
+            self.errors += 1
+            log.exception("error answering a query; replying SERVFAIL")
+            return self._header_only(data, SERVFAIL)
+        if reply is None:
+            self.dropped += 1
+            return None
+        if cacheable:
+            exact = self._exact[transport]
+            if len(exact) >= EXACT_CACHE_SIZE:
+                exact.clear()
+            exact[data[2:]] = reply[2:]
+        return reply
+
+    def _reply(self, data: bytes, transport: str) -> tuple[bytes | None, bool]:
+        if len(data) < 12:
+            raise ShortHeader
+        flags = (data[2] << 8) | data[3]
+        if flags & FLAG_QR:
+            return None, False  # a response, maybe reflected at us: never answer it
+        qid = (data[0] << 8) | data[1]
+        opcode = (flags >> 11) & 0xF
+        try:
+            query = parse_query_untrusted(data)
+        except QueryError as exc:
+            log.debug("FORMERR: %s", exc)
+            rcode = NOTIMP if opcode != dns.opcode.QUERY else FORMERR
+            return self._render(rcode, qid, flags, data[12 : exc.question_end], exc.edns, transport)
+        question = data[12 : query.question_end]
+        if opcode != dns.opcode.QUERY:
+            return self._render(NOTIMP, qid, flags, question, query.edns, transport)
+        edns = query.edns
+        if edns is not None and edns.version > 0:
+            # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
+            return self._render(BADVERS, qid, flags, question, edns, transport)
+        prepared = self._prepared_for(query.qname.lower(), query.qtype, query.qclass)
+        return self._render(prepared, qid, flags, question, edns, transport)
+
+    def _render(
+        self,
+        prepared: Prepared,
+        qid: int,
+        qflags: int,
+        question: bytes,
+        edns: Edns | None,
+        transport: str,
+    ) -> tuple[bytes, bool]:
+        opt = b""
+        if edns is not None:
+            opt = self._opt(edns, prepared.ext_rcode)
+        if transport == TCP:
+            limit = TCP_LIMIT
+        elif edns is None:
+            limit = MIN_UDP
+        else:
+            limit = max(MIN_UDP, min(edns.payload, self.options.udp_size))
+        if not question:
+            # No readable question: a header-only reply, as for a hopeless FORMERR.
+            reply = (
+                HEADER.pack(
+                    qid,
+                    FLAG_QR | (qflags & (_COPIED_FLAGS | 0x7800)) | prepared.flags,
+                    0,
+                    0,
+                    0,
+                    1 if opt else 0,
+                )
+                + opt
+            )
+            return reply, False
+        reply = prepared.render(qid, qflags, question, opt, limit)
+        return reply, prepared.cacheable
+
+    def _opt(self, edns: Edns, ext_rcode: int) -> bytes:
+        if edns.ecs is None:
+            key = (edns.do, edns.nsid, ext_rcode)
+            opt = self._opt_cache.get(key)
+            if opt is None:
+                options = nsid_option(self._server_id) if edns.nsid else b""
+                opt = build_opt(self.options.udp_size, edns.do, ext_rcode, options)
+                self._opt_cache[key] = opt
+            return opt
+        options = nsid_option(self._server_id) if edns.nsid else b""
+        # RFC 7871 7.2.1: scope 0 means "this answer is the same for every client".
+        options += edns.ecs.to_option(scope_prefix=0)
+        return build_opt(self.options.udp_size, edns.do, ext_rcode, options)
+
+    def _header_only(self, data: bytes, prepared: Prepared) -> bytes | None:
+        if len(data) < 12:
+            return None
+        qid, flags = struct.unpack_from("!HH", data)
+        return HEADER.pack(
+            qid, FLAG_QR | (flags & (_COPIED_FLAGS | 0x7800)) | prepared.flags, 0, 0, 0, 0
+        )
+
+    def _prepared_for(self, qname_key: bytes, qtype: int, qclass: int) -> Prepared:
+        key = (qname_key, qtype, qclass)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepare(qname_key, qtype, qclass)
+            if len(self._prepared) >= PREPARED_CACHE_SIZE:
+                self._prepared.clear()
+            self._prepared[key] = prepared
+        return prepared
+
+    def _prepare(self, qname_key: bytes, qtype: int, qclass: int) -> Prepared:
+        qname = dns.name.from_wire(qname_key, 0)[0]
+        if qclass == CLASS_CH:
+            return self._chaos(qname, qname_key, qtype)
+        if qclass != CLASS_IN:
+            return REFUSED
+        if qtype in (RT.AXFR, RT.IXFR):
+            return REFUSED  # zone transfers are not offered (README: "Zone transfers")
+        res = resolve(self.zones, qname, RT.make(qtype))
+        return encode_resolution(qname, qtype, qclass, res)
+
+    def _chaos(self, qname: dns.name.Name, qname_key: bytes, qtype: int) -> Prepared:
+        if qname_key in _CHAOS_ID:
+            text = self.options.server_id
+        elif qname_key in _CHAOS_VERSION:
+            text = self.options.version
+        else:
+            return REFUSED
+        answer: tuple[dns.rrset.RRset, ...] = ()
+        if qtype in (RT.TXT, RT.ANY) and text:
+            rrset = dns.rrset.RRset(qname, dns.rdataclass.CH, RT.TXT)
+            rrset.add(dns.rdata.from_text(dns.rdataclass.CH, RT.TXT, _quote(text)), ttl=0)
+            answer = (rrset,)
+        elif qtype in (RT.TXT, RT.ANY):
+            return REFUSED  # no server id configured: nothing to say
+        res = Resolution(Rcode.NOERROR, True, answer=answer)
+        return encode_resolution(qname, qtype, CLASS_CH, res)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+__all__ = ["Answerer", "MalformedQuery", "Peer", "ServerOptions"]

@@ -1,0 +1,93 @@
+"""EDNS(0) (RFC 6891): the OPT record of a query, its options, and the OPT of a reply."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from geodns.errors import BadECS, BadEDNS
+
+OPT_NSID = 3  # RFC 5001
+OPT_ECS = 8  # RFC 7871
+_ECS_MAX_PREFIX = {1: 32, 2: 128}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSubnet:
+    """An EDNS Client Subnet option as the client sent it (RFC 7871 section 6)."""
+
+    family: int  # 1 IPv4, 2 IPv6
+    source_prefix: int
+    scope_prefix: int
+    address: bytes  # exactly ceil(source_prefix / 8) octets
+
+    def to_option(self, scope_prefix: int) -> bytes:
+        """The option for a reply: the query's family, prefix and address, our scope."""
+        body = struct.pack("!HBB", self.family, self.source_prefix, scope_prefix) + self.address
+        return struct.pack("!HH", OPT_ECS, len(body)) + body
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    """What the client's OPT record asks for."""
+
+    payload: int  # the client's UDP payload size, as sent
+    version: int
+    do: bool
+    nsid: bool
+    ecs: ClientSubnet | None
+
+
+def parse_ecs_untrusted(data: bytes) -> ClientSubnet:
+    """Validate an ECS option body; every malformed shape is BadECS (answered FORMERR)."""
+    if len(data) < 4:
+        raise BadECS("ECS option shorter than its fixed fields")
+    family, source, scope = struct.unpack_from("!HBB", data)
+    max_prefix = _ECS_MAX_PREFIX.get(family)
+    if max_prefix is None:
+        raise BadECS(f"ECS family {family} is not IPv4 (1) or IPv6 (2)")
+    if source > max_prefix or scope > max_prefix:
+        raise BadECS(f"ECS prefix longer than {max_prefix} bits")
+    address = data[4:]
+    if len(address) != (source + 7) // 8:
+        # RFC 7871 6: the address is truncated to exactly the octets the prefix needs.
+        raise BadECS(f"ECS address has {len(address)} octets for a /{source} prefix")
+    if address and source % 8 and address[-1] & (0xFF >> (source % 8)):
+        raise BadECS("ECS address has bits set past the source prefix")
+    return ClientSubnet(family, source, scope, bytes(address))
+
+
+def parse_opt_untrusted(payload: int, ttl: int, rdata: bytes) -> Edns:
+    """Read an OPT record's class (payload), TTL (version, flags) and options."""
+    version = (ttl >> 16) & 0xFF
+    do = bool(ttl & 0x8000)
+    nsid = False
+    ecs: ClientSubnet | None = None
+    offset = 0
+    end = len(rdata)
+    while offset < end:
+        if offset + 4 > end:
+            raise BadEDNS("truncated EDNS option header")
+        code, length = struct.unpack_from("!HH", rdata, offset)
+        offset += 4
+        if offset + length > end:
+            raise BadEDNS(f"EDNS option {code} runs past the OPT record")
+        if code == OPT_NSID:
+            nsid = True
+        elif code == OPT_ECS:
+            if ecs is not None:
+                raise BadECS("more than one ECS option")
+            ecs = parse_ecs_untrusted(rdata[offset : offset + length])
+        # Unknown options are ignored and not echoed (RFC 6891 6.1.2).
+        offset += length
+    return Edns(payload, version, do, nsid, ecs)
+
+
+def build_opt(udp_size: int, do: bool, ext_rcode: int = 0, options: bytes = b"") -> bytes:
+    """A reply's OPT RR: our UDP size, version 0, the DO bit echoed, unknown flags zero."""
+    ttl = (ext_rcode << 24) | (0x8000 if do else 0)
+    return struct.pack("!BHHIH", 0, 41, udp_size, ttl, len(options)) + options
+
+
+def nsid_option(server_id: bytes) -> bytes:
+    return struct.pack("!HH", OPT_NSID, len(server_id)) + server_id

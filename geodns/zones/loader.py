@@ -1,0 +1,603 @@
+"""Load and validate zone YAML files into immutable Zones, collecting every error."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable
+from pathlib import Path as FsPath
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.rrset
+
+from geodns.errors import ConfigError, ConfigErrors
+from geodns.zones.model import Region, Service, Zone, ZoneSet
+from geodns.zones.yamlsource import Document, Path, load_yaml
+
+IN = dns.rdataclass.IN
+RT = dns.rdatatype.RdataType
+
+MAX_TTL = 2**31 - 1  # RFC 2181 section 8
+DEFAULT_TTL = 3600
+DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves caches quickly
+SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 604800, "minimum": 300}
+
+ZONE_KEYS = {"zone", "ttl", "soa", "ns", "records", "services"}
+SOA_KEYS = {"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"}
+SERVICE_KEYS = {"ttl", "regions"}
+REGION_KEYS = {"location", "addresses"}
+
+# Types that only exist in messages, never in a zone.
+META_TYPES = {RT.OPT, RT.TSIG, RT.TKEY, RT.IXFR, RT.AXFR, RT.MAILA, RT.MAILB, RT.ANY, RT.NONE}
+# Names in the data of these types are written like owner names (see README: "Names").
+NAME_TYPES = {RT.CNAME, RT.NS, RT.PTR, RT.DNAME}
+
+
+class _Collector:
+    """Gathers errors for one document so that a load reports all of them at once."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.errors: list[ConfigError] = []
+
+    def add(self, path: Path, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+
+def load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
+    """Load every zone file named (directories give their *.yaml / *.yml files).
+
+    Raises ConfigErrors with every problem in every file when anything is wrong.
+    """
+    files = list(zone_files(paths))
+    errors: list[ConfigError] = []
+    zones: dict[dns.name.Name, Zone] = {}
+    seen: dict[dns.name.Name, str] = {}
+    if not files:
+        raise ConfigErrors([ConfigError("no zone files found", ", ".join(map(str, paths)))])
+    for file in files:
+        try:
+            zone = load_zone_file(file)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        if zone.origin in seen:
+            errors.append(
+                ConfigError(
+                    f"duplicate zone {zone.origin}: already defined in {seen[zone.origin]}",
+                    zone.file,
+                    1,
+                    "zone",
+                )
+            )
+            continue
+        seen[zone.origin] = zone.file
+        zones[zone.origin] = zone
+    if errors:
+        raise ConfigErrors(errors)
+    return ZoneSet(zones)
+
+
+def zone_files(paths: Iterable[str | os.PathLike[str]]) -> Iterable[str]:
+    for p in paths:
+        path = FsPath(p)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.suffix in (".yaml", ".yml") and child.is_file():
+                    yield str(child)
+        else:
+            yield str(path)
+
+
+def load_zone_file(file: str | os.PathLike[str]) -> Zone:
+    file = str(file)
+    try:
+        with open(file, encoding="utf-8") as fh:
+            text = fh.read()
+        mtime = int(os.stat(file).st_mtime)
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(exc.strerror or str(exc), file)]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(f"not UTF-8 text: {exc.reason}", file)]) from exc
+    try:
+        doc = load_yaml(text, file)
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from exc
+    return build_zone(doc, default_serial=mtime)
+
+
+def build_zone(doc: Document, default_serial: int = 1) -> Zone:
+    """Validate a parsed document and build its Zone, or raise ConfigErrors with every problem."""
+    return _ZoneBuilder(doc, default_serial).build()
+
+
+class _ZoneBuilder:
+    def __init__(self, doc: Document, default_serial: int) -> None:
+        self.doc = doc
+        self.err = _Collector(doc)
+        self.default_serial = default_serial
+        self.origin = dns.name.root
+        self.ttl = DEFAULT_TTL
+        # owner -> rdtype -> (ttl, [rdata], path of the RRset)
+        self.data: dict[dns.name.Name, dict[RT, tuple[int, list[dns.rdata.Rdata], Path]]] = {}
+        self.services: dict[dns.name.Name, Service] = {}
+        self.service_paths: dict[dns.name.Name, Path] = {}
+
+    def fail(self) -> ConfigErrors:
+        return ConfigErrors(self.err.errors)
+
+    def build(self) -> Zone:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.err.add((), "a zone file must be a mapping with at least `zone`, `soa` and `ns`")
+            raise self.fail()
+        self.unknown_keys((), data, ZONE_KEYS)
+        origin = data.get("zone")
+        if not isinstance(origin, str) or not origin.strip():
+            self.err.add(("zone",), "missing zone origin, e.g. `zone: example.com`")
+            raise self.fail()
+        try:
+            self.origin = dns.name.from_text(origin.strip())
+        except dns.exception.DNSException as exc:
+            self.err.add(("zone",), f"{origin!r} is not a domain name: {exc}")
+            raise self.fail() from None
+        if "ttl" in data:
+            self.ttl = self.ttl_value(("ttl",), data["ttl"], self.ttl)
+        soa = self.build_soa(data.get("soa"))
+        self.build_apex_ns(data.get("ns"))
+        records = data.get("records", {})
+        if records is None:
+            records = {}
+        if not isinstance(records, dict):
+            self.err.add(("records",), "must be a mapping of owner name -> {TYPE: data}")
+        else:
+            for owner_text, rrsets in records.items():
+                self.build_owner(("records", owner_text), owner_text, rrsets)
+        services = data.get("services", {}) or {}
+        if not isinstance(services, dict):
+            self.err.add(("services",), "must be a mapping of service name -> service")
+        else:
+            for name_text, spec in services.items():
+                self.build_service(("services", name_text), name_text, spec)
+        self.check_tree()
+        if self.err.errors or soa is None:
+            raise self.fail()
+        return self.freeze(soa)
+
+    # --- values -----------------------------------------------------------------
+
+    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: set[str]) -> None:
+        for key in spec:
+            if key not in allowed:
+                expected = ", ".join(sorted(allowed))
+                self.err.add((*path, key), f"unknown key (expected one of {expected})")
+
+    def ttl_value(self, path: Path, value: Any, default: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.err.add(path, f"{value!r} is not a TTL (whole seconds, 0 to {MAX_TTL})")
+            return default
+        if not 0 <= value <= MAX_TTL:
+            self.err.add(path, f"TTL {value} out of range (0 to {MAX_TTL})")
+            return default
+        return value
+
+    def int_value(self, path: Path, value: Any, low: int, high: int, what: str) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.err.add(path, f"{value!r} is not {what} ({low} to {high})")
+            return None
+        return value
+
+    def name_value(self, path: Path, text: Any) -> dns.name.Name | None:
+        """A domain name in record data: absolute with a trailing dot or when it already
+        ends in the zone origin, otherwise relative to the origin; `@` is the origin."""
+        if not isinstance(text, str) or not text.strip():
+            self.err.add(path, f"{text!r} is not a domain name")
+            return None
+        text = text.strip()
+        if text == "@":
+            return self.origin
+        try:
+            if text.endswith("."):
+                return dns.name.from_text(text)
+            name = dns.name.from_text(text, origin=None)
+            if name.is_subdomain(self.origin.relativize(dns.name.root)):
+                return name.derelativize(dns.name.root)
+            return name.derelativize(self.origin)
+        except dns.exception.DNSException as exc:
+            self.err.add(path, f"{text!r} is not a domain name: {exc}")
+            return None
+
+    def owner_name(self, path: Path, text: Any) -> dns.name.Name | None:
+        name = self.name_value(path, text)
+        if name is not None and not name.is_subdomain(self.origin):
+            self.err.add(path, f"{name.to_text()} is outside the zone {self.origin.to_text()}")
+            return None
+        return name
+
+    # --- SOA and apex NS --------------------------------------------------------------
+
+    def build_soa(self, spec: Any) -> dns.rdata.Rdata | None:
+        path: Path = ("soa",)
+        if spec is None:
+            self.err.add(
+                path, "missing SOA: add `soa: {mname: ns1.<zone>, rname: hostmaster.<zone>}`"
+            )
+            return None
+        if not isinstance(spec, dict):
+            self.err.add(path, "must be a mapping with mname, rname and optional timers")
+            return None
+        self.unknown_keys(path, spec, SOA_KEYS)
+        for key in ("mname", "rname"):
+            if key not in spec:
+                self.err.add(path, f"missing `{key}`")
+        mname = self.name_value((*path, "mname"), spec.get("mname", "@"))
+        rname_text = spec.get("rname", "@")
+        if isinstance(rname_text, str) and "@" in rname_text.strip("@"):
+            # Accept the familiar mailbox form: hostmaster@example.com.
+            local, _, domain = rname_text.partition("@")
+            rname_text = local.replace(".", "\\.") + "." + domain.rstrip(".") + "."
+        rname = self.name_value((*path, "rname"), rname_text)
+        serial = spec.get("serial", "auto")
+        if serial == "auto":
+            serial = self.default_serial % 2**32
+        else:
+            serial = self.int_value((*path, "serial"), serial, 0, 2**32 - 1, "a serial number")
+        timers = {}
+        for key, default in SOA_DEFAULTS.items():
+            timers[key] = self.int_value((*path, key), spec.get(key, default), 0, MAX_TTL, key)
+        ttl = self.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
+        if mname is None or rname is None or serial is None or None in timers.values():
+            return None
+        rdata = dns.rdata.from_text(
+            IN,
+            RT.SOA,
+            f"{mname} {rname} {serial} {timers['refresh']} {timers['retry']} "
+            f"{timers['expire']} {timers['minimum']}",
+        )
+        self.add_rdata(path, self.origin, RT.SOA, ttl, [rdata])
+        return rdata
+
+    def build_apex_ns(self, spec: Any) -> None:
+        path: Path = ("ns",)
+        if spec is None:
+            self.err.add(path, "missing apex NS: add `ns: [ns1.<zone>, ns2.<zone>]`")
+            return
+        ttl = self.ttl
+        values = spec
+        if isinstance(spec, dict):
+            ttl, values = self.ttl_and_values(path, spec)
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not values:
+            self.err.add(path, "must list at least one name server")
+            return
+        rdatas = []
+        for i, value in enumerate(values):
+            target = self.name_value((*path, i), value)
+            if target is not None:
+                rdatas.append(dns.rdata.from_text(IN, RT.NS, target.to_text()))
+        self.add_rdata(path, self.origin, RT.NS, ttl, rdatas)
+
+    # --- records ----------------------------------------------------------------------
+
+    def ttl_and_values(self, path: Path, spec: dict[str, Any]) -> tuple[int, Any]:
+        for key in spec:
+            if key not in ("ttl", "values"):
+                self.err.add((*path, key), "unknown key (an RRset mapping has `ttl` and `values`)")
+        ttl = self.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
+        if "values" not in spec:
+            self.err.add(path, "missing `values`")
+            return ttl, []
+        return ttl, spec["values"]
+
+    def build_owner(self, path: Path, owner_text: str, rrsets: Any) -> None:
+        owner = self.owner_name(path, owner_text)
+        if owner is None:
+            return
+        if not isinstance(rrsets, dict):
+            self.err.add(path, "must be a mapping of record type -> data, e.g. {A: 192.0.2.1}")
+            return
+        owner_ttl = self.ttl
+        if "ttl" in rrsets:
+            owner_ttl = self.ttl_value((*path, "ttl"), rrsets["ttl"], self.ttl)
+        for type_text, spec in rrsets.items():
+            if type_text == "ttl":
+                continue
+            tpath = (*path, type_text)
+            try:
+                rdtype = dns.rdatatype.from_text(str(type_text).upper())
+            except dns.exception.DNSException:
+                self.err.add(tpath, f"unknown record type {type_text!r}")
+                continue
+            if rdtype in META_TYPES:
+                self.err.add(tpath, f"{type_text} is not a record type a zone can hold")
+                continue
+            if owner == self.origin and rdtype in (RT.SOA, RT.NS):
+                key = "soa" if rdtype == RT.SOA else "ns"
+                self.err.add(tpath, f"the apex {type_text} goes in the top-level `{key}:` key")
+                continue
+            if rdtype == RT.SOA:
+                self.err.add(tpath, "SOA is only allowed at the zone apex (`soa:`)")
+                continue
+            ttl = owner_ttl
+            values = spec
+            if isinstance(spec, dict) and "values" in spec:
+                ttl, values = self.ttl_and_values(tpath, spec)
+                ttl = ttl if "ttl" in spec else owner_ttl
+            if not isinstance(values, list) or (
+                rdtype == RT.TXT and _is_string_list(values) and len(values) == 0
+            ):
+                values = [values]
+            if not values:
+                self.err.add(tpath, "no values")
+                continue
+            rdatas = []
+            for i, value in enumerate(values):
+                rdata = self.rdata((*tpath, i), rdtype, value)
+                if rdata is not None:
+                    rdatas.append(rdata)
+            self.add_rdata(tpath, owner, rdtype, ttl, rdatas)
+
+    def add_rdata(
+        self, path: Path, owner: dns.name.Name, rdtype: RT, ttl: int, rdatas: list[dns.rdata.Rdata]
+    ) -> None:
+        node = self.data.setdefault(owner, {})
+        if rdtype in node:
+            # One owner written twice (`www`, `www.example.com.`): merge, as a master file does.
+            old_ttl, old, old_path = node[rdtype]
+            node[rdtype] = (min(old_ttl, ttl), old + rdatas, old_path)
+        else:
+            node[rdtype] = (ttl, rdatas, path)
+
+    def rdata(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
+        if rdtype == RT.A:
+            return self.address(path, value, 4)
+        if rdtype == RT.AAAA:
+            return self.address(path, value, 6)
+        if rdtype == RT.TXT or rdtype == RT.SPF:
+            return self.txt(path, rdtype, value)
+        if rdtype in NAME_TYPES:
+            target = self.name_value(path, value)
+            return None if target is None else dns.rdata.from_text(IN, rdtype, target.to_text())
+        if rdtype == RT.MX:
+            return self.fields(path, rdtype, value, [("preference", "int16"), ("exchange", "name")])
+        if rdtype == RT.SRV:
+            return self.fields(
+                path,
+                rdtype,
+                value,
+                [("priority", "int16"), ("weight", "int16"), ("port", "int16"), ("target", "name")],
+            )
+        if rdtype == RT.CAA:
+            return self.fields(
+                path, rdtype, value, [("flags", "int8"), ("tag", "word"), ("value", "quoted")]
+            )
+        return self.presentation(path, rdtype, value)
+
+    def address(self, path: Path, value: Any, version: int) -> dns.rdata.Rdata | None:
+        family = "IPv4" if version == 4 else "IPv6"
+        try:
+            ip = ipaddress.ip_address(str(value).strip()) if isinstance(value, str) else None
+        except ValueError:
+            ip = None
+        if ip is None or ip.version != version:
+            self.err.add(path, f"{value!r} is not an {family} address")
+            return None
+        return dns.rdata.from_text(IN, RT.A if version == 4 else RT.AAAA, str(ip))
+
+    def txt(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
+        # A string is one record; a list of strings is one record of several strings.
+        parts = value if isinstance(value, list) else [value]
+        chunks: list[bytes] = []
+        for part in parts:
+            if isinstance(part, bool) or not isinstance(part, str | int | float):
+                self.err.add(path, f"{part!r} is not text")
+                return None
+            raw = str(part).encode("utf-8")
+            # RFC 1035 character-strings hold 255 bytes: split longer text (RFC 7208 3.3).
+            chunks.extend(raw[i : i + 255] for i in range(0, len(raw), 255))
+            if not raw:
+                chunks.append(b"")
+        return dns.rdtypes.ANY.TXT.TXT(IN, rdtype, chunks)
+
+    def fields(
+        self, path: Path, rdtype: RT, value: Any, spec: list[tuple[str, str]]
+    ) -> dns.rdata.Rdata | None:
+        names = [n for n, _ in spec]
+        if isinstance(value, str):
+            tokens = value.split(None, len(spec) - 1)
+            if len(tokens) != len(spec):
+                self.err.add(
+                    path, f"{value!r} is not a {rdtype.name} record (expected: {' '.join(names)})"
+                )
+                return None
+            value = dict(zip(names, tokens, strict=True))
+            for name, kind in spec:
+                if kind.startswith("int") and value[name].isdigit():
+                    value[name] = int(value[name])
+                if kind == "quoted":
+                    value[name] = value[name].strip().strip('"')
+        if not isinstance(value, dict):
+            self.err.add(path, f"must be a string or a mapping with {', '.join(names)}")
+            return None
+        for key in value:
+            if key not in names:
+                self.err.add((*path, key), f"unknown key (expected {', '.join(names)})")
+        texts = []
+        for name, kind in spec:
+            fpath = (*path, name)
+            if name not in value:
+                self.err.add(path, f"missing `{name}`")
+                return None
+            v = value[name]
+            if kind == "int16":
+                n = self.int_value(fpath, v, 0, 65535, name)
+                if n is None:
+                    return None
+                texts.append(str(n))
+            elif kind == "int8":
+                n = self.int_value(fpath, v, 0, 255, name)
+                if n is None:
+                    return None
+                texts.append(str(n))
+            elif kind == "name":
+                target = self.name_value(fpath, v)
+                if target is None:
+                    return None
+                texts.append(target.to_text())
+            elif kind == "word":
+                texts.append(str(v))
+            else:
+                texts.append('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
+        return self.presentation(path, rdtype, " ".join(texts))
+
+    def presentation(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.err.add(path, f"{value!r} is not {rdtype.name} data in presentation format")
+            return None
+        try:
+            return dns.rdata.from_text(IN, rdtype, str(value), origin=self.origin, relativize=False)
+        except (dns.exception.DNSException, ValueError) as exc:
+            self.err.add(path, f"bad {rdtype.name} data {value!r}: {exc}")
+            return None
+
+    # --- services ---------------------------------------------------------------------
+
+    def build_service(self, path: Path, name_text: str, spec: Any) -> None:
+        name = self.owner_name(path, name_text)
+        if name is None:
+            return
+        if not isinstance(spec, dict):
+            self.err.add(path, "must be a mapping with `regions`")
+            return
+        self.unknown_keys(path, spec, SERVICE_KEYS)
+        ttl = self.ttl_value(
+            (*path, "ttl"), spec.get("ttl", DEFAULT_SERVICE_TTL), DEFAULT_SERVICE_TTL
+        )
+        regions_spec = spec.get("regions")
+        if not isinstance(regions_spec, dict) or not regions_spec:
+            self.err.add((*path, "regions"), "a service needs at least one region")
+            return
+        regions = []
+        for region_name, rspec in regions_spec.items():
+            region = self.build_region((*path, "regions", region_name), region_name, rspec)
+            if region is not None:
+                regions.append(region)
+        self.services[name] = Service(name, ttl, tuple(regions))
+        self.service_paths[name] = path
+
+    def build_region(self, path: Path, name: str, spec: Any) -> Region | None:
+        if not isinstance(spec, dict):
+            self.err.add(path, "must be a mapping with `addresses` and `location`")
+            return None
+        self.unknown_keys(path, spec, REGION_KEYS)
+        addresses = spec.get("addresses")
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list) or not addresses:
+            self.err.add((*path, "addresses"), "a region needs at least one address")
+            return None
+        good = []
+        for i, text in enumerate(addresses):
+            try:
+                good.append(str(ipaddress.ip_address(str(text).strip())))
+            except ValueError:
+                self.err.add((*path, "addresses", i), f"{text!r} is not an IP address")
+        lat = lon = None
+        location = spec.get("location")
+        if location is not None:
+            if not isinstance(location, dict) or set(location) != {"lat", "lon"}:
+                self.err.add((*path, "location"), "must be {lat: DEGREES, lon: DEGREES}")
+            else:
+                lat, lon = location["lat"], location["lon"]
+                for key, limit in (("lat", 90), ("lon", 180)):
+                    v = location[key]
+                    if isinstance(v, bool) or not isinstance(v, int | float) or abs(v) > limit:
+                        self.err.add(
+                            (*path, "location", key), f"{v!r} is not a {key} (-{limit} to {limit})"
+                        )
+        return Region(str(name), tuple(good), lat, lon)
+
+    # --- the tree as a whole ------------------------------------------------------------
+
+    def check_tree(self) -> None:
+        for owner, node in self.data.items():
+            if RT.CNAME in node:
+                _, rdatas, path = node[RT.CNAME]
+                if owner == self.origin:
+                    self.err.add(path, "CNAME is not allowed at the zone apex (RFC 1912 2.4)")
+                others = [t.name for t in node if t not in (RT.CNAME, RT.RRSIG, RT.NSEC)]
+                if others:
+                    self.err.add(
+                        path,
+                        f"CNAME cannot coexist with other data ({', '.join(others)}) "
+                        "at the same name (RFC 1034 3.6.2)",
+                    )
+                if len(rdatas) > 1:
+                    self.err.add(path, "a name can have only one CNAME")
+            if owner in self.services:
+                self.err.add(
+                    self.service_paths[owner],
+                    f"service name {owner} also has records under `records:`",
+                )
+        cuts = {o for o, n in self.data.items() if RT.NS in n and o != self.origin}
+        for owner, node in self.data.items():
+            for cut in cuts:
+                if owner == cut:
+                    for rdtype, (_, _, path) in node.items():
+                        if rdtype not in (RT.NS, RT.DS):
+                            self.err.add(
+                                path,
+                                f"{rdtype.name} at the delegation {cut} would never "
+                                "be answered (only NS and DS belong at a zone cut)",
+                            )
+                elif owner.is_subdomain(cut):
+                    for rdtype, (_, _, path) in node.items():
+                        if rdtype not in (RT.A, RT.AAAA):
+                            self.err.add(
+                                path,
+                                f"{owner} is below the delegation at {cut}: only "
+                                "glue (A, AAAA) may be here",
+                            )
+        for name, path in self.service_paths.items():
+            for cut in cuts:
+                if name.is_subdomain(cut):
+                    self.err.add(path, f"service {name} is at or below the delegation at {cut}")
+
+    def freeze(self, soa: dns.rdata.Rdata) -> Zone:
+        nodes: dict[dns.name.Name, dict[RT, dns.rrset.RRset]] = {}
+        for owner, node in self.data.items():
+            frozen: dict[RT, dns.rrset.RRset] = {}
+            for rdtype, (ttl, rdatas, _) in node.items():
+                if rdatas:
+                    frozen[rdtype] = dns.rrset.from_rdata_list(owner, ttl, rdatas)
+            if frozen:
+                nodes[owner] = frozen
+        existing: set[dns.name.Name] = set()
+        for owner in [*nodes, *self.services]:
+            name = owner
+            while name not in existing:
+                existing.add(name)
+                if name == self.origin:
+                    break
+                name = name.parent()
+        cuts = frozenset(o for o, n in nodes.items() if RT.NS in n and o != self.origin)
+        return Zone(
+            origin=self.origin,
+            file=self.doc.file,
+            soa=nodes[self.origin][RT.SOA],
+            nodes=nodes,
+            services=dict(self.services),
+            existing=frozenset(existing),
+            delegations=cuts,
+        )
+
+
+def _is_string_list(values: list[Any]) -> bool:
+    return all(isinstance(v, str) for v in values)

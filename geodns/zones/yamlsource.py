@@ -1,0 +1,117 @@
+"""YAML documents with the line of every key, so that errors can say file:line.
+
+Scalars follow the YAML 1.2 core schema rather than PyYAML's YAML 1.1: `NO`
+(Norway) and `on` stay strings and `1:2:3` is not a base-60 number, which
+matters for country lists and IPv6 addresses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from geodns.errors import ConfigError
+
+Path = tuple[str | int, ...]
+
+_INT = re.compile(r"[-+]?[0-9]+")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_TRUE = {"true", "True", "TRUE"}
+_FALSE = {"false", "False", "FALSE"}
+_NULL = {"", "~", "null", "Null", "NULL"}
+
+
+@dataclass
+class Document:
+    """A parsed YAML file: its data, and the line where each path starts."""
+
+    file: str
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line(self, path: Path) -> int:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+    def error(self, path: Path, message: str) -> ConfigError:
+        return ConfigError(message, self.file, self.line(path), format_path(path))
+
+
+def format_path(path: Path) -> str:
+    """('records', 'www', 'A', 1) -> 'records.www.A[1]'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    value = node.value
+    if node.style is not None:  # quoted or block scalars are always strings
+        return value
+    if value in _NULL:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if _INT.fullmatch(value):
+        return int(value)
+    if _FLOAT.fullmatch(value):
+        return float(value)
+    return value
+
+
+def load_yaml(text: str, file: str) -> Document:
+    """Parse `text`; raise ConfigError naming file and line on a syntax error or duplicate key."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"YAML syntax: {exc.problem or exc}", file, line) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax: {exc}", file) from exc
+    doc = Document(file, None)
+    if node is None:
+        return doc
+    doc.data = _build(node, (), doc)
+    return doc
+
+
+def _build(node: yaml.Node, path: Path, doc: Document) -> Any:
+    doc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), doc) for i, item in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    "mapping keys must be plain strings", doc.file, key_node.start_mark.line + 1
+                )
+            key = key_node.value  # keys are names: `NO`, `1` and `true` stay as written
+            child = (*path, key)
+            if key in out:
+                raise ConfigError(
+                    f"duplicate key {key!r}",
+                    doc.file,
+                    key_node.start_mark.line + 1,
+                    format_path(child),
+                )
+            doc.lines[child] = key_node.start_mark.line + 1
+            out[key] = _build(value_node, child, doc)
+        return out
+    raise ConfigError(f"unsupported YAML node {node.tag}", doc.file, node.start_mark.line + 1)
