@@ -164,16 +164,19 @@ class Answerer:
         self.dropped = 0
         self.errors = 0
 
-    def udp_handler(self) -> Callable[[bytes], bytes | None]:
-        """The UDP hot path as a closure: the exact-query cache first, then `answer`."""
-        cache_get = self._exact[UDP].get
+    def handler(self, transport: str) -> Callable[[bytes, tuple], bytes | None]:
+        """The hot path for one transport as a closure: the exact-query cache, then `_answer`.
+
+        The peer address is unused until answers depend on the client (geo routing).
+        """
+        cache_get = self._exact[transport].get
         answer = self._answer
 
-        def handle(data: bytes) -> bytes | None:
+        def handle(data: bytes, addr: tuple) -> bytes | None:
             tail = cache_get(data[2:])
             if tail is not None:
                 return data[:2] + tail
-            return answer(data, UDP)
+            return answer(data, transport)
 
         return handle
 

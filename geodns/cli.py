@@ -1,0 +1,190 @@
+"""The `geodns` command: serve, check, import, export."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from importlib import resources
+from pathlib import Path
+
+from geodns import __version__
+from geodns.errors import ConfigError, ConfigErrors, GeodnsError
+from geodns.zones.loader import load_zone_file, load_zones
+
+log = logging.getLogger("geodns")
+
+EXIT_CONFIG = 2  # invalid zones or arguments, as argparse does for usage errors
+
+
+def _embedded_zones() -> Path:
+    return Path(str(resources.files("geodns") / "example"))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geodns", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"geodns {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info); logs go to stderr, one line per event",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer DNS queries for the zones")
+    serve.add_argument(
+        "--zones", help="zone directory or file (default: ./zones, else the embedded example zone)"
+    )
+    serve.add_argument(
+        "--listen",
+        action="append",
+        metavar="HOST:PORT",
+        help="address to answer on, UDP and TCP; repeatable "
+        "(default: 127.0.0.1:5300; IPv6 as [::1]:5300)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port with SO_REUSEPORT (default: 1)",
+    )
+    serve.add_argument(
+        "--udp-size",
+        type=int,
+        default=1232,
+        help="EDNS UDP payload size to advertise and send up to (default: 1232)",
+    )
+    serve.add_argument(
+        "--server-id",
+        default=None,
+        help="answer to NSID and CH TXT id.server (default: the host name)",
+    )
+    serve.add_argument(
+        "--tcp-idle-timeout",
+        type=float,
+        default=10.0,
+        help="seconds before an idle TCP connection is closed (default: 10)",
+    )
+    serve.add_argument(
+        "--tcp-max-connections",
+        type=int,
+        default=1000,
+        help="open TCP connections per worker (default: 1000)",
+    )
+
+    check = sub.add_parser("check", help="validate zone files")
+    check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
+
+    imp = sub.add_parser("import", help="convert an RFC 1035 master file to a geodns YAML zone")
+    imp.add_argument("file", help="master file (BIND, NSD or Knot format)")
+    imp.add_argument("--origin", help="zone origin when the file has no $ORIGIN")
+
+    exp = sub.add_parser("export", help="write a zone's static records as an RFC 1035 master file")
+    exp.add_argument("file", help="geodns YAML zone file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return {"serve": _serve, "check": _check, "import": _import, "export": _export}[
+            args.command
+        ](args)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    except GeodnsError as exc:
+        print(f"geodns: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from geodns.server.answer import ServerOptions
+    from geodns.server.run import ServeConfig, run
+    from geodns.server.sockets import parse_listen
+
+    if args.workers < 1:
+        raise GeodnsError("--workers must be at least 1")
+    if not 512 <= args.udp_size <= 65535:
+        raise GeodnsError("--udp-size must be between 512 and 65535")
+    if args.zones:
+        zones_path = Path(args.zones)
+        if not zones_path.exists():
+            raise GeodnsError(f"--zones {args.zones}: no such file or directory")
+    elif Path("zones").is_dir():
+        zones_path = Path("zones")
+    else:
+        zones_path = _embedded_zones()
+        log.warning("no ./zones directory: serving the embedded example zone from %s", zones_path)
+    zones = load_zones([zones_path])
+    for zone in zones.zones.values():
+        log.info(
+            "loaded zone %s from %s (%d names, %d services)",
+            zone.origin,
+            zone.file,
+            len(zone.nodes),
+            len(zone.services),
+        )
+    listen = [parse_listen(x) for x in (args.listen or ["127.0.0.1:5300"])]
+    server_id = socket.gethostname() if args.server_id is None else args.server_id
+    config = ServeConfig(
+        zones=zones,
+        listen=listen,
+        workers=args.workers,
+        options=ServerOptions(udp_size=args.udp_size, server_id=server_id),
+        tcp_idle_timeout=args.tcp_idle_timeout,
+        tcp_max_connections=args.tcp_max_connections,
+    )
+    try:
+        return run(config)
+    except OSError as exc:
+        raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _check(args: argparse.Namespace) -> int:
+    paths = args.paths or ["zones"]
+    zones = load_zones(paths)
+    for zone in zones.zones.values():
+        rrsets = sum(len(node) for node in zone.nodes.values())
+        print(
+            f"{zone.file}: zone {zone.origin} ok ({rrsets} RRsets, {len(zone.services)} services)"
+        )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from geodns.zones.masterfile import import_master_file
+
+    try:
+        text = import_master_file(args.file, args.origin)
+    except ConfigError as exc:
+        if isinstance(exc, ConfigErrors):
+            raise
+        raise ConfigErrors([exc]) from exc
+    sys.stdout.write(text)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from geodns.zones.masterfile import export_master_file
+
+    zone = load_zone_file(args.file)
+    sys.stdout.write(export_master_file(zone))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
