@@ -1,0 +1,141 @@
+"""Shared fixtures: start the real `geodns serve` on loopback ports and wait until it listens."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_ZONES = ROOT / "zones"
+_LISTENING = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?):(\d+)")
+REQUIRE_TOOLS = os.environ.get("GEODNS_REQUIRE_TOOLS") == "1"
+
+
+@dataclass
+class ServerProcess:
+    """A running `geodns serve` child process and what it printed."""
+
+    proc: subprocess.Popen[str]
+    ports: dict[str, int] = field(default_factory=dict)  # "127.0.0.1" / "::1" -> port
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.ports["127.0.0.1"]
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def udp(
+        self, query: dns.message.Message, host: str = "127.0.0.1", timeout: float = 2.0
+    ) -> dns.message.Message:
+        return dns.query.udp(
+            query, host, port=self.ports[host], timeout=timeout, ignore_unexpected=True
+        )
+
+    def tcp(
+        self, query: dns.message.Message, host: str = "127.0.0.1", timeout: float = 2.0
+    ) -> dns.message.Message:
+        return dns.query.tcp(query, host, port=self.ports[host], timeout=timeout)
+
+
+@contextlib.contextmanager
+def running_server(
+    zones: Path | str = EXAMPLE_ZONES,
+    *args: str,
+    listen: tuple[str, ...] = ("127.0.0.1:0", "[::1]:0"),
+    startup_timeout: float = 15.0,
+) -> Iterator[ServerProcess]:
+    """Start `geodns serve` on loopback port 0 and yield once every address listens."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "geodns",
+        "--log-level",
+        "debug",
+        "serve",
+        "--zones",
+        str(zones),
+        "--server-id",
+        "test-ns1",
+    ]
+    for addr in listen:
+        cmd += ["--listen", addr]
+    cmd += list(args)
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT
+    )
+    server = ServerProcess(proc)
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            server.lines.append(line.rstrip("\n"))
+            m = _LISTENING.search(line)
+            if m:
+                server.ports[m.group(1).strip("[]")] = int(m.group(2))
+                if len(server.ports) == len(listen):
+                    ready.set()
+        ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        if not ready.wait(startup_timeout) or len(server.ports) != len(listen):
+            raise RuntimeError(f"geodns did not start:\n{server.log()}")
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    """The example zone, served for the whole session (tests must not change its state)."""
+    with running_server() as srv:
+        yield srv
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool; skipped locally when missing, failed in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if REQUIRE_TOOLS:
+            pytest.fail(f"{name} is required (GEODNS_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} not installed (apt-get install bind9-dnsutils knot-dnsutils)")
+    return path
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
+    """Poll `predicate` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
