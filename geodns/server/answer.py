@@ -43,7 +43,9 @@ FLAG_AA = 0x0400
 FLAG_TC = 0x0200
 FLAG_RD = 0x0100
 FLAG_CD = 0x0010
-_COPIED_FLAGS = FLAG_RD | FLAG_CD  # RFC 1035 4.1.1 (RD), RFC 6840 5.9 (CD)
+MASK_OPCODE = 0x7800
+# Echoed from the query: opcode and RD (RFC 1035 4.1.1), CD (RFC 6840 5.9).
+_COPIED_FLAGS = MASK_OPCODE | FLAG_RD | FLAG_CD
 
 UDP = "udp"
 TCP = "tcp"
@@ -254,7 +256,7 @@ class Answerer:
             reply = (
                 HEADER.pack(
                     qid,
-                    FLAG_QR | (qflags & (_COPIED_FLAGS | 0x7800)) | prepared.flags,
+                    FLAG_QR | (qflags & _COPIED_FLAGS) | prepared.flags,
                     0,
                     0,
                     0,
@@ -284,9 +286,7 @@ class Answerer:
         if len(data) < 12:
             return None
         qid, flags = struct.unpack_from("!HH", data)
-        return HEADER.pack(
-            qid, FLAG_QR | (flags & (_COPIED_FLAGS | 0x7800)) | prepared.flags, 0, 0, 0, 0
-        )
+        return HEADER.pack(qid, FLAG_QR | (flags & _COPIED_FLAGS) | prepared.flags, 0, 0, 0, 0)
 
     def _prepared_for(self, qname_key: bytes, qtype: int, qclass: int) -> Prepared:
         key = (qname_key, qtype, qclass)

@@ -44,16 +44,9 @@ def install_event_loop() -> str:
 
 def run(config: ServeConfig) -> int:
     """Serve until stopped; returns the process exit code."""
+    # Until each worker's loop takes over, SIGTERM stops it like Ctrl-C: cleanly, exit 0.
+    signal.signal(signal.SIGTERM, _interrupt)
     sets = bind_all(config.listen, config.workers)
-    for addr, udp in zip(config.listen, sets[0].udp, strict=True):
-        host, port = udp.getsockname()[:2]
-        bound = ListenAddress(host, port)
-        log.info(
-            "listening on %s (udp, tcp)%s",
-            bound,
-            f" with {config.workers} workers" if config.workers > 1 else "",
-        )
-        del addr
     children: list[int] = []
     for index in range(1, config.workers):
         pid = os.fork()
@@ -81,6 +74,10 @@ def run(config: ServeConfig) -> int:
                 os.waitpid(pid, 0)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _die_with_parent() -> None:
     # A worker must not outlive the parent (kill -9 of the parent included).
     if sys.platform.startswith("linux"):
@@ -94,11 +91,16 @@ def _serve_worker(config: ServeConfig, sockets: SocketSet, index: int) -> int:
     if index == 0:
         log.info("event loop: %s", loop_name)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, sockets))
+        asyncio.run(serve(config, sockets, announce=index == 0))
     return 0
 
 
-async def serve(config: ServeConfig, sockets: SocketSet, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: ServeConfig,
+    sockets: SocketSet,
+    stop: asyncio.Event | None = None,
+    announce: bool = True,
+) -> None:
     """Serve `sockets` until `stop` is set or SIGINT/SIGTERM arrives."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -118,6 +120,11 @@ async def serve(config: ServeConfig, sockets: SocketSet, stop: asyncio.Event | N
     for sock in sockets.tcp:
         server = await loop.create_server(lambda: TCPConnection(tcp_state), sock=sock)
         servers.append(server)
+    if announce:
+        workers = f" with {config.workers} workers" if config.workers > 1 else ""
+        for udp in sockets.udp:
+            host, port = udp.getsockname()[:2]
+            log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
     await stop.wait()
     log.info("shutting down")
     for server in servers:
