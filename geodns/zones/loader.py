@@ -130,7 +130,7 @@ class _ZoneBuilder:
         self.service_paths: dict[dns.name.Name, Path] = {}
 
     def fail(self) -> ConfigErrors:
-        return ConfigErrors(self.err.errors)
+        return ConfigErrors(sorted(self.err.errors, key=lambda e: e.line))
 
     def build(self) -> Zone:
         data = self.doc.data
@@ -143,7 +143,7 @@ class _ZoneBuilder:
             self.err.add(("zone",), "missing zone origin, e.g. `zone: example.com`")
             raise self.fail()
         try:
-            self.origin = dns.name.from_text(origin.strip())
+            self.origin = dns.name.from_text(origin.strip()).canonicalize()
         except dns.exception.DNSException as exc:
             self.err.add(("zone",), f"{origin!r} is not a domain name: {exc}")
             raise self.fail() from None
@@ -218,7 +218,7 @@ class _ZoneBuilder:
         if name is not None and not name.is_subdomain(self.origin):
             self.err.add(path, f"{name.to_text()} is outside the zone {self.origin.to_text()}")
             return None
-        return name
+        return None if name is None else name.canonicalize()
 
     # --- SOA and apex NS --------------------------------------------------------------
 
@@ -532,6 +532,7 @@ class _ZoneBuilder:
                 _, rdatas, path = node[RT.CNAME]
                 if owner == self.origin:
                     self.err.add(path, "CNAME is not allowed at the zone apex (RFC 1912 2.4)")
+                    continue
                 others = [t.name for t in node if t not in (RT.CNAME, RT.RRSIG, RT.NSEC)]
                 if others:
                     self.err.add(
