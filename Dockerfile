@@ -1,0 +1,18 @@
+# geodns: `docker build -t geodns . && docker run -p 53:53/udp -p 53:53/tcp geodns`
+# Mount your zones over /etc/geodns/zones (-v $PWD/zones:/etc/geodns/zones:ro).
+FROM python:3.11-slim
+
+RUN useradd --system --home /var/lib/geodns --shell /usr/sbin/nologin geodns
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY geodns ./geodns
+RUN pip install --no-cache-dir . && rm -rf /src
+# zones/example.com.yaml is a symlink to this file: copy the file itself.
+COPY geodns/example/example.com.yaml /etc/geodns/zones/example.com.yaml
+
+USER geodns
+EXPOSE 53/udp 53/tcp
+# Port 53 as a non-root user: Docker (20.10+) sets net.ipv4.ip_unprivileged_port_start=0
+# inside the container's network namespace, so no capability is needed.
+ENTRYPOINT ["geodns"]
+CMD ["serve", "--zones", "/etc/geodns/zones", "--listen", "0.0.0.0:53", "--workers", "2"]
