@@ -11,7 +11,8 @@ from pathlib import Path
 
 from geodns import __version__
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
-from geodns.zones.loader import load_zone_file, load_zones
+from geodns.zones.loader import build_zone, load_zone_file, load_zones
+from geodns.zones.yamlsource import load_yaml
 
 log = logging.getLogger("geodns")
 
@@ -174,6 +175,13 @@ def _import(args: argparse.Namespace) -> int:
         if isinstance(exc, ConfigErrors):
             raise
         raise ConfigErrors([exc]) from exc
+    # A master file can hold what geodns refuses (data under a delegation, CNAME and other
+    # data together): say so now rather than write a zone that `serve` would reject.
+    try:
+        build_zone(load_yaml(text, f"{args.file} (as YAML)"))
+    except ConfigErrors as exc:
+        print(f"{args.file}: the imported zone does not validate:", file=sys.stderr)
+        raise exc from None
     sys.stdout.write(text)
     return 0
 

@@ -35,6 +35,8 @@ REGION_KEYS = {"location", "addresses"}
 
 # Types that only exist in messages, never in a zone.
 META_TYPES = {RT.OPT, RT.TSIG, RT.TKEY, RT.IXFR, RT.AXFR, RT.MAILA, RT.MAILB, RT.ANY, RT.NONE}
+# Signatures and denial records come from signing, which geodns does not do (yet).
+DNSSEC_SIGNED_TYPES = {RT.RRSIG, RT.SIG, RT.NSEC, RT.NSEC3, RT.NXT}
 # Names in the data of these types are written like owner names (see README: "Names").
 NAME_TYPES = {RT.CNAME, RT.NS, RT.PTR, RT.DNAME}
 
@@ -55,6 +57,7 @@ def load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
 
     Raises ConfigErrors with every problem in every file when anything is wrong.
     """
+    paths = list(paths)
     files = list(zone_files(paths))
     errors: list[ConfigError] = []
     zones: dict[dns.name.Name, Zone] = {}
@@ -318,6 +321,13 @@ class _ZoneBuilder:
             if rdtype in META_TYPES:
                 self.err.add(tpath, f"{type_text} is not a record type a zone can hold")
                 continue
+            if rdtype in DNSSEC_SIGNED_TYPES:
+                self.err.add(
+                    tpath,
+                    f"{type_text} records come from DNSSEC signing, which geodns "
+                    "does not do: remove them",
+                )
+                continue
             if owner == self.origin and rdtype in (RT.SOA, RT.NS):
                 key = "soa" if rdtype == RT.SOA else "ns"
                 self.err.add(tpath, f"the apex {type_text} goes in the top-level `{key}:` key")
@@ -330,9 +340,7 @@ class _ZoneBuilder:
             if isinstance(spec, dict) and "values" in spec:
                 ttl, values = self.ttl_and_values(tpath, spec)
                 ttl = ttl if "ttl" in spec else owner_ttl
-            if not isinstance(values, list) or (
-                rdtype == RT.TXT and _is_string_list(values) and len(values) == 0
-            ):
+            if not isinstance(values, list):
                 values = [values]
             if not values:
                 self.err.add(tpath, "no values")
@@ -383,9 +391,11 @@ class _ZoneBuilder:
     def address(self, path: Path, value: Any, version: int) -> dns.rdata.Rdata | None:
         family = "IPv4" if version == 4 else "IPv6"
         try:
-            ip = ipaddress.ip_address(str(value).strip()) if isinstance(value, str) else None
+            ip = ipaddress.ip_address(value.strip()) if isinstance(value, str) else None
         except ValueError:
             ip = None
+        if ip is not None and "%" in str(ip):
+            ip = None  # a scope ID (fe80::1%eth0) means nothing to other hosts
         if ip is None or ip.version != version:
             self.err.add(path, f"{value!r} is not an {family} address")
             return None
@@ -395,8 +405,15 @@ class _ZoneBuilder:
         # A string is one record; a list of strings is one record of several strings.
         parts = value if isinstance(value, list) else [value]
         chunks: list[bytes] = []
+        if not parts:
+            self.err.add(path, "an empty TXT record: give at least one string")
+            return None
         for part in parts:
-            if isinstance(part, bool) or not isinstance(part, str | int | float):
+            if isinstance(part, float):
+                # YAML reads 1.10 as 1.1: the text would change silently.
+                self.err.add(path, f"{part!r} reads as a number: quote it to keep the text")
+                return None
+            if isinstance(part, bool) or not isinstance(part, str | int):
                 self.err.add(path, f"{part!r} is not text")
                 return None
             raw = str(part).encode("utf-8")
@@ -410,6 +427,8 @@ class _ZoneBuilder:
         self, path: Path, rdtype: RT, value: Any, spec: list[tuple[str, str]]
     ) -> dns.rdata.Rdata | None:
         names = [n for n, _ in spec]
+        if isinstance(value, str) and rdtype == RT.CAA:
+            return self.presentation(path, rdtype, value)  # no names in it: as a master file has it
         if isinstance(value, str):
             tokens = value.split(None, len(spec) - 1)
             if len(tokens) != len(spec):
@@ -421,8 +440,6 @@ class _ZoneBuilder:
             for name, kind in spec:
                 if kind.startswith("int") and value[name].isdigit():
                     value[name] = int(value[name])
-                if kind == "quoted":
-                    value[name] = value[name].strip().strip('"')
         if not isinstance(value, dict):
             self.err.add(path, f"must be a string or a mapping with {', '.join(names)}")
             return None
@@ -506,7 +523,10 @@ class _ZoneBuilder:
         good = []
         for i, text in enumerate(addresses):
             try:
-                good.append(str(ipaddress.ip_address(str(text).strip())))
+                ip = ipaddress.ip_address(str(text).strip())
+                if "%" in str(ip):
+                    raise ValueError("scope ID")
+                good.append(str(ip))
             except ValueError:
                 self.err.add((*path, "addresses", i), f"{text!r} is not an IP address")
         lat = lon = None
@@ -598,7 +618,3 @@ class _ZoneBuilder:
             existing=frozenset(existing),
             delegations=cuts,
         )
-
-
-def _is_string_list(values: list[Any]) -> bool:
-    return all(isinstance(v, str) for v in values)
