@@ -41,9 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (default: info); logs go to stderr, one line per event",
     )
+    # Also accepted after the command (`geodns serve --log-level debug`), as operators type it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["debug", "info", "warning", "error"],
+        help=argparse.SUPPRESS,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="answer DNS queries for the zones")
+    serve = sub.add_parser("serve", parents=[common], help="answer DNS queries for the zones")
     serve.add_argument(
         "--zones", help="zone directory or file (default: ./zones, else the embedded example zone)"
     )
@@ -84,14 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="open TCP connections per worker (default: 1000)",
     )
 
-    check = sub.add_parser("check", help="validate zone files")
+    check = sub.add_parser("check", parents=[common], help="validate zone files")
     check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
 
-    imp = sub.add_parser("import", help="convert an RFC 1035 master file to a geodns YAML zone")
+    imp = sub.add_parser(
+        "import", parents=[common], help="convert an RFC 1035 master file to a geodns YAML zone"
+    )
     imp.add_argument("file", help="master file (BIND, NSD or Knot format)")
     imp.add_argument("--origin", help="zone origin when the file has no $ORIGIN")
 
-    exp = sub.add_parser("export", help="write a zone's static records as an RFC 1035 master file")
+    exp = sub.add_parser(
+        "export", parents=[common], help="write a zone's static records as an RFC 1035 master file"
+    )
     exp.add_argument("file", help="geodns YAML zone file")
     return parser
 
