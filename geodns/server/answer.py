@@ -273,14 +273,18 @@ class Answerer:
             key = (edns.do, edns.nsid, ext_rcode)
             opt = self._opt_cache.get(key)
             if opt is None:
-                options = nsid_option(self._server_id) if edns.nsid else b""
+                options = self._nsid(edns)
                 opt = build_opt(self.options.udp_size, edns.do, ext_rcode, options)
                 self._opt_cache[key] = opt
             return opt
-        options = nsid_option(self._server_id) if edns.nsid else b""
+        options = self._nsid(edns)
         # RFC 7871 7.2.1: scope 0 means "this answer is the same for every client".
         options += edns.ecs.to_option(scope_prefix=0)
         return build_opt(self.options.udp_size, edns.do, ext_rcode, options)
+
+    def _nsid(self, edns: Edns) -> bytes:
+        # With no server id configured there is nothing to identify: send no NSID at all.
+        return nsid_option(self._server_id) if edns.nsid and self._server_id else b""
 
     def _header_only(self, data: bytes, prepared: Prepared) -> bytes | None:
         if len(data) < 12:

@@ -1,0 +1,59 @@
+"""The answer function without sockets: bytes in, bytes out, and what the caches may not change."""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.rcode
+
+from geodns.server.answer import TCP, UDP, Answerer, Peer, ServerOptions
+from geodns.zones.loader import load_zones
+from tests.conftest import ROOT
+
+ZONES = load_zones([ROOT / "zones"])
+
+
+def ask(
+    answerer: Answerer, query: dns.message.Message, transport: str = UDP
+) -> dns.message.Message:
+    reply = answerer.answer(query.to_wire(), Peer("127.0.0.1", 5353, transport))
+    assert reply is not None
+    return dns.message.from_wire(reply)
+
+
+def test_cached_replies_keep_each_querys_id_and_case() -> None:
+    answerer = Answerer(ZONES)
+    for i, name in enumerate(["www.example.com", "www.example.com", "WWW.Example.COM"]):
+        query = dns.message.make_query(name, "A")
+        query.id = 1000 + i
+        reply = ask(answerer, query)
+        assert reply.id == 1000 + i
+        assert reply.question[0].name.to_text() == name + "."
+        assert reply.answer[0].name.to_text() == name + "."
+
+
+def test_udp_and_tcp_caches_are_separate() -> None:
+    answerer = Answerer(ZONES)
+    query = dns.message.make_query("www.example.com", "A", use_edns=False)
+    assert not ask(answerer, query, UDP).flags & dns.flags.TC
+    assert not ask(answerer, query, TCP).flags & dns.flags.TC
+
+
+def test_no_server_id_means_no_nsid_and_refused_id_server() -> None:
+    answerer = Answerer(ZONES, ServerOptions(server_id=""))
+    query = dns.message.make_query("www.example.com", "A", options=[dns.edns.NSIDOption(b"")])
+    assert not ask(answerer, query).options
+    chaos = dns.message.make_query("id.server", "TXT", rdclass="CH")
+    assert ask(answerer, chaos).rcode() == dns.rcode.REFUSED
+
+
+def test_a_bug_while_answering_is_servfail_not_a_crash(monkeypatch) -> None:
+    answerer = Answerer(ZONES)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(answerer, "_prepare", broken)
+    reply = ask(answerer, dns.message.make_query("www.example.com", "A"))
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert answerer.errors == 1
