@@ -132,7 +132,8 @@ def _encode_sections(
     msg.answer = list(answer)
     msg.authority = list(authority)
     msg.additional = list(additional)
-    wire = msg.to_wire(max_size=TCP_LIMIT)
+    # No shuffling: every node and worker must send the same bytes for the same question.
+    wire = msg.to_wire(max_size=TCP_LIMIT, want_shuffle=False)
     _, _, _, an, ns, ar = HEADER.unpack_from(wire)
     question_len = len(qname.to_wire()) + 4
     return wire[12 + question_len :], (an, ns, ar)
