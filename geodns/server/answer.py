@@ -30,6 +30,7 @@ from geodns.wire.edns import Edns, build_opt, nsid_option
 from geodns.wire.query import HEADER, QueryError, parse_query_untrusted
 from geodns.zones.lookup import Resolution, resolve
 from geodns.zones.model import ZoneSet
+from geodns.zones.wireindex import WireIndex
 
 log = logging.getLogger("geodns.answer")
 
@@ -145,6 +146,7 @@ def _bare(rcode: Rcode, authoritative: bool = False, cacheable: bool = True) -> 
 
 
 REFUSED = _bare(Rcode.REFUSED)
+_NXDOMAIN_FLAGS = FLAG_AA | Rcode.NXDOMAIN
 FORMERR = _bare(Rcode.FORMERR, cacheable=False)
 NOTIMP = _bare(Rcode.NOTIMP, cacheable=False)
 SERVFAIL = _bare(Rcode.SERVFAIL, cacheable=False)
@@ -163,6 +165,7 @@ class Answerer:
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
         self._exact: dict[str, dict[bytes, bytes]] = {UDP: {}, TCP: {}}
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
+        self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int], bytes] = {}
         self.dropped = 0
         self.errors = 0
@@ -297,6 +300,12 @@ class Answerer:
         key = (qname_key, qtype, qclass)
         prepared = self._prepared.get(key)
         if prepared is None:
+            if qclass == CLASS_IN and qtype not in (RT.AXFR, RT.IXFR):
+                # Random names (a water-torture flood) get an NXDOMAIN built from bytes,
+                # and stay out of this cache so that they cannot evict real answers.
+                body = self._wire_index.nxdomain_body(qname_key)
+                if body is not None:
+                    return Prepared(_NXDOMAIN_FLAGS, 0, body, (0, 1, 0), None, (0, 0, 0))
             prepared = self._prepare(qname_key, qtype, qclass)
             if len(self._prepared) >= PREPARED_CACHE_SIZE:
                 self._prepared.clear()
