@@ -17,7 +17,8 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
-from geodns.zones.model import Region, Service, Zone, ZoneSet
+from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
+from geodns.zones.services import build_service
 from geodns.zones.yamlsource import Document, Path, load_yaml
 
 IN = dns.rdataclass.IN
@@ -28,10 +29,8 @@ DEFAULT_TTL = 3600
 DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves caches quickly
 SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 604800, "minimum": 300}
 
-ZONE_KEYS = {"zone", "ttl", "soa", "ns", "records", "services"}
+ZONE_KEYS = {"zone", "ttl", "soa", "ns", "records", "services", "debug"}
 SOA_KEYS = {"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"}
-SERVICE_KEYS = {"ttl", "regions"}
-REGION_KEYS = {"location", "addresses"}
 
 # Types that only exist in messages, never in a zone.
 META_TYPES = {RT.OPT, RT.TSIG, RT.TKEY, RT.IXFR, RT.AXFR, RT.MAILA, RT.MAILB, RT.ANY, RT.NONE}
@@ -131,6 +130,7 @@ class _ZoneBuilder:
         self.data: dict[dns.name.Name, dict[RT, tuple[int, list[dns.rdata.Rdata], Path]]] = {}
         self.services: dict[dns.name.Name, Service] = {}
         self.service_paths: dict[dns.name.Name, Path] = {}
+        self.debug = False
 
     def fail(self) -> ConfigErrors:
         return ConfigErrors(sorted(self.err.errors, key=lambda e: e.line))
@@ -162,6 +162,10 @@ class _ZoneBuilder:
         else:
             for owner_text, rrsets in records.items():
                 self.build_owner(("records", owner_text), owner_text, rrsets)
+        self.debug = data.get("debug", False)
+        if not isinstance(self.debug, bool):
+            self.err.add(("debug",), "must be true or false")
+            self.debug = False
         services = data.get("services", {}) or {}
         if not isinstance(services, dict):
             self.err.add(("services",), "must be a mapping of service name -> service")
@@ -486,67 +490,27 @@ class _ZoneBuilder:
 
     # --- services ---------------------------------------------------------------------
 
+    def add_error(self, path: Path, message: str) -> None:
+        self.err.add(path, message)
+
     def build_service(self, path: Path, name_text: str, spec: Any) -> None:
         name = self.owner_name(path, name_text)
         if name is None:
             return
-        if not isinstance(spec, dict):
-            self.err.add(path, "must be a mapping with `regions`")
-            return
-        self.unknown_keys(path, spec, SERVICE_KEYS)
-        ttl = self.ttl_value(
-            (*path, "ttl"), spec.get("ttl", DEFAULT_SERVICE_TTL), DEFAULT_SERVICE_TTL
-        )
-        regions_spec = spec.get("regions")
-        if not isinstance(regions_spec, dict) or not regions_spec:
-            self.err.add((*path, "regions"), "a service needs at least one region")
-            return
-        regions = []
-        for region_name, rspec in regions_spec.items():
-            region = self.build_region((*path, "regions", region_name), region_name, rspec)
-            if region is not None:
-                regions.append(region)
-        self.services[name] = Service(name, ttl, tuple(regions))
-        self.service_paths[name] = path
-
-    def build_region(self, path: Path, name: str, spec: Any) -> Region | None:
-        if not isinstance(spec, dict):
-            self.err.add(path, "must be a mapping with `addresses` and `location`")
-            return None
-        self.unknown_keys(path, spec, REGION_KEYS)
-        addresses = spec.get("addresses")
-        if isinstance(addresses, str):
-            addresses = [addresses]
-        if not isinstance(addresses, list) or not addresses:
-            self.err.add((*path, "addresses"), "a region needs at least one address")
-            return None
-        good = []
-        for i, text in enumerate(addresses):
-            try:
-                ip = ipaddress.ip_address(str(text).strip())
-                if "%" in str(ip):
-                    raise ValueError("scope ID")
-                good.append(str(ip))
-            except ValueError:
-                self.err.add((*path, "addresses", i), f"{text!r} is not an IP address")
-        lat = lon = None
-        location = spec.get("location")
-        if location is not None:
-            if not isinstance(location, dict) or set(location) != {"lat", "lon"}:
-                self.err.add((*path, "location"), "must be {lat: DEGREES, lon: DEGREES}")
-            else:
-                lat, lon = location["lat"], location["lon"]
-                for key, limit in (("lat", 90), ("lon", 180)):
-                    v = location[key]
-                    if isinstance(v, bool) or not isinstance(v, int | float) or abs(v) > limit:
-                        self.err.add(
-                            (*path, "location", key), f"{v!r} is not a {key} (-{limit} to {limit})"
-                        )
-        return Region(str(name), tuple(good), lat, lon)
+        service = build_service(self, path, name, spec)
+        if service is not None:
+            self.services[name] = service
+            self.service_paths[name] = path
 
     # --- the tree as a whole ------------------------------------------------------------
 
     def check_tree(self) -> None:
+        self.service_owned = {}
+        for service in self.services.values():
+            self.service_owned[srv_name(service)] = f"SRV name of service {service.key}"
+            for region in service.regions:
+                host = region_host(service, region.name)
+                self.service_owned[host] = f"host name of region {region.name} of {service.key}"
         for owner, node in self.data.items():
             if RT.CNAME in node:
                 _, rdatas, path = node[RT.CNAME]
@@ -562,6 +526,10 @@ class _ZoneBuilder:
                     )
                 if len(rdatas) > 1:
                     self.err.add(path, "a name can have only one CNAME")
+            taken = self.service_owned.get(owner)
+            if taken is not None:
+                _, _, path = next(iter(node.values()))
+                self.err.add(path, f"{owner} is the {taken}: a service's names are its own")
             if owner in self.services:
                 self.err.add(
                     self.service_paths[owner],
@@ -600,8 +568,20 @@ class _ZoneBuilder:
                     frozen[rdtype] = dns.rrset.from_rdata_list(owner, ttl, rdatas)
             if frozen:
                 nodes[owner] = frozen
+        # Each region gets a host name under its service (us-east-1.inference.example.com),
+        # the targets of the service's SRV RRset and a way to reach one region by name.
+        for service in self.services.values():
+            for region in service.regions:
+                host = region_host(service, region.name)
+                node = nodes.setdefault(host, {})
+                for rdtype, addresses in ((RT.A, region.ipv4), (RT.AAAA, region.ipv6)):
+                    if addresses:
+                        node[rdtype] = dns.rrset.from_text_list(
+                            host, service.ttl, "IN", rdtype.name, list(addresses)
+                        )
         existing: set[dns.name.Name] = set()
-        for owner in [*nodes, *self.services]:
+        dynamic = [*self.services, *(srv_name(s) for s in self.services.values())]
+        for owner in [*nodes, *dynamic]:
             name = owner
             while name not in existing:
                 existing.add(name)
@@ -615,6 +595,7 @@ class _ZoneBuilder:
             soa=nodes[self.origin][RT.SOA],
             nodes=nodes,
             services=dict(self.services),
+            debug=self.debug,
             existing=frozenset(existing),
             delegations=cuts,
         )

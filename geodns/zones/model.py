@@ -20,15 +20,84 @@ class Region:
     addresses: tuple[str, ...]
     lat: float | None = None
     lon: float | None = None
+    jurisdiction: str | None = None  # a label for people (e.g. "EU"); rules name regions
+
+    @property
+    def ipv4(self) -> tuple[str, ...]:
+        return tuple(a for a in self.addresses if ":" not in a)
+
+    @property
+    def ipv6(self) -> tuple[str, ...]:
+        return tuple(a for a in self.addresses if ":" in a)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMatch:
+    """Which clients a residency rule holds: by continent, country list or named group."""
+
+    continents: frozenset[str] = frozenset()
+    countries: frozenset[str] = frozenset()
+    description: str = ""
+
+    def matches(self, country: str | None, continent: str | None) -> bool:
+        return (country is not None and country in self.countries) or (
+            continent is not None and continent in self.continents
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResidencyRule:
+    """Clients matching `clients` are answered only from `regions`, or not at all."""
+
+    clients: ClientMatch
+    regions: tuple[str, ...]
+    when_none: str = "refuse"  # refuse | servfail | nodata: nothing allowed is healthy
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """GPU utilization watermarks: shed a growing share between them, none above `high`."""
+
+    low: float = 0.75
+    high: float = 0.92
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A name answered with the addresses of its regions rather than from static records."""
+    """A name answered with the best regions for each client rather than from static records."""
 
     name: Name
     ttl: int
     regions: tuple[Region, ...]
+    answers: int = 1
+    port: int = 443
+    default_order: tuple[str, ...] = ()
+    capacity: Capacity = Capacity()
+    residency: tuple[ResidencyRule, ...] = ()
+    when_all_down: str = "answer_all"  # answer_all | servfail
+    latency: str | None = "default"  # "default" (shipped table), a file path, or None
+
+    @property
+    def key(self) -> str:
+        """The service's name as state files and the API write it: `inference.example.com`."""
+        return self.name.to_text(omit_final_dot=True)
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(name)
+
+
+def region_host(service: Service, region: str) -> Name:
+    """us-east-1.inference.example.com: one region of a service, by name."""
+    return dns.name.Name((region.lower().encode(), *service.name.labels))
+
+
+def srv_name(service: Service) -> Name:
+    """_inference._tcp.example.com: the service's regions in this client's order (RFC 2782)."""
+    first, *rest = service.name.labels
+    return dns.name.Name((b"_" + first, b"_tcp", *rest))
 
 
 @dataclass(frozen=True)
@@ -45,6 +114,7 @@ class Zone:
     soa: dns.rrset.RRset
     nodes: dict[Name, dict[RdataType, dns.rrset.RRset]]
     services: dict[Name, Service] = field(default_factory=dict)
+    debug: bool = False  # TXT queries for service names explain the decision
     existing: frozenset[Name] = frozenset()
     delegations: frozenset[Name] = frozenset()
 

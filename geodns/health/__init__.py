@@ -1,0 +1,1 @@
+"""Region health: immutable state snapshots that the DNS path reads without locks."""

@@ -1,0 +1,1 @@
+"""Routing: pure steps from (client, service, state) to an ordered list of regions."""

@@ -1,0 +1,41 @@
+"""Step 3, capacity: shed clients from busy regions, by a stable hash of the client network."""
+
+from __future__ import annotations
+
+from geodns.routing.context import Narrowed, RouteContext, names, stable_fraction
+from geodns.zones.model import Region
+
+
+def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
+    """Below `low` a region keeps all its clients; between `low` and `high` it sheds the
+    fraction (u - low) / (high - low) of client networks, which go behind the others;
+    above `high` it takes none, unless every region is above `high`."""
+    low, high = ctx.service.capacity.low, ctx.service.capacity.high
+    key = ctx.service.key
+    network = str(ctx.client.network)
+    kept: list[Region] = []
+    shed: list[Region] = []
+    full: list[Region] = []
+    notes = []
+    for region in regions:
+        u = ctx.state.get(key, region.name).utilization
+        if u is None or u <= low:
+            kept.append(region)
+        elif u >= high:
+            full.append(region)
+            notes.append(f"{region.name} full ({u:.0%} >= {high:.0%})")
+        else:
+            share = (u - low) / (high - low)
+            if stable_fraction(network, key, region.name) < share:
+                shed.append(region)
+                notes.append(f"{region.name} sheds this network ({u:.0%}: {share:.0%} shed)")
+            else:
+                kept.append(region)
+    if not kept and not shed:
+        return Narrowed(regions, f"every region is full: answering all ({'; '.join(notes)})")
+    if not notes:
+        return Narrowed(regions, "no region is busy")
+    result = tuple(kept + shed)
+    return Narrowed(
+        result, f"kept {names(result)}: {'; '.join(notes)}", demoted=frozenset(r.name for r in shed)
+    )

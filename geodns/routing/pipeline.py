@@ -1,0 +1,89 @@
+"""route(client, service, state) -> Decision: the steps in order, each one's reason kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from geodns.health.state import StateSnapshot
+from geodns.routing import capacity, health, order, residency
+from geodns.routing.context import Narrowed, RouteContext
+from geodns.routing.select import select
+from geodns.zones.model import Region, Service
+
+if TYPE_CHECKING:
+    from geodns.geo.latency import LatencyTable
+    from geodns.geo.locate import Client
+
+Step = Callable[[tuple[Region, ...], RouteContext], Narrowed]
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("residency", residency.narrow),
+    ("health", health.narrow),
+    ("capacity", capacity.narrow),
+    ("order", order.narrow),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step: str
+    kept: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The ordered regions for one client network, or the outcome that replaced them."""
+
+    service: Service
+    client: Client
+    regions: tuple[Region, ...]
+    steps: tuple[StepRecord, ...]
+    outcome: str | None = None  # refuse | servfail | nodata, when failing closed
+
+    @property
+    def scope_prefix(self) -> int:
+        """ECS scope: the client network the decision holds for; 0 when it can't differ."""
+        if len(self.service.regions) <= 1:
+            return 0
+        return self.client.network.prefixlen
+
+    def select(self, family: int) -> tuple[tuple[Region, tuple[str, ...]], ...]:
+        return select(self.regions, self.service.answers, family)
+
+    def explain_lines(self) -> list[str]:
+        record = self.client.record
+        where = "unknown location"
+        if record is not None:
+            where = (
+                ", ".join(x for x in (record.country, record.continent, record.subdivision) if x)
+                or where
+            )
+        lines = [f"client {self.client.address} in network {self.client.network} ({where})"]
+        lines += [f"{s.step}: {s.reason}" for s in self.steps]
+        if self.outcome is not None:
+            lines.append(f"answer: {self.outcome}")
+        else:
+            for family, rdtype in ((4, "A"), (6, "AAAA")):
+                chosen = self.select(family)
+                text = "; ".join(f"{r.name} {' '.join(a)}" for r, a in chosen) or "NODATA"
+                lines.append(f"select {rdtype}: {text}")
+        return lines
+
+
+def route(
+    client: Client, service: Service, state: StateSnapshot, latency: LatencyTable | None = None
+) -> Decision:
+    ctx = RouteContext(client, service, state, latency)
+    regions = service.regions
+    records = []
+    for name, step in STEPS:
+        out = step(regions, ctx)
+        records.append(StepRecord(name, tuple(r.name for r in out.regions), out.reason))
+        if out.rule is not None or out.demoted:
+            ctx = replace(ctx, rule=out.rule or ctx.rule, demoted=out.demoted or ctx.demoted)
+        if out.outcome is not None:
+            return Decision(service, client, (), tuple(records), out.outcome)
+        regions = out.regions
+    return Decision(service, client, regions, tuple(records))

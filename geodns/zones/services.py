@@ -1,0 +1,268 @@
+"""The `services:` section of a zone file: regions, residency, capacity, order, validated."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Protocol
+
+import dns.name
+
+from geodns.errors import ConfigError
+from geodns.zones.model import Capacity, ClientMatch, Region, ResidencyRule, Service
+from geodns.zones.yamlsource import Path
+
+DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves resolver caches quickly
+SERVICE_KEYS = {
+    "ttl",
+    "answers",
+    "port",
+    "regions",
+    "default_order",
+    "capacity",
+    "residency",
+    "when_all_down",
+    "latency",
+}
+REGION_KEYS = {"location", "addresses", "jurisdiction"}
+RULE_KEYS = {"clients", "regions", "when_none"}
+CLIENT_KEYS = {"continent", "countries", "group"}
+CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+WHEN_NONE = ("refuse", "servfail", "nodata")
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+WHEN_ALL_DOWN = ("answer_all", "servfail")
+
+
+class Builder(Protocol):
+    """What the zone builder lends: error collection and value checks."""
+
+    def add_error(self, path: Path, message: str) -> None: ...
+    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: set[str]) -> None: ...
+    def ttl_value(self, path: Path, value: Any, default: int) -> int: ...
+    def int_value(self, path: Path, value: Any, low: int, high: int, what: str) -> int | None: ...
+
+
+def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Service | None:
+    if not isinstance(spec, dict):
+        b.add_error(path, "must be a mapping with `regions`")
+        return None
+    b.unknown_keys(path, spec, SERVICE_KEYS)
+    ttl = b.ttl_value((*path, "ttl"), spec.get("ttl", DEFAULT_SERVICE_TTL), DEFAULT_SERVICE_TTL)
+    answers = b.int_value((*path, "answers"), spec.get("answers", 1), 1, 16, "a count of regions")
+    port = b.int_value((*path, "port"), spec.get("port", 443), 1, 65535, "a port")
+    regions_spec = spec.get("regions")
+    if not isinstance(regions_spec, dict) or not regions_spec:
+        b.add_error((*path, "regions"), "a service needs at least one region")
+        return None
+    regions = []
+    for region_name, rspec in regions_spec.items():
+        region = _region(b, (*path, "regions", region_name), region_name, rspec)
+        if region is not None:
+            regions.append(region)
+    known = set(regions_spec)
+    default_order = _region_list(
+        b, (*path, "default_order"), spec.get("default_order", []), known, allow_empty=True
+    )
+    capacity = _capacity(b, (*path, "capacity"), spec.get("capacity", {}))
+    residency = _residency(b, (*path, "residency"), spec.get("residency", []), known)
+    when_all_down = spec.get("when_all_down", "answer_all")
+    if when_all_down not in WHEN_ALL_DOWN:
+        b.add_error(
+            (*path, "when_all_down"), f"{when_all_down!r} is not one of {', '.join(WHEN_ALL_DOWN)}"
+        )
+    latency = spec.get("latency", "default")
+    if latency is not None and (not isinstance(latency, str) or not latency):
+        b.add_error((*path, "latency"), "must be `default`, a file path, or null (no table)")
+        latency = None
+    if answers is None or port is None or capacity is None or residency is None:
+        return None
+    return Service(
+        name=name,
+        ttl=ttl,
+        regions=tuple(regions),
+        answers=answers,
+        port=port,
+        default_order=tuple(default_order or ()),
+        capacity=capacity,
+        residency=residency,
+        when_all_down=when_all_down,
+        latency=latency,
+    )
+
+
+def _region(b: Builder, path: Path, name: str, spec: Any) -> Region | None:
+    if not isinstance(spec, dict):
+        b.add_error(path, "must be a mapping with `addresses` and `location`")
+        return None
+    if not _LABEL.fullmatch(name):
+        # The region's name becomes a DNS label: us-east-1.inference.example.com.
+        b.add_error(path, f"region name {name!r} must be a DNS label (letters, digits, hyphens)")
+        return None
+    b.unknown_keys(path, spec, REGION_KEYS)
+    addresses = spec.get("addresses")
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    if not isinstance(addresses, list) or not addresses:
+        b.add_error((*path, "addresses"), "a region needs at least one address")
+        return None
+    good = []
+    for i, text in enumerate(addresses):
+        try:
+            ip = ipaddress.ip_address(str(text).strip())
+            if "%" in str(ip):
+                raise ValueError("scope ID")
+            good.append(str(ip))
+        except ValueError:
+            b.add_error((*path, "addresses", i), f"{text!r} is not an IP address")
+    lat = lon = None
+    location = spec.get("location")
+    if location is not None:
+        if not isinstance(location, dict) or set(location) != {"lat", "lon"}:
+            b.add_error((*path, "location"), "must be {lat: DEGREES, lon: DEGREES}")
+        else:
+            lat, lon = location["lat"], location["lon"]
+            for key, limit in (("lat", 90), ("lon", 180)):
+                v = location[key]
+                if isinstance(v, bool) or not isinstance(v, int | float) or abs(v) > limit:
+                    b.add_error(
+                        (*path, "location", key), f"{v!r} is not a {key} (-{limit} to {limit})"
+                    )
+                    lat = lon = None
+    jurisdiction = spec.get("jurisdiction")
+    if jurisdiction is not None and not isinstance(jurisdiction, str):
+        b.add_error((*path, "jurisdiction"), "must be a label such as EU or US")
+        jurisdiction = None
+    return Region(str(name), tuple(good), lat, lon, jurisdiction)
+
+
+def _region_list(
+    b: Builder, path: Path, value: Any, known: set[str], allow_empty: bool = False
+) -> list[str] | None:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or (not value and not allow_empty):
+        b.add_error(path, "must list region names of this service")
+        return None
+    names = []
+    for i, item in enumerate(value):
+        if item not in known:
+            b.add_error(
+                (*path, i),
+                f"unknown region {item!r} (this service has: {', '.join(sorted(known))})",
+            )
+        elif item in names:
+            b.add_error((*path, i), f"region {item!r} listed twice")
+        else:
+            names.append(item)
+    return names
+
+
+def _capacity(b: Builder, path: Path, spec: Any) -> Capacity | None:
+    if not isinstance(spec, dict):
+        b.add_error(path, "must be {low: RATIO, high: RATIO}")
+        return None
+    b.unknown_keys(path, spec, {"low", "high"})
+    values = {}
+    defaults = Capacity()
+    for key, default in (("low", defaults.low), ("high", defaults.high)):
+        v = spec.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+            b.add_error((*path, key), f"{v!r} is not a utilization ratio (0 to 1)")
+            return None
+        values[key] = float(v)
+    if values["low"] >= values["high"]:
+        b.add_error(path, f"low ({values['low']}) must be below high ({values['high']})")
+        return None
+    return Capacity(values["low"], values["high"])
+
+
+def _residency(
+    b: Builder, path: Path, spec: Any, known: set[str]
+) -> tuple[ResidencyRule, ...] | None:
+    if not isinstance(spec, list):
+        b.add_error(path, "must be a list of rules {clients, regions, when_none}")
+        return None
+    rules: list[ResidencyRule] = []
+    for i, rule_spec in enumerate(spec):
+        rpath = (*path, i)
+        if not isinstance(rule_spec, dict):
+            b.add_error(rpath, "must be a mapping {clients, regions, when_none}")
+            continue
+        b.unknown_keys(rpath, rule_spec, RULE_KEYS)
+        clients = _clients(b, (*rpath, "clients"), rule_spec.get("clients"))
+        regions = _region_list(b, (*rpath, "regions"), rule_spec.get("regions"), known)
+        when_none = rule_spec.get("when_none", "refuse")
+        if when_none not in WHEN_NONE:
+            b.add_error(
+                (*rpath, "when_none"), f"{when_none!r} is not one of {', '.join(WHEN_NONE)}"
+            )
+            continue
+        if clients is None or not regions:
+            continue
+        for j, earlier in enumerate(rules):
+            overlap = (clients.countries & earlier.clients.countries) | (
+                clients.continents & earlier.clients.continents
+            )
+            if overlap:
+                b.add_error(
+                    (*rpath, "clients"),
+                    f"overlaps rule {j} ({', '.join(sorted(overlap))}):"
+                    " a client must match one rule only",
+                )
+        rules.append(ResidencyRule(clients, tuple(regions), when_none))
+    return tuple(rules)
+
+
+def _clients(b: Builder, path: Path, spec: Any) -> ClientMatch | None:
+    if not isinstance(spec, dict) or not spec:
+        b.add_error(path, "must be {continent: EU} or {countries: [DE, FR]} or {group: EEA}")
+        return None
+    b.unknown_keys(path, spec, CLIENT_KEYS)
+    continents: set[str] = set()
+    countries: set[str] = set()
+    described = []
+    for value in _as_list(spec.get("continent")):
+        if value not in CONTINENTS:
+            b.add_error(
+                (*path, "continent"),
+                f"{value!r} is not a continent code ({', '.join(sorted(CONTINENTS))})",
+            )
+        else:
+            continents.add(value)
+            described.append(f"continent {value}")
+    for i, value in enumerate(_as_list(spec.get("countries"))):
+        if not isinstance(value, str) or len(value) != 2 or not value.isalpha():
+            b.add_error((*path, "countries", i), f"{value!r} is not an ISO 3166 country code")
+        else:
+            countries.add(value.upper())
+    if spec.get("countries"):
+        described.append("countries " + ", ".join(sorted(countries)))
+    groups = _country_groups(b, path)
+    for value in _as_list(spec.get("group")):
+        if value not in groups:
+            b.add_error(
+                (*path, "group"),
+                f"unknown country group {value!r} (known: {', '.join(sorted(groups))})",
+            )
+        else:
+            countries |= groups[value]
+            described.append(f"group {value}")
+    if not continents and not countries:
+        return None
+    return ClientMatch(frozenset(continents), frozenset(countries), "; ".join(described))
+
+
+def _country_groups(b: Builder, path: Path) -> dict[str, frozenset[str]]:
+    from geodns.geo.groups import country_groups
+
+    try:
+        return country_groups()
+    except ConfigError as exc:
+        b.add_error(path, f"cannot read the country groups: {exc}")
+        return {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
