@@ -11,7 +11,10 @@ from pathlib import Path
 
 from geodns import __version__
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
+from geodns.health.state import ALL_UP, load_state_file
+from geodns.routing.pipeline import Decision
 from geodns.zones.loader import build_zone, load_zone_file, load_zones
+from geodns.zones.model import ZoneSet
 from geodns.zones.yamlsource import load_yaml
 
 log = logging.getLogger("geodns")
@@ -99,6 +102,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="open TCP connections per worker (default: 1000)",
     )
+    serve.add_argument(
+        "--geoip-database",
+        metavar="MMDB",
+        help="MaxMind DB file (GeoLite2/GeoIP2/DB-IP City or Country); "
+        "default: the embedded DB-IP City Lite database",
+    )
+    serve.add_argument(
+        "--state",
+        metavar="FILE",
+        help="region states to start from (YAML: service -> region -> "
+        "{state, utilization}); default: every region up",
+    )
+
+    explain = sub.add_parser(
+        "explain", parents=[common], help="show how a client's query for a service name is decided"
+    )
+    explain.add_argument("name", help="service name, e.g. inference.example.com")
+    explain.add_argument("client", help="client address (as ECS or the source would give it)")
+    explain.add_argument(
+        "--prefix", type=int, help="ECS source prefix length, as with dig +subnet=ADDR/PREFIX"
+    )
+    explain.add_argument("--zones", help="zone directory or file (default: as serve)")
+    explain.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
+    explain.add_argument("--state", metavar="FILE", help="region states, as for serve")
+    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
 
     check = sub.add_parser("check", parents=[common], help="validate zone files")
     check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
@@ -120,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
     try:
-        return {"serve": _serve, "check": _check, "import": _import, "export": _export}[
-            args.command
-        ](args)
+        return {
+            "serve": _serve,
+            "check": _check,
+            "import": _import,
+            "export": _export,
+            "explain": _explain,
+        }[args.command](args)
     except ConfigErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -134,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from geodns.server.answer import ServerOptions
+    from geodns.server.geoanswer import open_geoip
     from geodns.server.run import ServeConfig, run
     from geodns.server.sockets import parse_listen
 
@@ -141,16 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise GeodnsError("--workers must be at least 1")
     if not 512 <= args.udp_size <= 65535:
         raise GeodnsError("--udp-size must be between 512 and 65535")
-    if args.zones:
-        zones_path = Path(args.zones)
-        if not zones_path.exists():
-            raise GeodnsError(f"--zones {args.zones}: no such file or directory")
-    elif Path("zones").is_dir():
-        zones_path = Path("zones")
-    else:
-        zones_path = _embedded_zones()
-        log.warning("no ./zones directory: serving the embedded example zone from %s", zones_path)
-    zones = load_zones([zones_path])
+    zones = _load_zones(args.zones)
     for zone in zones.zones.values():
         log.info(
             "loaded zone %s from %s (%d names, %d services)",
@@ -160,6 +184,8 @@ def _serve(args: argparse.Namespace) -> int:
             len(zone.services),
         )
     listen = [parse_listen(x) for x in (args.listen or ["127.0.0.1:5300"])]
+    state = load_state_file(args.state, zones) if args.state else ALL_UP
+    geoip = open_geoip(args.geoip_database)
     server_id = socket.gethostname() if args.server_id is None else args.server_id
     config = ServeConfig(
         zones=zones,
@@ -168,11 +194,92 @@ def _serve(args: argparse.Namespace) -> int:
         options=ServerOptions(udp_size=args.udp_size, server_id=server_id),
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
+        state=state,
+        geoip=geoip,
     )
     try:
         return run(config)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _load_zones(option: str | None) -> ZoneSet:
+    if option:
+        zones_path = Path(option)
+        if not zones_path.exists():
+            raise GeodnsError(f"--zones {option}: no such file or directory")
+    elif Path("zones").is_dir():
+        zones_path = Path("zones")
+    else:
+        zones_path = _embedded_zones()
+        log.warning("no ./zones directory: using the embedded example zone from %s", zones_path)
+    return load_zones([zones_path])
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import ipaddress
+    import json
+
+    import dns.name
+
+    from geodns.server.geoanswer import GeoAnswers, open_geoip
+
+    zones = _load_zones(args.zones)
+    state = load_state_file(args.state, zones) if args.state else ALL_UP
+    geo = GeoAnswers(zones, state, open_geoip(args.geoip_database))
+    try:
+        qname = dns.name.from_text(args.name).canonicalize().to_wire()
+        address = ipaddress.ip_address(args.client)
+    except ValueError as exc:
+        raise GeodnsError(str(exc)) from None
+    dynamic = geo.names.get(qname)
+    if dynamic is None or dynamic.kind != "service":
+        known = sorted({d.service.key for d in geo.names.values()})
+        raise GeodnsError(f"{args.name} is not a service name (services: {', '.join(known)})")
+    prefix = args.prefix
+    if prefix is not None:
+        if not 0 <= prefix <= address.max_prefixlen:
+            raise GeodnsError(f"--prefix {prefix} out of range for {address}")
+        address = ipaddress.ip_network((address, prefix), strict=False).network_address
+    client = geo.locate(address, prefix)
+    decision = geo.decide(dynamic.service, client)
+    if args.json:
+        print(json.dumps(decision_json(decision, prefix), indent=2))
+    else:
+        print(f"{dynamic.service.key} for {args.client}:")
+        for line in decision.explain_lines():
+            print(f"  {line}")
+        print(f"  ECS scope: /{_scope(decision, prefix)}")
+    return 0
+
+
+def _scope(decision: Decision, prefix: int | None) -> int:
+    return decision.scope_prefix if prefix is None else min(decision.scope_prefix, prefix)
+
+
+def decision_json(decision: Decision, prefix: int | None = None) -> dict[str, object]:
+    record = decision.client.record
+    return {
+        "service": decision.service.key,
+        "client": {
+            "address": str(decision.client.address),
+            "network": str(decision.client.network),
+            "country": record.country if record else None,
+            "continent": record.continent if record else None,
+            "subdivision": record.subdivision if record else None,
+            "location": [record.lat, record.lon] if record and record.lat is not None else None,
+        },
+        "steps": [
+            {"step": s.step, "kept": list(s.kept), "reason": s.reason} for s in decision.steps
+        ],
+        "outcome": decision.outcome,
+        "regions": [r.name for r in decision.regions],
+        "answer": {
+            rdtype: [a for _, addrs in decision.select(family) for a in addrs]
+            for family, rdtype in ((4, "A"), (6, "AAAA"))
+        },
+        "scope_prefix": _scope(decision, prefix),
+    }
 
 
 def _check(args: argparse.Namespace) -> int:

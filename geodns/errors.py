@@ -9,6 +9,7 @@
         BadEDNS           OPT record malformed, or more than one
         BadECS            EDNS Client Subnet option malformed (RFC 7871 section 6)
         TrailingJunk      bytes after the last record the header announced
+      GeoIPDatabaseError  a GeoIP database file is missing, unreadable, or has no country/city data
 
 DNS outcomes (NXDOMAIN, REFUSED, ...) are `dns.rcode.Rcode` values, never exceptions.
 """
@@ -71,3 +72,7 @@ class BadECS(MalformedQuery):
 
 class TrailingJunk(MalformedQuery):
     """Bytes follow the last record the header announced."""
+
+
+class GeoIPDatabaseError(GeodnsError):
+    """A GeoIP database file is missing, unreadable, not a MaxMind DB, or has no country data."""

@@ -26,8 +26,11 @@ import dns.rrset
 
 from geodns import __version__
 from geodns.errors import MalformedQuery, ShortHeader
+from geodns.geo.geoip import GeoIPDatabase
+from geodns.health.state import ALL_UP, StateSnapshot
+from geodns.server.geoanswer import DynamicName, GeoAnswers, client_address
 from geodns.wire.edns import Edns, build_opt, nsid_option
-from geodns.wire.query import HEADER, QueryError, parse_query_untrusted
+from geodns.wire.query import HEADER, Query, QueryError, parse_query_untrusted
 from geodns.zones.lookup import Resolution, resolve
 from geodns.zones.model import ZoneSet
 from geodns.zones.wireindex import WireIndex
@@ -55,6 +58,7 @@ MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it are treated as 512 (RFC 
 # Bounded so that a flood of distinct names costs a cache refill, not memory.
 EXACT_CACHE_SIZE = 50_000
 PREPARED_CACHE_SIZE = 50_000
+DECISION_CACHE_SIZE = 50_000
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
 _CHAOS_VERSION = {b"\x07version\x04bind\x00", b"\x07version\x06server\x00"}
@@ -159,9 +163,18 @@ class Answerer:
     A new configuration gets a new Answerer, which drops both caches with it.
     """
 
-    def __init__(self, zones: ZoneSet, options: ServerOptions | None = None) -> None:
+    def __init__(
+        self,
+        zones: ZoneSet,
+        options: ServerOptions | None = None,
+        state: StateSnapshot = ALL_UP,
+        geoip: GeoIPDatabase | None = None,
+    ) -> None:
         self.zones = zones
         self.options = options or ServerOptions()
+        self.geo = GeoAnswers(zones, state, geoip)
+        # (service, kind, client network, qtype) -> (encoded answer, ECS scope)
+        self._decisions: dict[tuple[str, str, object, int], tuple[Prepared, int]] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
         self._exact: dict[str, dict[bytes, bytes]] = {UDP: {}, TCP: {}}
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
@@ -170,10 +183,26 @@ class Answerer:
         self.dropped = 0
         self.errors = 0
 
+    @property
+    def state(self) -> StateSnapshot:
+        return self.geo.state
+
+    def set_state(self, state: StateSnapshot) -> None:
+        """A new region state: every decision, and every reply built from one, is stale."""
+        self.geo.state = state
+        self.drop_decisions()
+
+    def drop_decisions(self) -> None:
+        """After a state change or a new GeoIP database."""
+        self._decisions.clear()
+        for exact in self._exact.values():
+            exact.clear()
+
     def handler(self, transport: str) -> Callable[[bytes, tuple], bytes | None]:
         """The hot path for one transport as a closure: the exact-query cache, then `_answer`.
 
-        The peer address is unused until answers depend on the client (geo routing).
+        Only replies that the query bytes alone decide are in the cache: a service name
+        asked without ECS depends on the peer address and is never cached by bytes.
         """
         cache_get = self._exact[transport].get
         answer = self._answer
@@ -182,7 +211,7 @@ class Answerer:
             tail = cache_get(data[2:])
             if tail is not None:
                 return data[:2] + tail
-            return answer(data, transport)
+            return answer(data, transport, addr)
 
         return handle
 
@@ -191,11 +220,11 @@ class Answerer:
         tail = self._exact[peer.transport].get(data[2:])
         if tail is not None:
             return data[:2] + tail
-        return self._answer(data, peer.transport)
+        return self._answer(data, peer.transport, (peer.host, peer.port))
 
-    def _answer(self, data: bytes, transport: str) -> bytes | None:
+    def _answer(self, data: bytes, transport: str, addr: tuple) -> bytes | None:
         try:
-            reply, cacheable = self._reply(data, transport)
+            reply, cacheable = self._reply(data, transport, addr)
         except ShortHeader:
             self.dropped += 1
             return None
@@ -213,7 +242,7 @@ class Answerer:
             exact[data[2:]] = reply[2:]
         return reply
 
-    def _reply(self, data: bytes, transport: str) -> tuple[bytes | None, bool]:
+    def _reply(self, data: bytes, transport: str, addr: tuple) -> tuple[bytes | None, bool]:
         if len(data) < 12:
             raise ShortHeader
         flags = (data[2] << 8) | data[3]
@@ -234,8 +263,49 @@ class Answerer:
         if edns is not None and edns.version > 0:
             # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
             return self._render(BADVERS, qid, flags, question, edns, transport)
-        prepared = self._prepared_for(query.qname.lower(), query.qtype, query.qclass)
+        qname_key = query.qname.lower()
+        dynamic = self.geo.names.get(qname_key)
+        if dynamic is not None and query.qclass == CLASS_IN:
+            return self._geo_reply(dynamic, query, addr, qid, flags, question, transport)
+        prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
         return self._render(prepared, qid, flags, question, edns, transport)
+
+    def _geo_reply(
+        self,
+        dynamic: DynamicName,
+        query: Query,
+        addr: tuple,
+        qid: int,
+        flags: int,
+        question: bytes,
+        transport: str,
+    ) -> tuple[bytes, bool]:
+        edns = query.edns
+        ecs = edns.ecs if edns is not None else None
+        if ecs is not None and ecs.source_prefix > 0:
+            address = client_address(ecs.family, ecs.address, ecs.source_prefix)
+            client = self.geo.locate(address, ecs.source_prefix)
+        else:
+            # No ECS, or /0 (the client opted out): the resolver's address is all we have.
+            client = self.geo.locate(addr[0], 0 if ecs is not None else None)
+        key = (dynamic.service.key, dynamic.kind, client.network, query.qtype)
+        cached = self._decisions.get(key)
+        if cached is None:
+            result = self.geo.resolve(dynamic, query.qtype, client)
+            prepared = encode_resolution(
+                dns.name.from_wire(query.qname.lower(), 0)[0],
+                query.qtype,
+                query.qclass,
+                result.resolution,
+            )
+            cached = (prepared, result.scope_prefix)
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            self._decisions[key] = cached
+        prepared, scope = cached
+        reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope)
+        # The bytes decide the reply only when they carry the client's subnet.
+        return reply, ecs is not None
 
     def _render(
         self,
@@ -245,10 +315,11 @@ class Answerer:
         question: bytes,
         edns: Edns | None,
         transport: str,
+        scope: int = 0,
     ) -> tuple[bytes, bool]:
         opt = b""
         if edns is not None:
-            opt = self._opt(edns, prepared.ext_rcode)
+            opt = self._opt(edns, prepared.ext_rcode, scope)
         if transport == TCP:
             limit = TCP_LIMIT
         elif edns is None:
@@ -272,7 +343,7 @@ class Answerer:
         reply = prepared.render(qid, qflags, question, opt, limit)
         return reply, prepared.cacheable
 
-    def _opt(self, edns: Edns, ext_rcode: int) -> bytes:
+    def _opt(self, edns: Edns, ext_rcode: int, scope: int = 0) -> bytes:
         if edns.ecs is None:
             key = (edns.do, edns.nsid, ext_rcode)
             opt = self._opt_cache.get(key)
@@ -282,8 +353,8 @@ class Answerer:
                 self._opt_cache[key] = opt
             return opt
         options = self._nsid(edns)
-        # RFC 7871 7.2.1: scope 0 means "this answer is the same for every client".
-        options += edns.ecs.to_option(scope_prefix=0)
+        # RFC 7871 7.2.1: the scope is the network the answer holds for; 0 means every client.
+        options += edns.ecs.to_option(scope_prefix=scope)
         return build_opt(self.options.udp_size, edns.do, ext_rcode, options)
 
     def _nsid(self, edns: Edns) -> bytes:

@@ -11,6 +11,9 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
+from geodns.errors import GeodnsError
+from geodns.geo.geoip import GeoIPDatabase
+from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.sockets import ListenAddress, SocketSet, bind_all
 from geodns.server.tcp import TCPConnection, TCPState
@@ -30,6 +33,11 @@ class ServeConfig:
     options: ServerOptions = field(default_factory=ServerOptions)
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
+    state: StateSnapshot = ALL_UP
+    geoip: GeoIPDatabase | None = None
+
+
+GEOIP_CHECK_INTERVAL = 10.0  # seconds between looks at the .mmdb file (geoipupdate renames it)
 
 
 def install_event_loop() -> str:
@@ -74,6 +82,20 @@ def run(config: ServeConfig) -> int:
                 os.waitpid(pid, 0)
 
 
+async def _watch_geoip(db: GeoIPDatabase, answerer: Answerer) -> None:
+    """Reload the GeoIP database when its file is replaced, without a restart."""
+    while True:
+        await asyncio.sleep(GEOIP_CHECK_INTERVAL)
+        try:
+            swapped = db.maybe_reload()
+        except GeodnsError as exc:
+            log.error("GeoIP: keeping the loaded database: %s", exc)
+            continue
+        if swapped:
+            log.info("GeoIP: reloaded %s (built %s)", db.path, db.build_date.date())
+            answerer.drop_decisions()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -107,7 +129,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    answerer = Answerer(config.zones, config.options)
+    answerer = Answerer(config.zones, config.options, config.state, config.geoip)
     udp_handler = answerer.handler(UDP)
     tcp_state = TCPState(answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections)
     transports = []
@@ -125,8 +147,13 @@ async def serve(
         for udp in sockets.udp:
             host, port = udp.getsockname()[:2]
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
+    watcher = None
+    if config.geoip is not None:
+        watcher = asyncio.ensure_future(_watch_geoip(config.geoip, answerer))
     await stop.wait()
     log.info("shutting down")
+    if watcher is not None:
+        watcher.cancel()
     for server in servers:
         server.close()
     for transport in transports:

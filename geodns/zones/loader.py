@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -498,9 +499,24 @@ class _ZoneBuilder:
         if name is None:
             return
         service = build_service(self, path, name, spec)
+        if service is not None and service.latency not in (None, "default"):
+            service = self.latency_file(path, service)
         if service is not None:
             self.services[name] = service
             self.service_paths[name] = path
+
+    def latency_file(self, path: Path, service: Service) -> Service | None:
+        """A latency table named by path: relative to the zone file, and loaded now so that a
+        broken table is a config error, not a failure at query time."""
+        from geodns.geo.latency import LatencyTable
+
+        file = os.path.join(os.path.dirname(self.doc.file), str(service.latency))
+        try:
+            LatencyTable.load(file)
+        except ConfigError as exc:
+            self.err.add((*path, "latency"), f"cannot use {file}: {exc}")
+            return None
+        return dataclasses.replace(service, latency=file)
 
     # --- the tree as a whole ------------------------------------------------------------
 

@@ -89,10 +89,10 @@ def _in_zone(zone: Zone, qname: dns.name.Name, qtype: RT) -> _Step:
     node = _node(zone, qname)
     if node is None:
         if qname in zone.existing:
-            return _Step(_negative(zone, Rcode.NOERROR))  # empty non-terminal: NODATA
+            return _Step(negative(zone, Rcode.NOERROR))  # empty non-terminal: NODATA
         node = _wildcard(zone, qname)
         if node is None:
-            return _Step(_negative(zone, Rcode.NXDOMAIN))
+            return _Step(negative(zone, Rcode.NXDOMAIN))
     cname = node.get(RT.CNAME)
     if cname is not None and qtype != RT.CNAME:
         return _Step(
@@ -105,7 +105,7 @@ def _in_zone(zone: Zone, qname: dns.name.Name, qtype: RT) -> _Step:
     else:
         rrset = node.get(qtype)
     if rrset is None:
-        return _Step(_negative(zone, Rcode.NOERROR))
+        return _Step(negative(zone, Rcode.NOERROR))
     return _Step(
         Resolution(Rcode.NOERROR, True, answer=(rrset,), additional=_additional(zone, rrset))
     )
@@ -192,7 +192,7 @@ def _wildcard(zone: Zone, qname: dns.name.Name) -> Node | None:
     return node
 
 
-def _negative(zone: Zone, rcode: Rcode) -> Resolution:
+def negative(zone: Zone, rcode: Rcode) -> Resolution:
     soa = dns.rrset.RRset(zone.origin, dns.rdataclass.IN, RT.SOA)
     soa.update(zone.soa)
     soa.ttl = zone.negative_ttl  # RFC 2308 section 3

@@ -221,12 +221,6 @@ def test_any_is_answered_minimally(tserver: ServerProcess) -> None:
     assert len(reply.answer) == 1  # RFC 8482: one RRset, not all
 
 
-def test_service_name_answers_all_regions_for_now(server: ServerProcess) -> None:
-    reply = server.udp(q("inference.example.com"))
-    assert {r.address for r in reply.answer[0]} == {"192.0.2.10", "192.0.2.20", "192.0.2.30"}
-    assert reply.answer[0].ttl == 30
-
-
 # --- EDNS ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Geography: GeoIP lookups, the client locator, country groups and the latency table."""

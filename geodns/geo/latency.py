@@ -1,0 +1,180 @@
+"""The latency table: measured round-trip times from a client's country or continent to regions."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Literal
+
+from geodns.errors import ConfigError, ConfigErrors
+from geodns.geo.datafile import read_document, shipped
+from geodns.geo.groups import COUNTRY_CODE
+from geodns.zones.yamlsource import Document
+
+CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
+_KEYS = ("source", "regions", "countries", "continents")
+
+Row = Mapping[str, float]
+
+
+class LatencyTable:
+    """RTT in milliseconds from a country or continent to each region it has a figure for."""
+
+    __slots__ = ("continents", "countries", "file", "regions", "source")
+
+    def __init__(
+        self,
+        regions: Iterable[str],
+        countries: Mapping[str, Mapping[str, float]],
+        continents: Mapping[str, Mapping[str, float]],
+        source: str = "",
+        file: str = "",
+    ) -> None:
+        self.regions: tuple[str, ...] = tuple(regions)
+        # Read-only views: one table is shared by every service and worker.
+        self.countries: Mapping[str, Row] = MappingProxyType(
+            {k: MappingProxyType(dict(v)) for k, v in countries.items()}
+        )
+        self.continents: Mapping[str, Row] = MappingProxyType(
+            {k: MappingProxyType(dict(v)) for k, v in continents.items()}
+        )
+        self.source = source
+        self.file = file
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
+        """Read and validate a table; ConfigErrors (a ConfigError) lists every problem by line."""
+        doc = read_document(path)
+        return _Builder(doc).build()
+
+    @classmethod
+    def default(cls) -> LatencyTable:
+        """The table shipped in geodns/data/latency.yaml (AWS regions)."""
+        return _default()
+
+    def rtt(self, country: str | None, continent: str | None, region: str) -> float | None:
+        """The country row's RTT to `region` if it has one, else the continent row's, else None."""
+        if country is not None:
+            row = self.countries.get(country)
+            if row is not None and region in row:
+                return row[region]
+        if continent is not None:
+            row = self.continents.get(continent)
+            if row is not None and region in row:
+                return row[region]
+        return None
+
+    def covers(
+        self, country: str | None, continent: str | None, regions: Iterable[str]
+    ) -> Literal["country", "continent"] | None:
+        """Which row has a figure for every one of `regions`: "country", "continent" or None.
+
+        Orders compare figures from one row only: a country row that lacks a candidate is
+        not mixed with its continent's figures, which were measured another way.
+        """
+        regions = tuple(regions)
+        if country is not None:
+            row = self.countries.get(country)
+            if row is not None and all(r in row for r in regions):
+                return "country"
+        if continent is not None:
+            row = self.continents.get(continent)
+            if row is not None and all(r in row for r in regions):
+                return "continent"
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"LatencyTable({self.file!r}, {len(self.regions)} regions,"
+            f" {len(self.countries)} countries, {len(self.continents)} continents)"
+        )
+
+
+@functools.cache
+def _default() -> LatencyTable:
+    return LatencyTable.load(shipped("latency.yaml"))
+
+
+class _Builder:
+    """Validates one document, collecting every error before raising."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.errors: list[ConfigError] = []
+
+    def fail(self, path: tuple[str | int, ...], message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+    def build(self) -> LatencyTable:
+        data: dict[str, Any] = self.doc.data
+        for key in data:
+            if key not in _KEYS:
+                self.fail((key,), f"unknown key (expected one of: {', '.join(_KEYS)})")
+        source = data.get("source", "")
+        if source is None:
+            source = ""
+        if not isinstance(source, str):
+            self.fail(("source",), "expected text: where the figures come from")
+            source = ""
+        regions = self.regions(data.get("regions"))
+        known = set(regions)
+        countries = self.rows(data, "countries", known)
+        continents = self.rows(data, "continents", known)
+        if self.errors:
+            raise ConfigErrors(sorted(self.errors, key=lambda e: e.line))
+        return LatencyTable(regions, countries, continents, source, self.doc.file)
+
+    def regions(self, value: Any) -> list[str]:
+        if value is None:
+            self.fail(("regions",), "missing: list every region name the table uses")
+            return []
+        if not isinstance(value, list) or not value:
+            self.fail(("regions",), "expected a non-empty list of region names")
+            return []
+        out: list[str] = []
+        for i, name in enumerate(value):
+            if not isinstance(name, str) or not name:
+                self.fail(("regions", i), f"expected a region name, got {name!r}")
+            elif name in out:
+                self.fail(("regions", i), f"{name} is listed twice")
+            else:
+                out.append(name)
+        return out
+
+    def rows(self, data: dict[str, Any], key: str, known: set[str]) -> dict[str, dict[str, float]]:
+        value = data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail((key,), "expected a mapping of codes to rows")
+            return {}
+        out: dict[str, dict[str, float]] = {}
+        for code, row in value.items():
+            if key == "countries" and not COUNTRY_CODE.fullmatch(code):
+                self.fail((key, code), "not an ISO 3166-1 alpha-2 code in upper case (like DE)")
+                continue
+            if key == "continents" and code not in CONTINENTS:
+                self.fail((key, code), f"not a continent code ({' '.join(sorted(CONTINENTS))})")
+                continue
+            if not isinstance(row, dict) or not row:
+                self.fail((key, code), "expected a non-empty mapping of region -> RTT ms")
+                continue
+            parsed: dict[str, float] = {}
+            for region, ms in row.items():
+                path = (key, code, region)
+                if region not in known:
+                    self.fail(path, f"region {region} is not in `regions`")
+                elif (
+                    isinstance(ms, bool)
+                    or not isinstance(ms, int | float)
+                    or not math.isfinite(ms)
+                    or ms <= 0
+                ):
+                    self.fail(path, f"RTT must be a positive number of milliseconds, got {ms!r}")
+                else:
+                    parsed[region] = float(ms)
+            out[code] = parsed
+        return out

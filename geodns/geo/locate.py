@@ -1,0 +1,163 @@
+"""The client locator: an ECS subnet or source address -> Client (GeoIP record and network)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from geodns.geo.geoip import GeoIPDatabase, GeoRecord, IPAddress
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# IANA special-purpose registries (RFC 6890 and updates), multicast, and IPv6 space outside
+# 2000::/3 that is reserved by the IETF. None of these is a client's real location, and
+# geolocating them would only read garbage. Where blocks nest, the smallest one wins.
+_SPECIAL_V4 = (
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",  # private (RFC 1918)
+    "100.64.0.0/10",  # shared address space, carrier-grade NAT (RFC 6598)
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link local
+    "172.16.0.0/12",  # private
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # documentation, TEST-NET-1
+    "192.168.0.0/16",  # private
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation, TEST-NET-2
+    "203.0.113.0/24",  # documentation, TEST-NET-3
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and the broadcast address
+)
+_SPECIAL_V6 = (
+    "::/128",  # unspecified
+    "::1/128",  # loopback
+    "::/8",  # reserved (holds the IPv4-mapped and NAT64 prefixes)
+    "100::/64",  # discard only
+    "100::/8",  # reserved
+    "200::/7",  # reserved
+    "400::/6",  # reserved
+    "800::/5",  # reserved
+    "1000::/4",  # reserved
+    "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ORCHID)
+    "2001:db8::/32",  # documentation
+    "3fff::/20",  # documentation (RFC 9637)
+    "4000::/3",  # reserved, as is everything below outside 2000::/3
+    "6000::/3",
+    "8000::/3",
+    "a000::/3",
+    "c000::/3",
+    "e000::/4",
+    "f000::/5",
+    "f800::/6",
+    "fc00::/7",  # unique local
+    "fe00::/9",
+    "fe80::/10",  # link local
+    "fec0::/10",  # site local (deprecated)
+    "ff00::/8",  # multicast
+)
+
+_Table = tuple[tuple[int, int, frozenset[int]], ...]
+
+
+def _table(blocks: tuple[str, ...]) -> _Table:
+    """(prefix length, mask, network values) per length, longest first, for the smallest match."""
+    by_length: dict[int, set[int]] = {}
+    bits = 0
+    for block in blocks:
+        net = ipaddress.ip_network(block)
+        bits = net.max_prefixlen
+        by_length.setdefault(net.prefixlen, set()).add(int(net.network_address))
+    full = (1 << bits) - 1
+    return tuple(
+        (length, full ^ ((1 << (bits - length)) - 1), frozenset(values))
+        for length, values in sorted(by_length.items(), reverse=True)
+    )
+
+
+_TABLES = {4: _table(_SPECIAL_V4), 6: _table(_SPECIAL_V6)}
+# For addresses ipaddress calls non-global that no block above covers (a newer Python may
+# know more ranges): a site's worth of addresses.
+_FALLBACK_PREFIX = {4: 24, 6: 48}
+_FULL = {32: (1 << 32) - 1, 128: (1 << 128) - 1}
+_NETWORK: dict[int, type[IPNetwork]] = {32: ipaddress.IPv4Network, 128: ipaddress.IPv6Network}
+
+
+def special_prefix(address: IPAddress) -> int | None:
+    """The prefix length of the smallest special-purpose block holding `address`, or None."""
+    value = int(address)
+    for length, mask, values in _TABLES[address.version]:
+        if value & mask in values:
+            return length
+    return None
+
+
+def _not_global(address: IPAddress) -> bool:
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_link_local
+        or address.is_loopback
+        or address.is_unspecified
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who asked, as far as routing cares: a GeoIP record and the network it holds for."""
+
+    address: IPAddress  # the address looked up: the ECS address, or the packet's source
+    source_prefix: int | None  # the ECS SOURCE PREFIX-LENGTH; None without ECS
+    network: IPNetwork  # the decision unit: one answer for all of it, cached by resolvers
+    record: GeoRecord | None  # None: private, reserved, or unknown to the database
+
+    @property
+    def scope_prefix(self) -> int:
+        """The ECS SCOPE PREFIX-LENGTH a reply decided for this client may carry."""
+        return self.network.prefixlen
+
+
+def locate(
+    db: GeoIPDatabase,
+    address: str | IPAddress,
+    source_prefix: int | None = None,
+) -> Client:
+    """Look `address` up and find the network over which the answer holds.
+
+    The network is the database's network covering the address, or for special-purpose
+    addresses (private, documentation, loopback, ...) their block, without a lookup; with
+    ECS it is never longer than the source prefix: the decision was made from those bits
+    only, and a longer scope would merely tell the resolver the source was too short (RFC
+    7871 section 7.2.1) while it caches at the source length anyway (section 7.3.1).
+
+    Runs on the query path for every network not yet in the decision cache, so it stays a
+    handful of integer operations around one database lookup.
+    """
+    if isinstance(address, str):
+        address = ipaddress.ip_address(address)
+    max_prefix = address.max_prefixlen
+    if source_prefix is not None and not 0 <= source_prefix <= max_prefix:
+        raise ValueError(f"source prefix {source_prefix} out of range for {address}")
+
+    # An IPv4-mapped address is an IPv4 client: look it up as one, but keep the network in
+    # the query's family so that the scope is counted as the resolver counts it.
+    target: IPAddress = address
+    offset = 0
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        target = address.ipv4_mapped
+        offset = 96
+
+    record: GeoRecord | None = None
+    prefix = special_prefix(target)
+    if prefix is None:
+        record, prefix = db.lookup(target)
+        if record is None and _not_global(target):
+            prefix = _FALLBACK_PREFIX[target.version]
+    prefix += offset
+    if source_prefix is not None and source_prefix < prefix:
+        prefix = source_prefix
+    # From the masked integer: ip_network((address, prefix), strict=False) goes through text
+    # and costs 6 us for IPv4 and 21 us for IPv6, more than the database lookup itself.
+    value = int(address) & (_FULL[max_prefix] ^ ((1 << (max_prefix - prefix)) - 1))
+    network = _NETWORK[max_prefix]((value, prefix))
+    return Client(address, source_prefix, network, record)

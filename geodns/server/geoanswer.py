@@ -1,0 +1,178 @@
+"""Answers for service names: locate the client, route, encode; cached per client network.
+
+A decision depends on the client only through its GeoIP network (country, coordinates,
+and the network's hash for capacity shedding), so decisions and their encoded answers
+are cached per (service, name kind, network, qtype) and dropped with the state or config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass
+
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.rrset
+
+from geodns.geo.geoip import GeoIPDatabase
+from geodns.geo.latency import LatencyTable
+from geodns.geo.locate import Client, locate
+from geodns.health.state import ALL_UP, StateSnapshot
+from geodns.routing.pipeline import Decision, route
+from geodns.zones.lookup import Resolution, negative
+from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
+
+log = logging.getLogger("geodns.geo")
+
+RT = dns.rdatatype.RdataType
+Rcode = dns.rcode.Rcode
+DECISION_CACHE_SIZE = 50_000
+SERVICE = "service"
+SRV = "srv"
+_OUTCOME_RCODE = {"refuse": Rcode.REFUSED, "servfail": Rcode.SERVFAIL}
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicName:
+    zone: Zone
+    service: Service
+    kind: str  # SERVICE (A, AAAA, TXT with debug) | SRV (_service._tcp)
+
+
+@dataclass(frozen=True, slots=True)
+class GeoResult:
+    """What the answer layer encodes: the resolution and the ECS scope it holds for."""
+
+    resolution: Resolution
+    scope_prefix: int
+    decision: Decision
+
+
+def dynamic_names(zones: ZoneSet) -> dict[bytes, DynamicName]:
+    """Lowercased wire names answered per client, and what each one is."""
+    out: dict[bytes, DynamicName] = {}
+    for zone in zones.zones.values():
+        for service in zone.services.values():
+            out[service.name.canonicalize().to_wire()] = DynamicName(zone, service, SERVICE)
+            out[srv_name(service).canonicalize().to_wire()] = DynamicName(zone, service, SRV)
+    return out
+
+
+def latency_for(service: Service) -> LatencyTable | None:
+    if service.latency is None:
+        return None
+    if service.latency == "default":
+        return LatencyTable.default()
+    return LatencyTable.load(service.latency)
+
+
+def client_address(
+    ecs_family: int, ecs_address: bytes, source_prefix: int
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    size = 4 if ecs_family == 1 else 16
+    raw = ecs_address + bytes(size - len(ecs_address))
+    return ipaddress.IPv4Address(raw) if size == 4 else ipaddress.IPv6Address(raw)
+
+
+class GeoAnswers:
+    """Routing decisions for one ZoneSet, one state snapshot and one GeoIP database."""
+
+    def __init__(
+        self, zones: ZoneSet, state: StateSnapshot = ALL_UP, geoip: GeoIPDatabase | None = None
+    ) -> None:
+        self.names = dynamic_names(zones)
+        self.state = state
+        self.geoip = geoip
+        self._latency: dict[str, LatencyTable | None] = {}
+        for dyn in self.names.values():
+            if dyn.service.key not in self._latency:
+                self._latency[dyn.service.key] = latency_for(dyn.service)
+
+    def locate(
+        self,
+        address: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
+        source_prefix: int | None,
+    ) -> Client:
+        if self.geoip is None:
+            return _unlocated(address, source_prefix)
+        return locate(self.geoip, address, source_prefix)
+
+    def decide(self, service: Service, client: Client) -> Decision:
+        return route(client, service, self.state, self._latency.get(service.key))
+
+    def resolve(self, dyn: DynamicName, qtype: int, client: Client) -> GeoResult:
+        decision = self.decide(dyn.service, client)
+        scope = decision.scope_prefix
+        if client.source_prefix is not None:
+            scope = min(scope, client.source_prefix)
+        return GeoResult(self._resolution(dyn, qtype, decision), scope, decision)
+
+    def _resolution(self, dyn: DynamicName, qtype: int, decision: Decision) -> Resolution:
+        zone, service = dyn.zone, dyn.service
+        if decision.outcome in _OUTCOME_RCODE:
+            return Resolution(_OUTCOME_RCODE[decision.outcome], authoritative=False)
+        nodata = negative(zone, Rcode.NOERROR)
+        if decision.outcome == "nodata":
+            return nodata
+        if dyn.kind == SRV:
+            if qtype not in (RT.SRV, RT.ANY):
+                return nodata
+            return self._srv(zone, service, decision)
+        if qtype == RT.TXT and zone.debug:
+            txt = dns.rrset.RRset(service.name, dns.rdataclass.IN, RT.TXT)
+            for i, line in enumerate(decision.explain_lines()):
+                chunk = f"{i} {line}".encode()[:255]  # one string each, in order
+                txt.add(dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, RT.TXT, [chunk]), ttl=0)
+            return Resolution(Rcode.NOERROR, True, answer=(txt,))
+        if qtype == RT.ANY:
+            qtype = RT.A  # RFC 8482: one RRset is enough
+        if qtype not in (RT.A, RT.AAAA):
+            return nodata
+        chosen = decision.select(4 if qtype == RT.A else 6)
+        if not chosen:
+            return nodata
+        addresses = [a for _, addrs in chosen for a in addrs]
+        rrset = dns.rrset.from_text_list(service.name, service.ttl, "IN", RT(qtype).name, addresses)
+        return Resolution(Rcode.NOERROR, True, answer=(rrset,))
+
+    def _srv(self, zone: Zone, service: Service, decision: Decision) -> Resolution:
+        owner = srv_name(service)
+        rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, RT.SRV)
+        additional = []
+        for rank, region in enumerate(decision.regions):
+            host = region_host(service, region.name)
+            rrset.add(
+                dns.rdata.from_text("IN", "SRV", f"{rank} 1 {service.port} {host}"), ttl=service.ttl
+            )
+            node = zone.nodes.get(host, {})
+            additional += [node[t] for t in (RT.A, RT.AAAA) if t in node]
+        return Resolution(Rcode.NOERROR, True, answer=(rrset,), additional=tuple(additional))
+
+
+def _unlocated(
+    address: str | ipaddress.IPv4Address | ipaddress.IPv6Address, source_prefix: int | None
+) -> Client:
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    prefix = ip.max_prefixlen if source_prefix is None else source_prefix
+    return Client(ip, source_prefix, ipaddress.ip_network((ip, prefix), strict=False), None)
+
+
+def open_geoip(path: str | os.PathLike[str] | None) -> GeoIPDatabase:
+    """The configured database, or the embedded DB-IP Lite one with a warning saying so."""
+    db = GeoIPDatabase(path)
+    if db.embedded:
+        log.warning(
+            "GeoIP: using the embedded DB-IP City Lite database built %s (%s); point "
+            "--geoip-database at a current GeoLite2/GeoIP2/DB-IP .mmdb file for accurate "
+            "answers",
+            db.build_date.date(),
+            db.attribution,
+        )
+    else:
+        log.info("GeoIP: %s (%s, built %s)", db.path, db.database_type, db.build_date.date())
+    return db

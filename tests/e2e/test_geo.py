@@ -1,0 +1,237 @@
+"""Geo answers from the real server: ECS and source address in, the right region and scope out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server
+from tests.geo_fixtures import build_test_mmdb
+
+Rcode = dns.rcode.Rcode
+EU, US, AP = "192.0.2.20", "192.0.2.10", "192.0.2.30"
+
+
+@pytest.fixture(scope="module")
+def mmdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_test_mmdb(tmp_path_factory.mktemp("geo") / "test-city.mmdb")
+
+
+@pytest.fixture(scope="module")
+def geo(mmdb: Path) -> Iterator[ServerProcess]:
+    with running_server(EXAMPLE_ZONES, "--geoip-database", str(mmdb)) as srv:
+        yield srv
+
+
+def ask(
+    srv: ServerProcess, subnet: str | None, rdtype: str = "A", name: str = "inference.example.com"
+) -> dns.message.Message:
+    options = []
+    if subnet is not None:
+        address, prefix = subnet.split("/")
+        options.append(dns.edns.ECSOption(address, int(prefix)))
+    return srv.udp(dns.message.make_query(name, rdtype, use_edns=0, options=options))
+
+
+def addresses(reply: dns.message.Message) -> list[str]:
+    return [r.address for rrset in reply.answer for r in rrset]
+
+
+def scope(reply: dns.message.Message) -> int:
+    (ecs,) = [o for o in reply.options if isinstance(o, dns.edns.ECSOption)]
+    return ecs.scopelen
+
+
+@pytest.mark.parametrize(
+    ("subnet", "expected", "expected_scope"),
+    [
+        ("81.2.69.0/24", EU, 24),  # GB
+        ("89.160.20.0/24", EU, 24),  # DE
+        ("216.160.83.0/24", US, 24),  # US
+        ("200.160.0.0/24", US, 20),  # BR: the GeoIP network /20 is shorter than the source
+        ("202.214.5.0/24", AP, 16),  # JP, /16 in the database
+        ("1.130.0.0/16", AP, 11),  # AU: nearest by latency is Tokyo
+        ("81.2.69.128/25", EU, 24),  # a source longer than the GeoIP network: its /24
+    ],
+)
+def test_ecs_clients_get_their_region(
+    geo: ServerProcess, subnet: str, expected: str, expected_scope: int
+) -> None:
+    reply = ask(geo, subnet)
+    assert reply.rcode() == Rcode.NOERROR
+    assert addresses(reply) == [expected]
+    assert reply.answer[0].ttl == 30
+    assert scope(reply) == expected_scope
+    assert scope(reply) <= int(subnet.split("/")[1])
+
+
+def test_scope_never_longer_than_the_source(geo: ServerProcess) -> None:
+    reply = ask(geo, "81.2.0.0/16")
+    assert scope(reply) <= 16
+
+
+def test_aaaa(geo: ServerProcess) -> None:
+    assert addresses(ask(geo, "81.2.69.0/24", "AAAA")) == ["2001:db8:20::1"]
+    assert addresses(ask(geo, "2001:480:10::/48", "AAAA")) == ["2001:db8:10::1"]
+
+
+def test_ecs_zero_prefix_gets_scope_zero(geo: ServerProcess) -> None:
+    reply = ask(geo, "0.0.0.0/0")
+    assert scope(reply) == 0
+    assert addresses(reply) == [US]  # loopback resolver: unlocated, the default order
+
+
+def test_without_ecs_the_source_address_decides(geo: ServerProcess) -> None:
+    reply = ask(geo, None)
+    assert addresses(reply) == [US]  # 127.0.0.1 cannot be located: default_order first
+    assert not reply.options
+
+
+def test_same_bytes_different_subnets_do_not_share_a_cache_entry(geo: ServerProcess) -> None:
+    for _ in range(3):
+        assert addresses(ask(geo, "81.2.69.0/24")) == [EU]
+        assert addresses(ask(geo, "216.160.83.0/24")) == [US]
+
+
+def test_other_types_at_the_service_name_are_nodata(geo: ServerProcess) -> None:
+    reply = ask(geo, "81.2.69.0/24", "MX")
+    assert reply.rcode() == Rcode.NOERROR and not reply.answer
+    assert reply.authority[0].rdtype == dns.rdatatype.SOA
+
+
+def test_srv_lists_regions_in_client_order(geo: ServerProcess) -> None:
+    reply = ask(geo, "216.160.83.0/24", "SRV", "_inference._tcp.example.com")
+    records = sorted(reply.answer[0], key=lambda r: r.priority)
+    assert [(r.priority, r.port, r.target.to_text()) for r in records] == [
+        (0, 443, "us-east-1.inference.example.com."),
+        (1, 443, "eu-west-1.inference.example.com."),
+        (2, 443, "ap-northeast-1.inference.example.com."),
+    ]
+    glue = {r.name.to_text() for r in reply.additional}
+    assert "us-east-1.inference.example.com." in glue
+    # EU clients: only the EU region, residency holds for SRV as well.
+    reply = ask(geo, "81.2.69.0/24", "SRV", "_inference._tcp.example.com")
+    assert [r.target.to_text() for r in reply.answer[0]] == ["eu-west-1.inference.example.com."]
+
+
+def test_region_host_names(geo: ServerProcess) -> None:
+    reply = ask(geo, None, "A", "us-east-1.inference.example.com")
+    assert addresses(reply) == [US]
+
+
+def write_state(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "state.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_eu_down_fails_closed_for_eu_clients(mmdb: Path, tmp_path: Path) -> None:
+    state = write_state(tmp_path, "inference.example.com:\n  eu-west-1: {state: down}\n")
+    with running_server(
+        EXAMPLE_ZONES, "--geoip-database", str(mmdb), "--state", str(state), listen=("127.0.0.1:0",)
+    ) as srv:
+        assert ask(srv, "81.2.69.0/24").rcode() == Rcode.REFUSED  # GB: never leaks to the US
+        assert ask(srv, "2.2.2.0/24").rcode() == Rcode.REFUSED  # FR
+        assert addresses(ask(srv, "216.160.83.0/24")) == [US]
+        assert addresses(ask(srv, "202.214.5.0/24")) == [AP]
+
+
+def test_down_and_full_regions_are_avoided(mmdb: Path, tmp_path: Path) -> None:
+    state = write_state(
+        tmp_path,
+        "inference.example.com:\n  us-east-1: {utilization: 0.97}\n"
+        "  ap-northeast-1: {state: drain}\n",
+    )
+    with running_server(
+        EXAMPLE_ZONES, "--geoip-database", str(mmdb), "--state", str(state), listen=("127.0.0.1:0",)
+    ) as srv:
+        assert addresses(ask(srv, "216.160.83.0/24")) == [EU]  # US full: next by latency
+        assert addresses(ask(srv, "202.214.5.0/24")) == [EU]  # AP drained, US full
+
+
+def test_debug_txt_explains(mmdb: Path, tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    text = (EXAMPLE_ZONES / "example.com.yaml").read_text()
+    (zones / "example.com.yaml").write_text("debug: true\n" + text)
+    with running_server(zones, "--geoip-database", str(mmdb), listen=("127.0.0.1:0",)) as srv:
+        reply = ask(srv, "81.2.69.0/24", "TXT")
+        lines = sorted(b"".join(r.strings).decode() for r in reply.answer[0])
+        assert any("residency" in line and "continent EU" in line for line in lines)
+        assert any("select A: eu-west-1" in line for line in lines)
+    # Off by default: it exposes topology.
+    with running_server(
+        EXAMPLE_ZONES, "--geoip-database", str(mmdb), listen=("127.0.0.1:0",)
+    ) as srv:
+        assert not ask(srv, "81.2.69.0/24", "TXT").answer
+
+
+def test_embedded_database() -> None:
+    with running_server(EXAMPLE_ZONES, listen=("127.0.0.1:0",)) as srv:
+        assert addresses(ask(srv, "81.2.69.0/24")) == [EU]  # GB in DB-IP Lite too
+        assert addresses(ask(srv, "216.160.83.0/24")) == [US]
+        assert any("embedded DB-IP City Lite" in line for line in srv.lines)
+
+
+def test_explain_cli(mmdb: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geodns",
+            "explain",
+            "inference.example.com",
+            "81.2.69.142",
+            "--geoip-database",
+            str(mmdb),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    out = result.stdout
+    assert "client 81.2.69.142 in network 81.2.69.0/24 (GB, EU, ENG)" in out
+    assert "residency: client in GB matches residency rule (continent EU): only eu-west-1" in out
+    assert "select A: eu-west-1 192.0.2.20" in out
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geodns",
+            "explain",
+            "inference.example.com",
+            "216.160.83.56",
+            "--geoip-database",
+            str(mmdb),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["regions"][0] == "us-east-1"
+    assert data["answer"]["A"] == [US]
+    assert [s["step"] for s in data["steps"]] == ["residency", "health", "capacity", "order"]
+
+
+def test_explain_unknown_service() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "geodns", "explain", "www.example.com", "81.2.69.142"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "not a service name (services: inference.example.com)" in result.stderr
