@@ -7,12 +7,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY geodns ./geodns
 # gcc and libmaxminddb-dev let maxminddb build its C reader (10x faster GeoIP lookups).
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libmaxminddb-dev \
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libmaxminddb-dev \
     && pip install --no-cache-dir . \
-    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /src \
-    && apt-get update && apt-get install -y --no-install-recommends libmaxminddb0 \
-    && rm -rf /var/lib/apt/lists/*
-# zones/example.com.yaml is a symlink to this file: copy the file itself.
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
+    && rm -rf /var/lib/apt/lists/* /src
 COPY geodns/example/example.com.yaml /etc/geodns/zones/example.com.yaml
 
 USER geodns
