@@ -175,6 +175,8 @@ class Answerer:
         self.geo = GeoAnswers(zones, state, geoip)
         # (service, kind, client network, qtype) -> (encoded answer, ECS scope)
         self._decisions: dict[tuple[str, str, object, int], tuple[Prepared, int]] = {}
+        # (service, decision signature) -> encoded answer: few, shared by many networks
+        self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
         self._exact: dict[str, dict[bytes, bytes]] = {UDP: {}, TCP: {}}
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
@@ -195,6 +197,7 @@ class Answerer:
     def drop_decisions(self) -> None:
         """After a state change or a new GeoIP database."""
         self._decisions.clear()
+        self._encoded.clear()
         for exact in self._exact.values():
             exact.clear()
 
@@ -292,12 +295,17 @@ class Answerer:
         cached = self._decisions.get(key)
         if cached is None:
             result = self.geo.resolve(dynamic, query.qtype, client)
-            prepared = encode_resolution(
-                dns.name.from_wire(query.qname.lower(), 0)[0],
-                query.qtype,
-                query.qclass,
-                result.resolution,
-            )
+            shared = (dynamic.service.key, result.signature)
+            prepared = self._encoded.get(shared) if result.signature is not None else None
+            if prepared is None:
+                prepared = encode_resolution(
+                    dns.name.from_wire(query.qname.lower(), 0)[0],
+                    query.qtype,
+                    query.qclass,
+                    self.geo.resolution(result),
+                )
+                if result.signature is not None:
+                    self._encoded[shared] = prepared
             cached = (prepared, result.scope_prefix)
             if len(self._decisions) >= DECISION_CACHE_SIZE:
                 self._decisions.clear()

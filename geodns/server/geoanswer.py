@@ -46,11 +46,18 @@ class DynamicName:
 
 @dataclass(frozen=True, slots=True)
 class GeoResult:
-    """What the answer layer encodes: the resolution and the ECS scope it holds for."""
+    """A decision for one client network, and what its encoded answer depends on.
 
-    resolution: Resolution
-    scope_prefix: int
+    Many networks share one answer (every UK network gets eu-west-1), so the answer is
+    encoded once per `signature`, not once per network; None means "this client only"
+    (the debug TXT, which names the client).
+    """
+
+    dynamic: DynamicName
+    qtype: int
     decision: Decision
+    scope_prefix: int
+    signature: tuple[object, ...] | None
 
 
 def dynamic_names(zones: ZoneSet) -> dict[bytes, DynamicName]:
@@ -110,9 +117,25 @@ class GeoAnswers:
         scope = decision.scope_prefix
         if client.source_prefix is not None:
             scope = min(scope, client.source_prefix)
-        return GeoResult(self._resolution(dyn, qtype, decision), scope, decision)
+        return GeoResult(dyn, qtype, decision, scope, self._signature(dyn, qtype, decision))
 
-    def _resolution(self, dyn: DynamicName, qtype: int, decision: Decision) -> Resolution:
+    def _signature(
+        self, dyn: DynamicName, qtype: int, decision: Decision
+    ) -> tuple[object, ...] | None:
+        if decision.outcome is not None:
+            return (dyn.kind, qtype, decision.outcome)
+        if dyn.kind == SRV:
+            return (SRV, qtype, tuple(r.name for r in decision.regions))
+        if qtype == RT.TXT and dyn.zone.debug:
+            return None
+        if qtype in (RT.A, RT.AAAA, RT.ANY):
+            family = 6 if qtype == RT.AAAA else 4
+            return (SERVICE, qtype, tuple(r.name for r, _ in decision.select(family)))
+        return (SERVICE, qtype, "nodata")
+
+    def resolution(self, result: GeoResult) -> Resolution:
+        """The sections of the answer, built with dnspython: once per signature."""
+        dyn, qtype, decision = result.dynamic, result.qtype, result.decision
         zone, service = dyn.zone, dyn.service
         if decision.outcome in _OUTCOME_RCODE:
             return Resolution(_OUTCOME_RCODE[decision.outcome], authoritative=False)

@@ -77,10 +77,12 @@ class Service:
     when_all_down: str = "answer_all"  # answer_all | servfail
     latency: str | None = "default"  # "default" (shipped table), a file path, or None
 
-    @property
-    def key(self) -> str:
-        """The service's name as state files and the API write it: `inference.example.com`."""
-        return self.name.to_text(omit_final_dot=True)
+    # The service's name as state files and the API write it: `inference.example.com`.
+    # Computed once: routing reads it for every decision.
+    key: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.name.to_text(omit_final_dot=True))
 
     def region(self, name: str) -> Region:
         for region in self.regions:
