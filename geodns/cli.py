@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the embedded DB-IP City Lite database",
     )
     serve.add_argument(
+        "--geoip-reload-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between checks for a replaced GeoIP file (default: 10)",
+    )
+    serve.add_argument(
         "--state",
         metavar="FILE",
         help="region states to start from (YAML: service -> region -> "
@@ -196,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
         tcp_max_connections=args.tcp_max_connections,
         state=state,
         geoip=geoip,
+        geoip_reload_interval=args.geoip_reload_interval,
     )
     try:
         return run(config)

@@ -35,9 +35,7 @@ class ServeConfig:
     tcp_max_connections: int = 1000
     state: StateSnapshot = ALL_UP
     geoip: GeoIPDatabase | None = None
-
-
-GEOIP_CHECK_INTERVAL = 10.0  # seconds between looks at the .mmdb file (geoipupdate renames it)
+    geoip_reload_interval: float = 10.0  # seconds between looks at the .mmdb file
 
 
 def install_event_loop() -> str:
@@ -82,10 +80,10 @@ def run(config: ServeConfig) -> int:
                 os.waitpid(pid, 0)
 
 
-async def _watch_geoip(db: GeoIPDatabase, answerer: Answerer) -> None:
-    """Reload the GeoIP database when its file is replaced, without a restart."""
+async def _watch_geoip(db: GeoIPDatabase, answerer: Answerer, interval: float) -> None:
+    """Reload the GeoIP database when its file is replaced (geoipupdate renames a new one in)."""
     while True:
-        await asyncio.sleep(GEOIP_CHECK_INTERVAL)
+        await asyncio.sleep(interval)
         try:
             swapped = db.maybe_reload()
         except GeodnsError as exc:
@@ -149,7 +147,9 @@ async def serve(
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
     watcher = None
     if config.geoip is not None:
-        watcher = asyncio.ensure_future(_watch_geoip(config.geoip, answerer))
+        watcher = asyncio.ensure_future(
+            _watch_geoip(config.geoip, answerer, config.geoip_reload_interval)
+        )
     await stop.wait()
     log.info("shutting down")
     if watcher is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +15,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server
-from tests.geo_fixtures import build_test_mmdb
+from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server, wait_for
+from tests.geo_fixtures import build_test_mmdb, write_mmdb
 
 Rcode = dns.rcode.Rcode
 EU, US, AP = "192.0.2.20", "192.0.2.10", "192.0.2.30"
@@ -235,3 +236,32 @@ def test_explain_unknown_service() -> None:
     )
     assert result.returncode == 2
     assert "not a service name (services: inference.example.com)" in result.stderr
+
+
+def test_replaced_geoip_file_is_reloaded(tmp_path: Path) -> None:
+    mmdb = build_test_mmdb(tmp_path / "city.mmdb")
+    with running_server(
+        EXAMPLE_ZONES,
+        "--geoip-database",
+        str(mmdb),
+        "--geoip-reload-interval",
+        "0.2",
+        listen=("127.0.0.1:0",),
+    ) as srv:
+        assert addresses(ask(srv, "81.2.69.0/24")) == [EU]
+        # As geoipupdate does: write a new file beside it, then rename it over the old one.
+        moved = {
+            "81.2.69.0/24": {
+                "country": {"iso_code": "US"},
+                "continent": {"code": "NA"},
+                "location": {"latitude": 40.7, "longitude": -74.0},
+            }
+        }
+        write_mmdb(tmp_path / "city.mmdb.tmp", moved)
+        os.replace(tmp_path / "city.mmdb.tmp", mmdb)
+        wait_for(lambda: addresses(ask(srv, "81.2.69.0/24")) == [US])
+        # A broken replacement is logged and the loaded database keeps serving.
+        (tmp_path / "broken.tmp").write_bytes(b"not a database")
+        os.replace(tmp_path / "broken.tmp", mmdb)
+        wait_for(lambda: any("keeping the loaded database" in line for line in srv.lines))
+        assert addresses(ask(srv, "81.2.69.0/24")) == [US]
