@@ -428,23 +428,51 @@ def dnsperf_argv(args: argparse.Namespace, port: int, cpu: int | None) -> list[s
     )
 
 
-def run_dnsperf(argv: list[str], server: Server, duration: float, raw: Path) -> dict:
+def run_dnsperf(
+    argv: list[str] | list[list[str]], server: Server, duration: float, raw: Path
+) -> dict:
+    """One dnsperf run against `server`, with the server's CPU time over it.
+
+    `argv` may also be a list of command lines, started together (one per ECS subnet in
+    bench/geo.py): their counts and rates are added up and their latencies combined
+    (see merge_dnsperf), and each one's own figures are kept under "parts".
+    """
+    argvs = [argv] if isinstance(argv[0], str) else argv
     cpu_before, cores_before = server.cpu(), core_times()
+    procs = [
+        subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for a in argvs
+    ]
+    outs = []
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=duration + 60)
+            outs.append((proc.returncode, stdout, stderr))
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"dnsperf against {server.label} did not finish: {exc}") from exc
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     cores, cpu_after = core_busy(cores_before, core_times()), server.cpu()
+    parts = []
     with raw.open("a") as f:
-        f.write(f"$ {shlex.join(argv)}\n{out.stdout}{out.stderr}\n")
-    stats = parse_dnsperf(out.stdout)
-    if out.returncode != 0 or "qps" not in stats or not stats.get("completed"):
-        raise BenchError(
-            f"dnsperf against {server.label} failed (exit {out.returncode}):\n"
-            f"{(out.stderr or out.stdout).strip()[-2000:]}"
-        )
+        for a, (code, stdout, stderr) in zip(argvs, outs, strict=True):
+            f.write(f"$ {shlex.join(a)}\n{stdout}{stderr}\n")
+            part = parse_dnsperf(stdout)
+            if code != 0 or "qps" not in part or not part.get("completed"):
+                raise BenchError(
+                    f"dnsperf against {server.label} failed (exit {code}):\n"
+                    f"{(stderr or stdout).strip()[-2000:]}"
+                )
+            warnings = [x for x in (stdout + stderr).splitlines() if "arning" in x]
+            if warnings:
+                part["dnsperf_warnings"] = warnings[:10]
+            parts.append(part)
     if not server.alive():
         raise BenchError(f"{server.label} died during the run\n{server.log_tail()}")
+    stats = parts[0] if len(parts) == 1 else merge_dnsperf(parts)
     stats["core_busy_pct"] = cores
     spent = []  # (user, system) seconds per process during the run
     for pid, (user, system) in sorted(cpu_after.items()):
@@ -458,10 +486,45 @@ def run_dnsperf(argv: list[str], server: Server, duration: float, raw: Path) -> 
     stats["server_user_us_per_query"] = round(per_query * sum(u for u, _ in spent), 2)
     stats["server_sys_us_per_query"] = round(per_query * sum(s for _, s in spent), 2)
     stats["server_cpu_us_per_query"] = round(per_query * sum(u + s for u, s in spent), 2)
-    warnings = [x for x in (out.stdout + out.stderr).splitlines() if "arning" in x]
-    if warnings:
-        stats["dnsperf_warnings"] = warnings[:10]
     return stats
+
+
+def merge_dnsperf(parts: list[dict]) -> dict:
+    """Several concurrent dnsperf runs as one: counts and qps summed, run time the longest,
+    mean latency and packet sizes weighted by completed queries, the pooled standard
+    deviation, the extreme min and max; each run's own stats under "parts"."""
+    merged: dict = {}
+    for key in ("sent", "completed", "lost", "interrupted"):
+        merged[key] = sum(p.get(key, 0) for p in parts)
+    merged["qps"] = round(sum(p["qps"] for p in parts), 6)
+    merged["run_time_s"] = max(p.get("run_time_s", 0.0) for p in parts)
+    n = merged["completed"]
+    mean = sum(p["completed"] * p.get("avg_latency_s", 0.0) for p in parts) / n
+    merged["avg_latency_s"] = round(mean, 6)
+    merged["min_latency_s"] = min(p.get("min_latency_s", 0.0) for p in parts)
+    merged["max_latency_s"] = max(p.get("max_latency_s", 0.0) for p in parts)
+    variance = (
+        sum(
+            p["completed"]
+            * (p.get("latency_stddev_s", 0.0) ** 2 + (p.get("avg_latency_s", 0.0) - mean) ** 2)
+            for p in parts
+        )
+        / n
+    )
+    merged["latency_stddev_s"] = round(variance**0.5, 6)
+    for key in ("request_bytes", "response_bytes"):
+        if all(key in p for p in parts):
+            merged[key] = round(sum(p["completed"] * p[key] for p in parts) / n)
+    rcodes: dict[str, int] = {}
+    for p in parts:
+        for code, count in p.get("rcodes", {}).items():
+            rcodes[code] = rcodes.get(code, 0) + count
+    merged["rcodes"] = rcodes
+    warnings = [w for p in parts for w in p.get("dnsperf_warnings", [])]
+    if warnings:
+        merged["dnsperf_warnings"] = warnings[:10]
+    merged["parts"] = parts
+    return merged
 
 
 # --- main ----------------------------------------------------------------------------
