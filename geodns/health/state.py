@@ -11,7 +11,7 @@ from typing import Any
 
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.zones.model import ZoneSet
-from geodns.zones.yamlsource import load_yaml
+from geodns.zones.yamlsource import read_yaml_file
 
 
 class Health(StrEnum):
@@ -66,14 +66,7 @@ def load_state_file(path: str | os.PathLike[str], zones: ZoneSet | None = None) 
 
     With `zones`, service and region names are checked against them.
     """
-    file = str(path)
-    try:
-        with open(file, encoding="utf-8") as fh:
-            doc = load_yaml(fh.read(), file)
-    except OSError as exc:
-        raise ConfigErrors([ConfigError(exc.strerror or str(exc), file)]) from exc
-    except ConfigError as exc:
-        raise ConfigErrors([exc]) from exc
+    doc = read_yaml_file(path)
     errors: list[ConfigError] = []
     data: Any = doc.data or {}
     known: dict[str, set[str]] | None = None

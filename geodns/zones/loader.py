@@ -20,7 +20,7 @@ import dns.rrset
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
 from geodns.zones.services import build_service
-from geodns.zones.yamlsource import Document, Path, load_yaml
+from geodns.zones.yamlsource import Document, Path, read_yaml_file
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType
@@ -99,19 +99,11 @@ def zone_files(paths: Iterable[str | os.PathLike[str]]) -> Iterable[str]:
 
 
 def load_zone_file(file: str | os.PathLike[str]) -> Zone:
-    file = str(file)
+    doc = read_yaml_file(file)
     try:
-        with open(file, encoding="utf-8") as fh:
-            text = fh.read()
         mtime = int(os.stat(file).st_mtime)
     except OSError as exc:
-        raise ConfigErrors([ConfigError(exc.strerror or str(exc), file)]) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigErrors([ConfigError(f"not UTF-8 text: {exc.reason}", file)]) from exc
-    try:
-        doc = load_yaml(text, file)
-    except ConfigError as exc:
-        raise ConfigErrors([exc]) from exc
+        raise ConfigErrors([ConfigError(exc.strerror or str(exc), str(file))]) from exc
     return build_zone(doc, default_serial=mtime)
 
 

@@ -7,13 +7,14 @@ matters for country lists and IPv6 addresses.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from geodns.errors import ConfigError
+from geodns.errors import ConfigError, ConfigErrors
 
 Path = tuple[str | int, ...]
 
@@ -70,6 +71,22 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if _FLOAT.fullmatch(value):
         return float(value)
     return value
+
+
+def read_yaml_file(path: str | os.PathLike[str]) -> Document:
+    """Read and parse a YAML file, or raise ConfigErrors naming the file (and line if known)."""
+    file = os.fspath(path)
+    try:
+        with open(file, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(exc.strerror or str(exc), file)]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(f"not UTF-8 text: {exc.reason}", file)]) from exc
+    try:
+        return load_yaml(text, file)
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from exc
 
 
 def load_yaml(text: str, file: str) -> Document:
