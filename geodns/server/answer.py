@@ -59,6 +59,7 @@ MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it are treated as 512 (RFC 
 EXACT_CACHE_SIZE = 50_000
 PREPARED_CACHE_SIZE = 50_000
 DECISION_CACHE_SIZE = 50_000
+BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address decide
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
 _CHAOS_VERSION = {b"\x07version\x04bind\x00", b"\x07version\x06server\x00"}
@@ -179,6 +180,8 @@ class Answerer:
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
         self._exact: dict[str, dict[bytes, bytes]] = {UDP: {}, TCP: {}}
+        # Service-name queries without ECS: (query bytes after the ID, sender) -> reply tail.
+        self._by_source: dict[str, dict[tuple[bytes, str], bytes]] = {UDP: {}, TCP: {}}
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int], bytes] = {}
@@ -200,6 +203,8 @@ class Answerer:
         self._encoded.clear()
         for exact in self._exact.values():
             exact.clear()
+        for by_source in self._by_source.values():
+            by_source.clear()
 
     def handler(self, transport: str) -> Callable[[bytes, tuple], bytes | None]:
         """The hot path for one transport as a closure: the exact-query cache, then `_answer`.
@@ -208,10 +213,14 @@ class Answerer:
         asked without ECS depends on the peer address and is never cached by bytes.
         """
         cache_get = self._exact[transport].get
+        source_get = self._by_source[transport].get
         answer = self._answer
 
         def handle(data: bytes, addr: tuple) -> bytes | None:
             tail = cache_get(data[2:])
+            if tail is not None:
+                return data[:2] + tail
+            tail = source_get((data[2:], addr[0]))
             if tail is not None:
                 return data[:2] + tail
             return answer(data, transport, addr)
@@ -221,6 +230,8 @@ class Answerer:
     def answer(self, data: bytes, peer: Peer) -> bytes | None:
         """The reply to `data`, or None to send nothing."""
         tail = self._exact[peer.transport].get(data[2:])
+        if tail is None:
+            tail = self._by_source[peer.transport].get((data[2:], peer.host))
         if tail is not None:
             return data[:2] + tail
         return self._answer(data, peer.transport, (peer.host, peer.port))
@@ -238,14 +249,19 @@ class Answerer:
         if reply is None:
             self.dropped += 1
             return None
-        if cacheable:
+        if cacheable is True:
             exact = self._exact[transport]
             if len(exact) >= EXACT_CACHE_SIZE:
                 exact.clear()
             exact[data[2:]] = reply[2:]
+        elif cacheable == BY_SOURCE:
+            by_source = self._by_source[transport]
+            if len(by_source) >= EXACT_CACHE_SIZE:
+                by_source.clear()
+            by_source[(data[2:], addr[0])] = reply[2:]
         return reply
 
-    def _reply(self, data: bytes, transport: str, addr: tuple) -> tuple[bytes | None, bool]:
+    def _reply(self, data: bytes, transport: str, addr: tuple) -> tuple[bytes | None, bool | str]:
         if len(data) < 12:
             raise ShortHeader
         flags = (data[2] << 8) | data[3]
@@ -282,7 +298,7 @@ class Answerer:
         flags: int,
         question: bytes,
         transport: str,
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[bytes, bool | str]:
         edns = query.edns
         ecs = edns.ecs if edns is not None else None
         if ecs is not None and ecs.source_prefix > 0:
@@ -312,8 +328,9 @@ class Answerer:
             self._decisions[key] = cached
         prepared, scope = cached
         reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope)
-        # The bytes decide the reply only when they carry the client's subnet.
-        return reply, ecs is not None
+        # The bytes decide the reply only when they carry the client's subnet; without
+        # one, the bytes and the sender's address do.
+        return reply, True if ecs is not None else BY_SOURCE
 
     def _render(
         self,

@@ -57,3 +57,26 @@ def test_a_bug_while_answering_is_servfail_not_a_crash(monkeypatch) -> None:
     reply = ask(answerer, dns.message.make_query("www.example.com", "A"))
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert answerer.errors == 1
+
+
+def test_service_answers_without_ecs_depend_on_the_sender(tmp_path) -> None:
+    from geodns.geo.geoip import GeoIPDatabase
+    from tests.geo_fixtures import build_test_mmdb
+
+    db = GeoIPDatabase(build_test_mmdb(tmp_path / "t.mmdb"))
+    answerer = Answerer(ZONES, geoip=db)
+    handle = answerer.handler(UDP)
+    wire = dns.message.make_query("inference.example.com", "A").to_wire()
+    for _ in range(2):  # the second round comes from the caches
+        gb = dns.message.from_wire(handle(wire, ("81.2.69.1", 5353)))
+        us = dns.message.from_wire(handle(wire, ("216.160.83.1", 5353)))
+        assert [r.address for r in gb.answer[0]] == ["192.0.2.20"]
+        assert [r.address for r in us.answer[0]] == ["192.0.2.10"]
+    # A state change drops every cached reply built from the old state.
+    from geodns.health.state import Health, RegionState
+
+    answerer.set_state(
+        answerer.state.with_region("inference.example.com", "us-east-1", RegionState(Health.DOWN))
+    )
+    us = dns.message.from_wire(handle(wire, ("216.160.83.1", 5353)))
+    assert [r.address for r in us.answer[0]] == ["192.0.2.20"]
