@@ -1,0 +1,900 @@
+#!/usr/bin/env python3
+"""Benchmark geodns's geo answers (ECS) against PowerDNS's GeoIP backend and gdnsd's geoip plugin.
+
+All three serve `inference.example.com` from the same test GeoIP database (the one the
+tests build, tests/geo_fixtures.py) and answer each client continent with the same
+region as geodns does (EU -> eu-west-1 by residency; NA, SA -> us-east-1; AS, OC ->
+ap-northeast-1; AF -> eu-west-1; unlocated -> the service's default order). Before
+measuring, every server is asked an A query with EDNS Client Subnet from each test
+country (plus IPv6, unlocated and no-ECS clients): their addresses must agree, and each
+one's ECS scope is shown. Then each server in turn, pinned to core 1, is loaded by
+dnsperf pinned to core 0 with one dnsperf per country subnet, all at once.
+
+Why at once rather than one country after another: dnsperf's -E puts the same ECS option
+in every query of a run, so several subnets need several dnsperf processes. Run together,
+each server sees the countries interleaved for the whole run, as a server does from many
+resolvers, and the load is that of the static benchmark (-c 10 -q 500 shared out: 8
+processes of -c 1 -q 62 -T 1) on the same one core; in sequence, each country would get an
+eighth of the run and every server eight ramp-ups and tails. The figures are the sums of
+the processes' (qps, counts) and their latencies combined (bench/run.py merge_dnsperf).
+
+    python bench/geo.py                  # 10 s runs, 3 interleaved rounds
+    python bench/geo.py --quick          # 2 s runs, one round: proves it works
+    python bench/geo.py --no-ecs         # plain queries: a resolver that sends no ECS
+    python bench/geo.py --json bench/results/geo.json
+
+Needs pdns-server, pdns-backend-geoip, gdnsd, dnsperf and taskset (Debian: apt install
+pdns-server pdns-backend-geoip gdnsd dnsperf), and the test extras (mmdb-writer) for the
+database. PowerDNS and gdnsd run in the foreground as children, with their configuration,
+sockets and state in a temporary directory and listening on 127.0.0.1 only; Debian's own
+services are not used. Logs, generated configurations and dnsperf's raw output go to
+bench/results/logs/geo/. Exits 1 if a server fails to start, the servers' answers differ,
+or dnsperf fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.run import (  # noqa: E402
+    CLIENT_CPU,
+    HOST,
+    SERVER_CPU,
+    SETTLE,
+    BenchError,
+    Result,
+    Server,
+    core_busy,
+    core_times,
+    dnsperf_argv,
+    free_port,
+    machine_info,
+    pin,
+    repo_relative,
+    run_dnsperf,
+    tool_version,
+)
+
+DEFAULT_ZONE = ROOT / "zones" / "example.com.yaml"
+DEFAULT_LOGS = ROOT / "bench" / "results" / "logs" / "geo"
+SERVICE = "inference"
+SERVERS = ("geodns", "pdns", "gdnsd")
+TITLES = {"geodns": "geodns", "pdns": "PowerDNS", "gdnsd": "gdnsd"}
+
+# Which regions each client continent gets, in order: what geodns decides for the test
+# countries with the shipped zone and latency table (`geodns explain inference.example.com
+# ADDR --geoip-database FILE`); the comparison before the load checks that it still does.
+# EU is the residency rule's only region. The other servers answer the first one.
+CONTINENT_ORDER = {
+    "EU": ("eu-west-1",),
+    "NA": ("us-east-1", "eu-west-1", "ap-northeast-1"),
+    "SA": ("us-east-1", "eu-west-1", "ap-northeast-1"),
+    "AS": ("ap-northeast-1", "us-east-1", "eu-west-1"),
+    "OC": ("ap-northeast-1", "us-east-1", "eu-west-1"),
+    "AF": ("eu-west-1", "us-east-1", "ap-northeast-1"),
+}
+
+# dnsperf for the geo load. The static benchmark's -c 10 -q 500 -T 2 is shared out among
+# the concurrent dnsperf processes (one per country): about the same queries in flight in
+# all and the same single load-generator core.
+DEFAULT_CLIENTS = 10
+DEFAULT_OUTSTANDING = 500
+# PowerDNS on one core: --distributor-threads=1 gave 44,000 qps where the default 3 gave
+# 37,000 and 2 gave 38,000 (4 s runs, one ECS subnet, this machine); the receiver thread
+# and the distributor then share the core without more context switches.
+PDNS_DISTRIBUTORS = 1
+BACKGROUND_SAMPLE = 0.3  # seconds of core usage sampled before each run
+BACKGROUND_WARN = 15.0  # % busy (both cores together) counted as a disturbed run
+
+
+# --- what to ask -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Client:
+    label: str
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None: no ECS at all
+    continent: str | None  # in the test database
+
+    @property
+    def ecs_option(self) -> str:
+        """dnsperf's -E value: option 8, FAMILY, SOURCE PREFIX, SCOPE 0, and only as many
+        address octets as the prefix covers (RFC 7871 6: longer is FORMERR)."""
+        assert self.subnet is not None
+        prefix = self.subnet.prefixlen
+        family = 1 if self.subnet.version == 4 else 2
+        address = self.subnet.network_address.packed[: (prefix + 7) // 8]
+        return f"8:{family:04x}{prefix:02x}00{address.hex()}"
+
+
+def test_clients() -> tuple[list[Client], list[Client]]:
+    """(load clients: one /24 per test country, IPv4; extra clients checked only)."""
+    from tests.geo_fixtures import TEST_NETWORKS  # needs the test extras (mmdb-writer)
+
+    load, extra = [], []
+    for network, (country, continent, *_rest) in TEST_NETWORKS.items():
+        net = ipaddress.ip_network(network)
+        if country is None:
+            continue
+        if net.version == 4:
+            subnet = net if net.prefixlen >= 24 else next(net.subnets(new_prefix=24))
+            load.append(Client(country, subnet, continent))
+        else:
+            subnet = net if net.prefixlen >= 48 else next(net.subnets(new_prefix=48))
+            extra.append(Client(f"{country} v6", subnet, continent))
+    # 8.0.0.0/5 holds no record in the test database: every server's default.
+    extra.append(Client("unlocated", ipaddress.ip_network("8.8.8.0/24"), None))
+    extra.append(Client("no ECS", None, None))
+    return load, extra
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """The service as the zone file defines it: what the other servers must answer."""
+
+    ttl: int
+    addresses: dict[str, str]  # region -> IPv4 address
+    default_order: tuple[str, ...]
+
+    def region_of(self, address: str) -> str:
+        for region, addr in self.addresses.items():
+            if addr == address:
+                return region
+        return "?"
+
+
+def read_service(zone: Path) -> tuple[str, ServiceSpec]:
+    doc = yaml.safe_load(zone.read_text())
+    service = doc["services"][SERVICE]
+    addresses = {}
+    for name, region in service["regions"].items():
+        v4 = [a for a in region.get("addresses", []) if ipaddress.ip_address(a).version == 4]
+        addresses[name] = v4[0]
+    order = tuple(service.get("default_order") or addresses)
+    return doc["zone"].rstrip("."), ServiceSpec(int(service.get("ttl", 30)), addresses, order)
+
+
+# --- configurations --------------------------------------------------------------------
+
+
+def pdns_config(workdir: Path, origin: str, spec: ServiceSpec, mmdb: Path) -> Path:
+    """A geoip-backend zones file: the service name expands to <continent>.<service>.geo
+    (%cn, lower case; `unknown` when the database has no continent)."""
+    conf_dir = workdir / "pdns"
+    conf_dir.mkdir()
+    geo = f"{SERVICE}.geo.{origin}"
+    records: dict[str, list[dict[str, str]]] = {
+        origin: [
+            {"soa": f"ns1.{origin}. hostmaster.{origin}. 1 3600 600 604800 60"},
+            {"ns": f"ns1.{origin}."},
+            {"ns": f"ns2.{origin}."},
+        ],
+        f"ns1.{origin}": [{"a": "198.51.100.53"}],
+        f"ns2.{origin}": [{"a": "203.0.113.53"}],
+    }
+    for continent, order in CONTINENT_ORDER.items():
+        records[f"{continent.lower()}.{geo}"] = [{"a": spec.addresses[order[0]]}]
+    records[f"unknown.{geo}"] = [{"a": spec.addresses[spec.default_order[0]]}]
+    zones = {
+        "domains": [
+            {
+                "domain": origin,
+                "ttl": spec.ttl,
+                "records": records,
+                "services": {f"{SERVICE}.{origin}": f"%cn.{geo}"},
+            }
+        ]
+    }
+    zones_file = conf_dir / "geo-zones.yaml"
+    zones_file.write_text("# generated by bench/geo.py\n" + yaml.safe_dump(zones, sort_keys=False))
+    (conf_dir / "pdns.conf").write_text(
+        f"""# generated by bench/geo.py
+launch=geoip
+geoip-database-files=mmdb:{mmdb}
+geoip-zones-file={zones_file}
+edns-subnet-processing=yes
+distributor-threads={PDNS_DISTRIBUTORS}
+"""
+    )
+    return conf_dir
+
+
+def pdns_argv(conf_dir: Path, port: int) -> list[str]:
+    return [
+        "pdns_server",
+        f"--config-dir={conf_dir}",
+        "--security-poll-suffix=",  # else it asks a DNS server on the Internet at start-up
+        "--guardian=no",
+        "--daemon=no",
+        "--disable-syslog",
+        "--write-pid=no",
+        f"--local-address={HOST}",
+        f"--local-port={port}",
+        f"--socket-dir={conf_dir}",
+    ]
+
+
+def gdnsd_config(workdir: Path, port: int, origin: str, spec: ServiceSpec, mmdb: Path) -> Path:
+    conf_dir = workdir / "gdnsd"
+    for sub in ("zones", "run", "state"):
+        (conf_dir / sub).mkdir(parents=True)
+    dcs = ", ".join(spec.default_order)
+    cmap = "\n".join(
+        f"          {continent} => [{', '.join(order)}]"
+        for continent, order in CONTINENT_ORDER.items()
+    )
+    dcmap = "\n".join(f"          {region} => {addr}" for region, addr in spec.addresses.items())
+    (conf_dir / "config").write_text(
+        f"""# generated by bench/geo.py
+options => {{
+  listen => [ {HOST}:{port} ]
+  run_dir => {conf_dir / "run"}
+  state_dir => {conf_dir / "state"}
+}}
+plugins => {{
+  geoip => {{
+    maps => {{
+      {SERVICE} => {{
+        geoip2_db => {mmdb}
+        datacenters => [{dcs}]
+        map => {{
+{cmap}
+        }}
+      }}
+    }}
+    resources => {{
+      {SERVICE} => {{
+        map => {SERVICE}
+        dcmap => {{
+{dcmap}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+    )
+    (conf_dir / "zones" / origin).write_text(
+        f"""; generated by bench/geo.py
+$TTL 300
+@ 60 SOA ns1 hostmaster 1 3600 600 604800 60
+@ NS ns1
+@ NS ns2
+ns1 A 198.51.100.53
+ns2 A 203.0.113.53
+{SERVICE} {spec.ttl} DYNA geoip!{SERVICE}
+"""
+    )
+    return conf_dir
+
+
+@dataclass
+class GeoServer(Server):
+    kind: str = ""  # geodns | pdns | gdnsd
+    threads: str = ""  # how it runs, for the table
+
+    @property
+    def label(self) -> str:
+        return TITLES[self.kind]
+
+
+def make_server(
+    kind: str, port: int, argv: list[str], log: Path, cpu: int | None, threads: str, **kw
+) -> GeoServer:
+    pinning = "none" if cpu is None else f"core {cpu}"
+    return GeoServer(kind, 1, port, pin(cpu, argv), log, pinning, kind=kind, threads=threads, **kw)
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+def ask(server: GeoServer, name: str, client: Client) -> dict:
+    options = []
+    if client.subnet is not None:
+        options.append(
+            dns.edns.ECSOption(str(client.subnet.network_address), client.subnet.prefixlen)
+        )
+    query = dns.message.make_query(name, "A", use_edns=0, options=options)
+    try:
+        reply = dns.query.udp(query, HOST, port=server.port, timeout=2)
+    except (dns.exception.DNSException, OSError) as exc:
+        return {"error": repr(exc)}
+    addresses, ttls = [], set()
+    for rrset in reply.answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            addresses += sorted(r.address for r in rrset)
+            ttls.add(rrset.ttl)
+    scope = None
+    for option in reply.options:
+        if isinstance(option, dns.edns.ECSOption):
+            scope = option.scopelen
+    return {
+        "rcode": dns.rcode.to_text(reply.rcode()),
+        "aa": bool(reply.flags & dns.flags.AA),
+        "addresses": addresses,
+        "ttl": sorted(ttls),
+        "scope": scope,
+    }
+
+
+def verify(
+    servers: list[GeoServer], name: str, clients: list[Client], spec: ServiceSpec
+) -> tuple[list[dict], list[str], list[str]]:
+    """Ask every server for every client: (rows, fatal differences, other differences)."""
+    rows, fatal, minor = [], [], []
+    for client in clients:
+        answers = {s.kind: ask(s, name, client) for s in servers}
+        row = {
+            "client": client.label,
+            "subnet": None if client.subnet is None else str(client.subnet),
+            "continent": client.continent,
+            "answers": answers,
+        }
+        rows.append(row)
+        key = {
+            k: (a.get("error"), a.get("rcode"), tuple(a.get("addresses", ())))
+            for k, a in answers.items()
+        }
+        if len(set(key.values())) > 1:
+            fatal.append(
+                f"{client.label}: " + "; ".join(f"{TITLES[k]} {v}" for k, v in key.items())
+            )
+        for field in ("aa", "ttl"):
+            values = {k: a.get(field) for k, a in answers.items()}
+            if len({json.dumps(v) for v in values.values()}) > 1:
+                minor.append(f"{client.label}: {field} differs: {values}")
+        addresses = next(iter(answers.values())).get("addresses") or []
+        row["region"] = ", ".join(spec.region_of(a) for a in addresses) or "-"
+    return rows, fatal, minor
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+def geo_dnsperf_argvs(
+    args: argparse.Namespace, port: int, cpu: int | None, clients: list[Client]
+) -> list[list[str]]:
+    """One dnsperf per client subnet, each with its share of the clients and queries in
+    flight, one thread each (the processes already share the load generator's core)."""
+    n = len(clients)
+    share = argparse.Namespace(
+        queries=args.query_file,
+        duration=args.duration,
+        clients=max(1, round(args.clients / n)),
+        outstanding=max(1, args.outstanding // n),
+        threads=1,
+    )
+    return [[*dnsperf_argv(share, port, cpu), "-E", c.ecs_option] for c in clients]
+
+
+def background_busy() -> float:
+    """How busy both cores are, together, while nothing of ours runs (0-100)."""
+    before = core_times()
+    time.sleep(BACKGROUND_SAMPLE)
+    busy = core_busy(before, core_times())
+    return round(sum(busy.values()) / max(1, len(busy)), 1)
+
+
+def socket_drops(port: int) -> int:
+    """Datagrams the kernel dropped, over their lifetime, for a full receive buffer on
+    the UDP sockets bound to `port` (the server's: several with SO_REUSEPORT)."""
+    drops = 0
+    for table in ("udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    drops += int(fields[-1])
+    return drops
+
+
+def port53_listeners() -> list[str]:
+    """Sockets bound to port 53 on this machine (there should be none of ours)."""
+    found = []
+    for table in ("udp", "udp6", "tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                local = line.split()[1]
+                if local.rsplit(":", 1)[1] == "0035":
+                    found.append(f"{table} {local}")
+    return found
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--duration", type=float, help="seconds per dnsperf run (default: 10)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        help="rounds of runs, servers interleaved; the median-qps run is shown (default: 3)",
+    )
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=DEFAULT_CLIENTS,
+        help=f"dnsperf -c in all, shared among the subnets (default: {DEFAULT_CLIENTS})",
+    )
+    p.add_argument(
+        "--outstanding",
+        type=int,
+        default=DEFAULT_OUTSTANDING,
+        help=f"dnsperf -q in all, shared among the subnets (default: {DEFAULT_OUTSTANDING})",
+    )
+    p.add_argument(
+        "--servers",
+        nargs="+",
+        choices=SERVERS,
+        default=list(SERVERS),
+        help="which servers to run (default: all three)",
+    )
+    p.add_argument(
+        "--countries",
+        nargs="+",
+        metavar="CC",
+        help="test countries to load with (default: all: GB DE FR US BR JP AU ZA)",
+    )
+    p.add_argument(
+        "--no-ecs",
+        action="store_true",
+        help="load with plain queries (no EDNS), as from a resolver that sends no ECS: every\n"
+        "server then locates 127.0.0.1 and answers the default region; one dnsperf with\n"
+        "all of --clients and --outstanding, 2 threads",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    p.add_argument("--quick", action="store_true", help="2 s runs, one round: proves it works")
+    p.add_argument("--zone", type=Path, default=DEFAULT_ZONE, help="geodns YAML zone to serve")
+    p.add_argument("--logs", type=Path, default=DEFAULT_LOGS, help="where logs and raw output go")
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 2.0 if args.quick else 10.0
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.duration <= 0 or args.repeat < 1:
+        p.error("--duration and --repeat must be positive")
+    if "geodns" not in args.servers:
+        p.error("--servers must include geodns")
+    args.zone, args.logs = args.zone.absolute(), args.logs.absolute()
+    return args
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    servers: list[GeoServer] = []
+    try:
+        return bench(args, servers)
+    except BenchError as exc:
+        print(f"geo bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("geo bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
+    needed = {"geodns": "dnsperf", "pdns": "pdns_server", "gdnsd": "gdnsd"}
+    for kind in args.servers:
+        if not shutil.which(needed[kind]):
+            raise BenchError(
+                f"{needed[kind]} not found on PATH (Debian: apt install dnsperf pdns-server "
+                f"pdns-backend-geoip gdnsd)"
+            )
+    try:
+        from tests.geo_fixtures import build_test_mmdb
+    except ImportError as exc:
+        raise BenchError(
+            f"cannot build the test GeoIP database: {exc} (pip install -e '.[test]')"
+        ) from exc
+    cpus = os.sched_getaffinity(0)
+    pinned = {CLIENT_CPU, SERVER_CPU} <= cpus and shutil.which("taskset") is not None
+    client_cpu = CLIENT_CPU if pinned else None
+    server_cpu = SERVER_CPU if pinned else None
+    notes = []
+    if not pinned:
+        notes.append("no pinning (needs taskset and CPUs 0 and 1): all processes share all cores")
+
+    load_clients, extra_clients = test_clients()
+    if args.countries:
+        wanted = {c.upper() for c in args.countries}
+        load_clients = [c for c in load_clients if c.label in wanted]
+        if not load_clients:
+            raise BenchError(f"no test country among {sorted(wanted)}")
+    origin, spec = read_service(args.zone)
+    name = f"{SERVICE}.{origin}."
+    machine = machine_info()
+    machine["pdns"] = tool_version(["pdns_server", "--version"], r"Authoritative Server (\S+)")
+    machine["gdnsd"] = tool_version(["gdnsd", "-V"], r"gdnsd version (\S+)")
+    machine["git"] = git_revision()
+    machine["packages"] = debian_versions(
+        ["pdns-server", "pdns-backend-geoip", "gdnsd", "dnsperf", "libmaxminddb0"]
+    )
+
+    shutil.rmtree(args.logs, ignore_errors=True)
+    args.logs.mkdir(parents=True)
+    raw = args.logs / "dnsperf.txt"
+    args.query_file = args.logs / "geo-queries.txt"
+    args.query_file.write_text(f"{name.rstrip('.')} A\n")
+    with tempfile.TemporaryDirectory(prefix="geodns-geo-bench-") as tmp:
+        workdir = Path(tmp)
+        mmdb = build_test_mmdb(workdir / "test-city.mmdb")
+        ports: set[int] = set()
+        if "geodns" in args.servers:
+            port = free_port(ports)
+            cmd = [sys.executable, "-m", "geodns", "--log-level", "warning", "serve"]
+            cmd += ["--zones", repo_relative(args.zone), "--listen", f"{HOST}:{port}"]
+            cmd += ["--workers", "1", "--geoip-database", str(mmdb)]
+            servers.append(
+                make_server(
+                    "geodns", port, cmd, args.logs / "geodns.log", server_cpu, threads="1 worker"
+                )
+            )
+        if "pdns" in args.servers:
+            port = free_port(ports)
+            conf_dir = pdns_config(workdir, origin, spec, mmdb)
+            for f in conf_dir.iterdir():
+                shutil.copy(f, args.logs / f"pdns-{f.name}")
+            servers.append(
+                make_server(
+                    "pdns",
+                    port,
+                    pdns_argv(conf_dir, port),
+                    args.logs / "pdns.log",
+                    server_cpu,
+                    threads=f"1 receiver + {PDNS_DISTRIBUTORS} distributor",
+                    cwd=workdir,
+                )
+            )
+        if "gdnsd" in args.servers:
+            port = free_port(ports)
+            conf_dir = gdnsd_config(workdir, port, origin, spec, mmdb)
+            shutil.copy(conf_dir / "config", args.logs / "gdnsd-config")
+            shutil.copy(conf_dir / "zones" / origin, args.logs / f"gdnsd-zone-{origin}")
+            servers.append(
+                make_server(
+                    "gdnsd",
+                    port,
+                    ["gdnsd", "-c", str(conf_dir), "start"],
+                    args.logs / "gdnsd.log",
+                    server_cpu,
+                    threads="2 UDP threads (default)",
+                    cwd=workdir,
+                )
+            )
+        for server in servers:
+            server.start()
+            server.wait_ready(origin)
+        port53 = port53_listeners()
+        if port53:
+            notes.append(f"something listens on port 53 on this machine: {port53}")
+
+        rows, fatal, minor = verify(servers, name, load_clients + extra_clients, spec)
+        print_verification(rows, servers)
+        if fatal:
+            raise BenchError("the servers answer differently:\n  " + "\n  ".join(fatal))
+
+        results = [Result(s) for s in servers]
+        if args.no_ecs:
+            plain = argparse.Namespace(
+                queries=args.query_file,
+                duration=args.duration,
+                clients=args.clients,
+                outstanding=args.outstanding,
+                threads=2,
+            )
+            load_clients = [Client("no ECS", None, None)]
+            commands = {s.label: [dnsperf_argv(plain, s.port, client_cpu)] for s in servers}
+        else:
+            commands = {
+                s.label: geo_dnsperf_argvs(args, s.port, client_cpu, load_clients) for s in servers
+            }
+        total = args.repeat * len(servers)
+        per_run = args.duration + SETTLE + BACKGROUND_SAMPLE
+        print(
+            f"\nbenchmarking {len(servers)} servers x {args.repeat} round(s) x "
+            f"{args.duration:g} s, {len(commands[servers[0].label])} dnsperf at once "
+            f"(about {total * per_run:.0f} s)...",
+            file=sys.stderr,
+        )
+        for round_ in range(args.repeat):
+            for result in results:
+                time.sleep(SETTLE)
+                server = result.server
+                background = background_busy()
+                started, drops = time.monotonic(), socket_drops(server.port)
+                stats = run_dnsperf(commands[server.label], server, args.duration, raw)
+                stats["background_busy_pct"] = background
+                stats["server_socket_drops"] = socket_drops(server.port) - drops
+                # dnsperf waits out its timeout (5 s) for queries lost near the end of the
+                # run: cpu0%/cpu1% are then shares of a longer span than the run.
+                stats["wall_s"] = round(time.monotonic() - started, 2)
+                for client, part in zip(load_clients, stats.get("parts", [stats]), strict=True):
+                    part["client"] = client.label
+                result.runs.append(stats)
+                print(
+                    f"  round {round_ + 1}: {server.label}: {stats['qps']:,.0f} qps, "
+                    f"lost {stats.get('lost', 0)} ({stats['server_socket_drops']} dropped by "
+                    "the kernel at the server's socket, receive buffer full)"
+                    + (f" (machine {background:.0f}% busy before)" if background > 5 else ""),
+                    file=sys.stderr,
+                )
+        exit_codes = {server.label: server.stop() for server in servers}
+
+    report = {
+        "machine": machine,
+        "config": {
+            "zone": str(args.zone),
+            "service": name,
+            "geoip_database": "tests/geo_fixtures.py build_test_mmdb (GeoIP2-City)",
+            "load_subnets": {c.label: str(c.subnet) for c in load_clients if c.subnet},
+            "ecs": not args.no_ecs,
+            "duration_s": args.duration,
+            "repeat": args.repeat,
+            "clients_total": args.clients,
+            "outstanding_total": args.outstanding,
+            "pinning": {"dnsperf": client_cpu, "servers": server_cpu},
+            "pdns_distributor_threads": PDNS_DISTRIBUTORS,
+        },
+        "server_commands": {s.label: shlex.join(s.argv) for s in servers},
+        "dnsperf_commands": {k: [shlex.join(a) for a in v] for k, v in commands.items()},
+        "verification": rows,
+        "answer_differences_minor": minor,
+        "results": [
+            {**r.as_json(), "server": r.server.label, "threads": r.server.threads} for r in results
+        ],
+        "notes": notes,
+        "logs": log_findings(servers),
+        "exit_codes_on_sigterm": exit_codes,
+    }
+    report["ratios"] = ratios(results)
+    disturbed = [
+        f"{r.server.label} round {i + 1}: {run['background_busy_pct']:.0f}%"
+        for r in results
+        for i, run in enumerate(r.runs)
+        if run["background_busy_pct"] > BACKGROUND_WARN
+    ]
+    if disturbed:
+        notes.append(
+            "the machine was busy with other work just before some runs (both cores, "
+            f"averaged): {', '.join(disturbed)}; those figures are disturbed"
+        )
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nJSON written to {args.json}")
+    return 0
+
+
+def git_revision() -> str:
+    """The commit the servers' code is at, and whether the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
+
+
+def debian_versions(packages: list[str]) -> dict[str, str]:
+    out = {}
+    for package in packages:
+        try:
+            done = subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Version}", package],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            out[package] = done.stdout.strip() or "not installed"
+        except (OSError, subprocess.TimeoutExpired):
+            out[package] = "unknown"
+    return out
+
+
+def ratios(results: list[Result]) -> dict[str, dict[str, float]]:
+    by = {r.server.kind: r.median() for r in results}
+    out = {}
+    for other in ("pdns", "gdnsd"):
+        if "geodns" in by and other in by:
+            g, o = by["geodns"], by[other]
+            out[f"geodns/{TITLES[other]}"] = {
+                "qps": round(g["qps"] / o["qps"], 3),
+                "cpu_per_query": round(
+                    g["server_cpu_us_per_query"] / o["server_cpu_us_per_query"], 3
+                ),
+            }
+    return out
+
+
+# Start-up chatter of PowerDNS and gdnsd that says nothing is wrong.
+_BENIGN = (
+    "admin_state: state file",
+    "Exiting cleanly on receipt of terminating signal",
+)
+
+
+def log_findings(servers: list[GeoServer]) -> dict[str, list[str]]:
+    """Lines worth a look: all geodns logs at --log-level warning; the others' warnings
+    and errors."""
+    findings = {}
+    for server in servers:
+        lines = server.log_lines()
+        if server.kind != "geodns":
+            lines = [
+                x
+                for x in lines
+                if any(w in x.lower() for w in ("error", "warn", "fatal", "exception", "crit"))
+                and not any(b in x for b in _BENIGN)
+            ]
+        findings[server.label] = lines
+    return findings
+
+
+def print_verification(rows: list[dict], servers: list[GeoServer]) -> None:
+    kinds = [s.kind for s in servers]
+    print(f"answers for A {SERVICE} with ECS (all servers must agree on the addresses):")
+    header = f"{'client':<10} {'ECS subnet':<18} {'cont':<4} {'region':<15} {'address':<12}"
+    header += "".join(f" {TITLES[k] + ' scope':>15}" for k in kinds)
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        first = row["answers"][kinds[0]]
+        address = ",".join(first.get("addresses", [])) or first.get("rcode", "error")
+        line = (
+            f"{row['client']:<10} {row['subnet'] or '-':<18} {row['continent'] or '-':<4} "
+            f"{row['region']:<15} {address:<12}"
+        )
+        for k in kinds:
+            a = row["answers"][k]
+            scope = "error" if "error" in a else ("-" if a["scope"] is None else f"/{a['scope']}")
+            line += f" {scope:>15}"
+        print(line)
+
+
+def print_report(report: dict) -> None:
+    m, c = report["machine"], report["config"]
+    pkgs = m["packages"]
+    print()
+    print(
+        f"machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}; Python "
+        f"{m['python']}; geodns {m['geodns']} at {m['git']}, PowerDNS {pkgs.get('pdns-server')} "
+        f"(geoip backend {pkgs.get('pdns-backend-geoip')}), gdnsd {pkgs.get('gdnsd')}, "
+        f"dnsperf {m['dnsperf']}, libmaxminddb {pkgs.get('libmaxminddb0')}"
+    )
+    if c["ecs"]:
+        what = (
+            f"A {c['service']} with ECS from {len(c['load_subnets'])} subnets "
+            f"({', '.join(f'{k} {v}' for k, v in c['load_subnets'].items())}), one dnsperf "
+            "each, all at once"
+        )
+    else:
+        what = f"A {c['service']} without EDNS (no ECS: the client is 127.0.0.1), one dnsperf"
+    print(
+        f"load: {what}; {c['duration_s']:g} s per run, {c['repeat']} round(s), servers "
+        "interleaved" + ("; the median-qps run of each is shown" if c["repeat"] > 1 else "")
+    )
+    print("server commands:")
+    for label, cmd in report["server_commands"].items():
+        print(f"  {label}: {cmd}")
+    sets = report["dnsperf_commands"]
+    several = any(len(cmds) > 1 for cmds in sets.values())
+    print(
+        "dnsperf commands"
+        + (" (the first of each set; the others differ in -E only):" if several else ":")
+    )
+    for label, cmds in sets.items():
+        print(f"  {label}: {cmds[0]}")
+    print()
+    header = (
+        f"{'server':<9} {'threads':<27} {'qps':>9} {'qps range':>17} {'avg ms':>7} "
+        f"{'max ms':>7} {'lost':>6} {'cpu0%':>6} {'cpu1%':>6} {'us/q usr+sys':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in report["results"]:
+        med = r["median"]
+        qps = [run["qps"] for run in r["runs"]]
+        spread = f"{min(qps):,.0f}-{max(qps):,.0f}" if len(qps) > 1 else ""
+        busy = med["core_busy_pct"]
+        us_q = f"{med['server_user_us_per_query']:.1f}+{med['server_sys_us_per_query']:.1f}"
+        print(
+            f"{r['server']:<9} {r['threads']:<27} {med['qps']:>9,.0f} {spread:>17} "
+            f"{med['avg_latency_s'] * 1000:>7.3f} {med['max_latency_s'] * 1000:>7.2f} "
+            f"{med.get('lost', 0):>6} {busy.get(CLIENT_CPU, 0):>6.0f} "
+            f"{busy.get(SERVER_CPU, 0):>6.0f} {us_q:>13}"
+        )
+    print()
+    for pair, ratio in report["ratios"].items():
+        print(f"{pair}: qps {ratio['qps']:.2f}, CPU per query {ratio['cpu_per_query']:.2f}")
+    print(
+        f"cpu0%/cpu1%: busy share of core {CLIENT_CPU} (dnsperf) and core {SERVER_CPU} "
+        "(server), softirq included; us/q: the server's CPU time (user + system) per "
+        "completed query"
+    )
+    for r in report["results"]:
+        med = r["median"]
+        busy = med["core_busy_pct"]
+        if med["wall_s"] > med["run_time_s"] + 1:
+            print(
+                f"note: {r['server']}: dnsperf waited {med['wall_s'] - med['run_time_s']:.1f} s "
+                "after the run for lost queries to time out: its cpu0%/cpu1% are diluted by "
+                "that idle time (us/q is not)"
+            )
+        elif r["pinning"] != "none" and busy.get(CLIENT_CPU, 0) >= 95 > busy.get(SERVER_CPU, 0):
+            print(
+                f"note: {r['server']}: dnsperf's core was saturated and the server's was not: "
+                "its qps is a lower bound set by the load generator; compare us/q"
+            )
+    for r in report["results"]:
+        lost = sum(run.get("lost", 0) for run in r["runs"])
+        drops = sum(run["server_socket_drops"] for run in r["runs"])
+        if lost or drops:
+            print(
+                f"note: {r['server']}: {lost} queries lost in all runs; the kernel dropped "
+                f"{drops} queries meanwhile at the server's UDP socket(s) for a full receive "
+                "buffer (/proc/net/udp drops)"
+            )
+    for note in report["notes"]:
+        print(f"note: {note}")
+    for d in report["answer_differences_minor"]:
+        print(f"note: answers differ beyond the addresses: {d}")
+    for label, code in report["exit_codes_on_sigterm"].items():
+        # PowerDNS and gdnsd clean up, then die by the signal again (exit status -15).
+        if code != 0 and not (label != "geodns" and code == -signal.SIGTERM):
+            print(f"WARNING: {label} exited with {code} when stopped with SIGTERM")
+    for label, lines in report["logs"].items():
+        if lines:
+            print(f"{label} log: {len(lines)} line(s) of note, first ones:")
+            for line in lines[:5]:
+                print(f"  | {line}")
+        else:
+            print(f"{label} log: nothing of note")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
