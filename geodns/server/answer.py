@@ -28,7 +28,7 @@ from geodns import __version__
 from geodns.errors import MalformedQuery, ShortHeader
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.state import ALL_UP, StateSnapshot
-from geodns.server.geoanswer import DynamicName, GeoAnswers, client_address
+from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, client_address
 from geodns.wire.edns import Edns, build_opt, nsid_option
 from geodns.wire.query import HEADER, Query, QueryError, parse_query_untrusted
 from geodns.zones.lookup import Resolution, resolve
@@ -59,6 +59,7 @@ MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it are treated as 512 (RFC 
 EXACT_CACHE_SIZE = 50_000
 PREPARED_CACHE_SIZE = 50_000
 DECISION_CACHE_SIZE = 50_000
+ALIAS_TYPES = (RT.A, RT.AAAA)
 BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address decide
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
@@ -284,6 +285,8 @@ class Answerer:
             return self._render(BADVERS, qid, flags, question, edns, transport)
         qname_key = query.qname.lower()
         dynamic = self.geo.names.get(qname_key)
+        if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
+            dynamic = None  # a CNAME query, say: the static answer is the right one
         if dynamic is not None and query.qclass == CLASS_IN:
             return self._geo_reply(dynamic, query, addr, qid, flags, question, transport)
         prepared = self._prepared_for(qname_key, query.qtype, query.qclass)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.name
 import dns.rcode
@@ -34,6 +34,8 @@ Rcode = dns.rcode.Rcode
 DECISION_CACHE_SIZE = 50_000
 SERVICE = "service"
 SRV = "srv"
+ALIAS = "alias"
+MAX_CHAIN = 8
 _OUTCOME_RCODE = {"refuse": Rcode.REFUSED, "servfail": Rcode.SERVFAIL}
 
 
@@ -41,7 +43,10 @@ _OUTCOME_RCODE = {"refuse": Rcode.REFUSED, "servfail": Rcode.SERVFAIL}
 class DynamicName:
     zone: Zone
     service: Service
-    kind: str  # SERVICE (A, AAAA, TXT with debug) | SRV (_service._tcp)
+    kind: str  # SERVICE (A, AAAA, TXT with debug) | SRV (_service._tcp) | ALIAS (see below)
+    # ALIAS: a static name whose CNAME chain ends at the service: its A/AAAA answers are
+    # the chain plus the service's answer for this client, so residency holds through it.
+    chain: tuple[dns.rrset.RRset, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,32 @@ def dynamic_names(zones: ZoneSet) -> dict[bytes, DynamicName]:
         for service in zone.services.values():
             out[service.name.canonicalize().to_wire()] = DynamicName(zone, service, SERVICE)
             out[srv_name(service).canonicalize().to_wire()] = DynamicName(zone, service, SRV)
+    for zone in zones.zones.values():
+        for owner, node in zone.nodes.items():
+            if RT.CNAME in node:
+                alias = _alias(zones, node[RT.CNAME])
+                if alias is not None:
+                    out[owner.canonicalize().to_wire()] = alias
     return out
+
+
+def _alias(zones: ZoneSet, cname: dns.rrset.RRset) -> DynamicName | None:
+    """Follow a CNAME chain through our zones; a DynamicName if it ends at a service."""
+    chain = [cname]
+    target = cname[0].target
+    for _ in range(MAX_CHAIN):
+        zone = zones.find(target)
+        if zone is None:
+            return None
+        service = zone.services.get(target)
+        if service is not None:
+            return DynamicName(zone, service, ALIAS, tuple(chain))
+        nxt = zone.nodes.get(target, {}).get(RT.CNAME)
+        if nxt is None:
+            return None
+        chain.append(nxt)
+        target = nxt[0].target
+    return None
 
 
 def latency_for(service: Service) -> LatencyTable | None:
@@ -122,6 +152,12 @@ class GeoAnswers:
     def _signature(
         self, dyn: DynamicName, qtype: int, decision: Decision
     ) -> tuple[object, ...] | None:
+        if dyn.kind == ALIAS:
+            # The encoded answer holds the chain, so it is shared only by the same alias.
+            service_part = self._signature(
+                DynamicName(dyn.zone, dyn.service, SERVICE), qtype, decision
+            )
+            return None if service_part is None else (ALIAS, dyn.chain[0].name, *service_part)
         if decision.outcome is not None:
             return (dyn.kind, qtype, decision.outcome)
         if dyn.kind == SRV:
@@ -135,6 +171,13 @@ class GeoAnswers:
 
     def resolution(self, result: GeoResult) -> Resolution:
         """The sections of the answer, built with dnspython: once per signature."""
+        if result.dynamic.kind == ALIAS:
+            dyn = result.dynamic
+            inner = replace(result, dynamic=DynamicName(dyn.zone, dyn.service, SERVICE))
+            res = self.resolution(inner)
+            if res.rcode in (Rcode.REFUSED, Rcode.SERVFAIL):
+                return res
+            return replace(res, answer=(*dyn.chain, *res.answer))
         dyn, qtype, decision = result.dynamic, result.qtype, result.decision
         zone, service = dyn.zone, dyn.service
         if decision.outcome in _OUTCOME_RCODE:

@@ -44,7 +44,7 @@ def ask(
 
 
 def addresses(reply: dns.message.Message) -> list[str]:
-    return [r.address for rrset in reply.answer for r in rrset]
+    return [r.address for rrset in reply.answer if rrset.rdtype in (1, 28) for r in rrset]
 
 
 def scope(reply: dns.message.Message) -> int:
@@ -265,3 +265,16 @@ def test_replaced_geoip_file_is_reloaded(tmp_path: Path) -> None:
         os.replace(tmp_path / "broken.tmp", mmdb)
         wait_for(lambda: any("keeping the loaded database" in line for line in srv.lines))
         assert addresses(ask(srv, "81.2.69.0/24")) == [US]
+
+
+def test_a_cname_to_a_service_is_routed_too(geo: ServerProcess) -> None:
+    # Residency must hold through an alias: a GB client never gets the US region.
+    reply = ask(geo, "81.2.69.0/24", "A", "gpu.example.com")
+    assert [r.rdtype for r in reply.answer] == [dns.rdatatype.CNAME, dns.rdatatype.A]
+    assert addresses(ask(geo, "81.2.69.0/24", "A", "gpu.example.com"))[-1:] == [EU]
+    reply = ask(geo, "216.160.83.0/24", "AAAA", "gpu.example.com")
+    assert [r.address for r in reply.answer[1]] == ["2001:db8:10::1"]
+    assert scope(reply) == 24
+    # The CNAME itself is static.
+    reply = ask(geo, "81.2.69.0/24", "CNAME", "gpu.example.com")
+    assert reply.answer[0][0].target.to_text() == "inference.example.com."
