@@ -210,8 +210,8 @@ class Answerer:
     def handler(self, transport: str) -> Callable[[bytes, tuple], bytes | None]:
         """The hot path for one transport as a closure: the exact-query cache, then `_answer`.
 
-        Only replies that the query bytes alone decide are in the cache: a service name
-        asked without ECS depends on the peer address and is never cached by bytes.
+        The first cache holds replies that the query bytes alone decide; a service name
+        asked without ECS depends on the sender too, so it is cached by (bytes, sender).
         """
         cache_get = self._exact[transport].get
         source_get = self._by_source[transport].get
