@@ -229,6 +229,7 @@ def _explain(args: argparse.Namespace) -> int:
     import json
 
     import dns.name
+    import dns.rdatatype
 
     from geodns.server.geoanswer import GeoAnswers, open_geoip
 
@@ -250,22 +251,19 @@ def _explain(args: argparse.Namespace) -> int:
             raise GeodnsError(f"--prefix {prefix} out of range for {address}")
         address = ipaddress.ip_network((address, prefix), strict=False).network_address
     client = geo.locate(address, prefix)
-    decision = geo.decide(dynamic.service, client)
+    result = geo.resolve(dynamic, dns.rdatatype.A, client)
+    decision = result.decision
     if args.json:
-        print(json.dumps(decision_json(decision, prefix), indent=2))
+        print(json.dumps(decision_json(decision, result.scope_prefix), indent=2))
     else:
         print(f"{dynamic.service.key} for {args.client}:")
         for line in decision.explain_lines():
             print(f"  {line}")
-        print(f"  ECS scope: /{_scope(decision, prefix)}")
+        print(f"  ECS scope: /{result.scope_prefix} (of A answers)")
     return 0
 
 
-def _scope(decision: Decision, prefix: int | None) -> int:
-    return decision.scope_prefix if prefix is None else min(decision.scope_prefix, prefix)
-
-
-def decision_json(decision: Decision, prefix: int | None = None) -> dict[str, object]:
+def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:
     record = decision.client.record
     return {
         "service": decision.service.key,
@@ -286,7 +284,7 @@ def decision_json(decision: Decision, prefix: int | None = None) -> dict[str, ob
             rdtype: [a for _, addrs in decision.select(family) for a in addrs]
             for family, rdtype in ((4, "A"), (6, "AAAA"))
         },
-        "scope_prefix": _scope(decision, prefix),
+        "scope_prefix": scope_prefix,
     }
 
 

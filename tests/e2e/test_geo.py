@@ -274,7 +274,34 @@ def test_a_cname_to_a_service_is_routed_too(geo: ServerProcess) -> None:
     assert addresses(ask(geo, "81.2.69.0/24", "A", "gpu.example.com"))[-1:] == [EU]
     reply = ask(geo, "216.160.83.0/24", "AAAA", "gpu.example.com")
     assert [r.address for r in reply.answer[1]] == ["2001:db8:10::1"]
-    assert scope(reply) == 24
+    assert scope(reply) == scope(ask(geo, "216.160.83.0/24", "AAAA"))
     # The CNAME itself is static.
     reply = ask(geo, "81.2.69.0/24", "CNAME", "gpu.example.com")
     assert reply.answer[0][0].target.to_text() == "inference.example.com."
+
+
+@pytest.mark.parametrize(
+    "subnet",
+    ["216.160.83.0/24", "200.160.0.0/24", "81.2.69.0/24", "202.214.5.0/24", "1.130.0.0/16"],
+)
+def test_a_widened_scope_claims_nothing_false(geo: ServerProcess, subnet: str) -> None:
+    """Every test network inside the scope the server claims gets the same answer."""
+    import ipaddress
+
+    from tests.geo_fixtures import TEST_NETWORKS
+
+    reply = ask(geo, subnet)
+    claimed = ipaddress.ip_network(subnet).supernet(new_prefix=scope(reply))
+    for network in TEST_NETWORKS:
+        net = ipaddress.ip_network(network)
+        if net.version == 4 and net.prefixlen >= claimed.prefixlen and net.subnet_of(claimed):
+            probe = f"{net.network_address}/{max(net.prefixlen, 24)}"
+            assert addresses(ask(geo, probe)) == addresses(reply), (subnet, network)
+
+
+def test_scope_while_a_region_sheds(mmdb: Path, tmp_path: Path) -> None:
+    state = write_state(tmp_path, "inference.example.com:\n  us-east-1: {utilization: 0.8}\n")
+    with running_server(
+        EXAMPLE_ZONES, "--geoip-database", str(mmdb), "--state", str(state), listen=("127.0.0.1:0",)
+    ) as srv:
+        assert scope(ask(srv, "216.160.83.0/24")) == 24
