@@ -59,7 +59,7 @@ MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it are treated as 512 (RFC 
 EXACT_CACHE_SIZE = 50_000
 PREPARED_CACHE_SIZE = 50_000
 DECISION_CACHE_SIZE = 50_000
-ALIAS_TYPES = (RT.A, RT.AAAA)
+ALIAS_TYPES = (RT.A, RT.AAAA, RT.ANY)
 BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address decide
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}

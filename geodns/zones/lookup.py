@@ -14,7 +14,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from geodns.zones.model import Service, Zone, ZoneSet
+from geodns.zones.model import Zone, ZoneSet
 
 RT = dns.rdatatype.RdataType
 Rcode = dns.rcode.Rcode
@@ -101,7 +101,7 @@ def _in_zone(zone: Zone, qname: dns.name.Name, qtype: RT) -> _Step:
         )
     if qtype == RT.ANY:
         # RFC 8482: answer one RRset rather than everything; the lowest type is stable.
-        rrset = node[min(node)]
+        rrset = node[min(node)] if node else None
     else:
         rrset = node.get(qtype)
     if rrset is None:
@@ -115,22 +115,11 @@ def _node(zone: Zone, name: dns.name.Name) -> Node | None:
     node = zone.nodes.get(name)
     if node is not None:
         return node
-    service = zone.services.get(name)
-    if service is not None:
-        return service_rrsets(service)
+    if name in zone.services:
+        # A service's answers depend on the client: the server routes them (GeoAnswers).
+        # Reached here only through a path it doesn't route, it has no static data.
+        return {}
     return None
-
-
-def service_rrsets(service: Service) -> Node:
-    """Every region's addresses: the answer until geo routing chooses among them."""
-    v4 = [a for r in service.regions for a in r.addresses if ":" not in a]
-    v6 = [a for r in service.regions for a in r.addresses if ":" in a]
-    node: Node = {}
-    if v4:
-        node[RT.A] = dns.rrset.from_text_list(service.name, service.ttl, "IN", "A", v4)
-    if v6:
-        node[RT.AAAA] = dns.rrset.from_text_list(service.name, service.ttl, "IN", "AAAA", v6)
-    return node
 
 
 def _delegation(zone: Zone, qname: dns.name.Name, qtype: RT) -> dns.name.Name | None:

@@ -305,3 +305,11 @@ def test_scope_while_a_region_sheds(mmdb: Path, tmp_path: Path) -> None:
         EXAMPLE_ZONES, "--geoip-database", str(mmdb), "--state", str(state), listen=("127.0.0.1:0",)
     ) as srv:
         assert scope(ask(srv, "216.160.83.0/24")) == 24
+
+
+def test_any_through_an_alias_is_routed(geo: ServerProcess) -> None:
+    reply = ask(geo, "81.2.69.0/24", "ANY", "gpu.example.com")
+    assert addresses(reply) == [EU]  # never every region's addresses
+    reply = ask(geo, "81.2.69.0/24", "TXT", "gpu.example.com")
+    assert [r.rdtype for r in reply.answer] == [dns.rdatatype.CNAME]
+    assert reply.authority[0].rdtype == dns.rdatatype.SOA
