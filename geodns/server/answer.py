@@ -188,6 +188,7 @@ class Answerer:
         self._opt_cache: dict[tuple[bool, bool, int], bytes] = {}
         self.dropped = 0
         self.errors = 0
+        self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
 
     @property
     def state(self) -> StateSnapshot:
@@ -229,13 +230,8 @@ class Answerer:
         return handle
 
     def answer(self, data: bytes, peer: Peer) -> bytes | None:
-        """The reply to `data`, or None to send nothing."""
-        tail = self._exact[peer.transport].get(data[2:])
-        if tail is None:
-            tail = self._by_source[peer.transport].get((data[2:], peer.host))
-        if tail is not None:
-            return data[:2] + tail
-        return self._answer(data, peer.transport, (peer.host, peer.port))
+        """The reply to `data`, or None to send nothing: the same path the listeners take."""
+        return self._handlers[peer.transport](data, (peer.host, peer.port))
 
     def _answer(self, data: bytes, transport: str, addr: tuple) -> bytes | None:
         try:

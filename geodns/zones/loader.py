@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Iterable
 from pathlib import Path as FsPath
@@ -19,7 +18,7 @@ import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
-from geodns.zones.services import build_service
+from geodns.zones.services import build_service, parse_address
 from geodns.zones.yamlsource import Document, Path, read_yaml_file
 
 IN = dns.rdataclass.IN
@@ -387,12 +386,7 @@ class _ZoneBuilder:
 
     def address(self, path: Path, value: Any, version: int) -> dns.rdata.Rdata | None:
         family = "IPv4" if version == 4 else "IPv6"
-        try:
-            ip = ipaddress.ip_address(value.strip()) if isinstance(value, str) else None
-        except ValueError:
-            ip = None
-        if ip is not None and "%" in str(ip):
-            ip = None  # a scope ID (fe80::1%eth0) means nothing to other hosts
+        ip = parse_address(value)
         if ip is None or ip.version != version:
             self.err.add(path, f"{value!r} is not an {family} address")
             return None

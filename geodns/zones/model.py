@@ -84,12 +84,6 @@ class Service:
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", self.name.to_text(omit_final_dot=True))
 
-    def region(self, name: str) -> Region:
-        for region in self.regions:
-            if region.name == name:
-                return region
-        raise KeyError(name)
-
 
 def region_host(service: Service, region: str) -> Name:
     """us-east-1.inference.example.com: one region of a service, by name."""

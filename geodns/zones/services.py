@@ -42,6 +42,18 @@ class Builder(Protocol):
     def int_value(self, path: Path, value: Any, low: int, high: int, what: str) -> int | None: ...
 
 
+def parse_address(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address as a zone may hold it, else None; a scope ID (fe80::1%eth0) means
+    nothing to other hosts, so it is refused."""
+    if not isinstance(text, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    return None if "%" in str(ip) else ip
+
+
 def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Service | None:
     if not isinstance(spec, dict):
         b.add_error(path, "must be a mapping with `regions`")
@@ -107,13 +119,11 @@ def _region(b: Builder, path: Path, name: str, spec: Any) -> Region | None:
         return None
     good = []
     for i, text in enumerate(addresses):
-        try:
-            ip = ipaddress.ip_address(str(text).strip())
-            if "%" in str(ip):
-                raise ValueError("scope ID")
-            good.append(str(ip))
-        except ValueError:
+        ip = parse_address(text)
+        if ip is None:
             b.add_error((*path, "addresses", i), f"{text!r} is not an IP address")
+        else:
+            good.append(str(ip))
     lat = lon = None
     location = spec.get("location")
     if location is not None:
