@@ -77,6 +77,7 @@ from bench.run import (  # noqa: E402
     machine_info,
     pin,
     repo_relative,
+    run_bench,
     run_dnsperf,
     tool_version,
 )
@@ -488,25 +489,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    servers: list[GeoServer] = []
-    try:
-        return bench(args, servers)
-    except BenchError as exc:
-        print(f"geo bench: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("geo bench: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        for server in servers:
-            server.stop()
+    return run_bench("geo bench", parse_args(argv), bench)
 
 
 def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:

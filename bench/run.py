@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -630,22 +631,28 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(
+    name: str, args: argparse.Namespace, bench_fn: Callable[[argparse.Namespace, list], int]
+) -> int:
+    """Run `bench_fn(args, servers)`; whatever happens, stop every server it started."""
     # SIGTERM (a CI timeout, say) unwinds like ^C, so the finally below reaps the servers.
     signal.signal(signal.SIGTERM, _interrupt)
-    servers: list[Server] = []
+    servers: list = []
     try:
-        return bench(args, servers)
+        return bench_fn(args, servers)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     finally:
         for server in servers:
             server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_bench("bench", parse_args(argv), bench)
 
 
 def bench(args: argparse.Namespace, servers: list[Server]) -> int:

@@ -183,45 +183,23 @@ def test_embedded_database() -> None:
         assert any("embedded DB-IP City Lite" in line for line in srv.lines)
 
 
-def test_explain_cli(mmdb: Path) -> None:
+def explain(*args: str) -> str:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "geodns",
-            "explain",
-            "inference.example.com",
-            "81.2.69.142",
-            "--geoip-database",
-            str(mmdb),
-        ],
+        [sys.executable, "-m", "geodns", "explain", "inference.example.com", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=True,
     )
-    out = result.stdout
+    return result.stdout
+
+
+def test_explain_cli(mmdb: Path) -> None:
+    out = explain("81.2.69.142", "--geoip-database", str(mmdb))
     assert "client 81.2.69.142 in network 81.2.69.0/24 (GB, EU, ENG)" in out
     assert "residency: client in GB matches residency rule (continent EU): only eu-west-1" in out
     assert "select A: eu-west-1 192.0.2.20" in out
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "geodns",
-            "explain",
-            "inference.example.com",
-            "216.160.83.56",
-            "--geoip-database",
-            str(mmdb),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    data = json.loads(result.stdout)
+    data = json.loads(explain("216.160.83.56", "--geoip-database", str(mmdb), "--json"))
     assert data["regions"][0] == "us-east-1"
     assert data["answer"]["A"] == [US]
     assert [s["step"] for s in data["steps"]] == ["residency", "health", "capacity", "order"]
