@@ -24,7 +24,7 @@ from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, locate
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.pipeline import Decision, route
-from geodns.zones.lookup import Resolution, negative
+from geodns.zones.lookup import Resolution, negative, resolve
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
 
 log = logging.getLogger("geodns.geo")
@@ -35,7 +35,6 @@ DECISION_CACHE_SIZE = 50_000
 SERVICE = "service"
 SRV = "srv"
 ALIAS = "alias"
-MAX_CHAIN = 8
 _OUTCOME_RCODE = {"refuse": Rcode.REFUSED, "servfail": Rcode.SERVFAIL}
 
 
@@ -75,29 +74,22 @@ def dynamic_names(zones: ZoneSet) -> dict[bytes, DynamicName]:
     for zone in zones.zones.values():
         for owner, node in zone.nodes.items():
             if RT.CNAME in node:
-                alias = _alias(zones, node[RT.CNAME])
+                alias = _alias(zones, owner)
                 if alias is not None:
                     out[owner.canonicalize().to_wire()] = alias
     return out
 
 
-def _alias(zones: ZoneSet, cname: dns.rrset.RRset) -> DynamicName | None:
-    """Follow a CNAME chain through our zones; a DynamicName if it ends at a service."""
-    chain = [cname]
-    target = cname[0].target
-    for _ in range(MAX_CHAIN):
-        zone = zones.find(target)
-        if zone is None:
-            return None
-        service = zone.services.get(target)
-        if service is not None:
-            return DynamicName(zone, service, ALIAS, tuple(chain))
-        nxt = zone.nodes.get(target, {}).get(RT.CNAME)
-        if nxt is None:
-            return None
-        chain.append(nxt)
-        target = nxt[0].target
-    return None
+def _alias(zones: ZoneSet, owner: dns.name.Name) -> DynamicName | None:
+    """A DynamicName for `owner` if its CNAME chain, chased as any lookup chases it,
+    ends at a service name."""
+    chain = tuple(r for r in resolve(zones, owner, RT.A).answer if r.rdtype == RT.CNAME)
+    if not chain:
+        return None
+    target = chain[-1][0].target
+    zone = zones.find(target)
+    service = zone.services.get(target) if zone is not None else None
+    return None if service is None else DynamicName(zone, service, ALIAS, chain)
 
 
 def latency_for(service: Service) -> LatencyTable | None:
