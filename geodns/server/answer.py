@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from geodns.errors import MalformedQuery, ShortHeader
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, client_address
+from geodns.server.stats import DROPPED, QueryStats, ReplyKey
 from geodns.wire.edns import Edns, build_opt, nsid_option
 from geodns.wire.query import HEADER, Query, QueryError, parse_query_untrusted
 from geodns.zones.lookup import Resolution, resolve
@@ -171,18 +173,29 @@ class Answerer:
         options: ServerOptions | None = None,
         state: StateSnapshot = ALL_UP,
         geoip: GeoIPDatabase | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
         self.zones = zones
         self.options = options or ServerOptions()
         self.geo = GeoAnswers(zones, state, geoip)
-        # (service, kind, client network, qtype) -> (encoded answer, ECS scope)
-        self._decisions: dict[tuple[str, str, object, int], tuple[Prepared, int]] = {}
+        # Outlives this Answerer: a reload swaps the Answerer, not the counts.
+        self.stats = stats or QueryStats()
+        # (service, kind, client network, qtype) -> (encoded answer, ECS scope, counted as)
+        self._decisions: dict[tuple[str, str, object, int], tuple[Prepared, int, ReplyKey]] = {}
         # (service, decision signature) -> encoded answer: few, shared by many networks
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
-        self._exact: dict[str, dict[bytes, bytes]] = {UDP: {}, TCP: {}}
-        # Service-name queries without ECS: (query bytes after the ID, sender) -> reply tail.
-        self._by_source: dict[str, dict[tuple[bytes, str], bytes]] = {UDP: {}, TCP: {}}
+        # Query bytes after the ID -> (reply after the ID, what the reply is counted as).
+        self._exact: dict[str, dict[bytes, tuple[bytes, ReplyKey]]] = {UDP: {}, TCP: {}}
+        # Service-name queries without ECS: (query bytes after the ID, sender) -> the same.
+        self._by_source: dict[str, dict[tuple[bytes, str], tuple[bytes, ReplyKey]]] = {
+            UDP: {},
+            TCP: {},
+        }
+        self._origins = {
+            origin.canonicalize().to_wire(): origin.to_text(omit_final_dot=True) or "."
+            for origin in zones.zones
+        }
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int], bytes] = {}
@@ -217,15 +230,23 @@ class Answerer:
         cache_get = self._exact[transport].get
         source_get = self._by_source[transport].get
         answer = self._answer
+        counts = self.stats.replies[transport]
+        observe = self.stats.observe
+        clock = time.perf_counter
 
         def handle(data: bytes, addr: tuple) -> bytes | None:
-            tail = cache_get(data[2:])
-            if tail is not None:
-                return data[:2] + tail
-            tail = source_get((data[2:], addr[0]))
-            if tail is not None:
-                return data[:2] + tail
-            return answer(data, transport, addr)
+            start = clock()
+            hit = cache_get(data[2:])
+            if hit is None:
+                hit = source_get((data[2:], addr[0]))
+            if hit is None:
+                reply, key = answer(data, transport, addr)
+            else:
+                reply = data[:2] + hit[0]
+                key = hit[1]
+            counts[key] += 1
+            observe(clock() - start)
+            return reply
 
         return handle
 
@@ -233,37 +254,39 @@ class Answerer:
         """The reply to `data`, or None to send nothing: the same path the listeners take."""
         return self._handlers[peer.transport](data, (peer.host, peer.port))
 
-    def _answer(self, data: bytes, transport: str, addr: tuple) -> bytes | None:
+    def _answer(self, data: bytes, transport: str, addr: tuple) -> tuple[bytes | None, ReplyKey]:
         try:
-            reply, cacheable = self._reply(data, transport, addr)
+            reply, cacheable, key = self._reply(data, transport, addr)
         except ShortHeader:
             self.dropped += 1
-            return None
+            return None, DROPPED
         except Exception:  # a bug must cost one query, never the server
             self.errors += 1
             log.exception("error answering a query; replying SERVFAIL")
-            return self._header_only(data, SERVFAIL)
+            return self._header_only(data, SERVFAIL), ReplyKey("", -1, Rcode.SERVFAIL)
         if reply is None:
             self.dropped += 1
-            return None
+            return None, DROPPED
         if cacheable is True:
             exact = self._exact[transport]
             if len(exact) >= EXACT_CACHE_SIZE:
                 exact.clear()
-            exact[data[2:]] = reply[2:]
+            exact[data[2:]] = (reply[2:], key)
         elif cacheable == BY_SOURCE:
             by_source = self._by_source[transport]
             if len(by_source) >= EXACT_CACHE_SIZE:
                 by_source.clear()
-            by_source[(data[2:], addr[0])] = reply[2:]
-        return reply
+            by_source[(data[2:], addr[0])] = (reply[2:], key)
+        return reply, key
 
-    def _reply(self, data: bytes, transport: str, addr: tuple) -> tuple[bytes | None, bool | str]:
+    def _reply(
+        self, data: bytes, transport: str, addr: tuple
+    ) -> tuple[bytes | None, bool | str, ReplyKey]:
         if len(data) < 12:
             raise ShortHeader
         flags = (data[2] << 8) | data[3]
         if flags & FLAG_QR:
-            return None, False  # a response, maybe reflected at us: never answer it
+            return None, False, DROPPED  # a response, maybe reflected at us: never answer it
         qid = (data[0] << 8) | data[1]
         opcode = (flags >> 11) & 0xF
         try:
@@ -271,22 +294,37 @@ class Answerer:
         except QueryError as exc:
             log.debug("FORMERR: %s", exc)
             rcode = NOTIMP if opcode != dns.opcode.QUERY else FORMERR
-            return self._render(rcode, qid, flags, data[12 : exc.question_end], exc.edns, transport)
+            question = data[12 : exc.question_end]
+            return (
+                *self._render(rcode, qid, flags, question, exc.edns, transport),
+                ReplyKey("", -1, _rcode(rcode)),
+            )
         question = data[12 : query.question_end]
-        if opcode != dns.opcode.QUERY:
-            return self._render(NOTIMP, qid, flags, question, query.edns, transport)
-        edns = query.edns
-        if edns is not None and edns.version > 0:
-            # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
-            return self._render(BADVERS, qid, flags, question, edns, transport)
         qname_key = query.qname.lower()
-        dynamic = self.geo.names.get(qname_key)
-        if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
-            dynamic = None  # a CNAME query, say: the static answer is the right one
-        if dynamic is not None and query.qclass == CLASS_IN:
-            return self._geo_reply(dynamic, query, addr, qid, flags, question, transport)
-        prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
-        return self._render(prepared, qid, flags, question, edns, transport)
+        if opcode != dns.opcode.QUERY:
+            prepared = NOTIMP
+        elif query.edns is not None and query.edns.version > 0:
+            # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
+            prepared = BADVERS
+        else:
+            dynamic = self.geo.names.get(qname_key)
+            if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
+                dynamic = None  # a CNAME query, say: the static answer is the right one
+            if dynamic is not None and query.qclass == CLASS_IN:
+                return self._geo_reply(dynamic, query, addr, qid, flags, question, transport)
+            prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
+        key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
+        return (*self._render(prepared, qid, flags, question, query.edns, transport), key)
+
+    def _zone_of(self, qname_key: bytes) -> str:
+        """The origin of the zone `qname_key` (lowercased wire) falls in, or ""."""
+        i = 0
+        while i < len(qname_key):
+            origin = self._origins.get(qname_key[i:])
+            if origin is not None:
+                return origin
+            i += qname_key[i] + 1
+        return ""
 
     def _geo_reply(
         self,
@@ -297,7 +335,7 @@ class Answerer:
         flags: int,
         question: bytes,
         transport: str,
-    ) -> tuple[bytes, bool | str]:
+    ) -> tuple[bytes, bool | str, ReplyKey]:
         edns = query.edns
         ecs = edns.ecs if edns is not None else None
         if ecs is not None and ecs.source_prefix > 0:
@@ -308,7 +346,10 @@ class Answerer:
             client = self.geo.locate(addr[0], 0 if ecs is not None else None)
         key = (dynamic.service.key, dynamic.kind, client.network, query.qtype)
         cached = self._decisions.get(key)
-        if cached is None:
+        if cached is not None:
+            self.stats.decision_hits += 1
+        else:
+            self.stats.decision_misses += 1
             result = self.geo.resolve(dynamic, query.qtype, client)
             shared = (dynamic.service.key, result.signature)
             prepared = self._encoded.get(shared) if result.signature is not None else None
@@ -321,15 +362,22 @@ class Answerer:
                 )
                 if result.signature is not None:
                     self._encoded[shared] = prepared
-            cached = (prepared, result.scope_prefix)
+            counted = ReplyKey(
+                dynamic.zone.origin.to_text(omit_final_dot=True),
+                query.qtype,
+                _rcode(prepared),
+                dynamic.service.key,
+                self.geo.answered_regions(result),
+            )
+            cached = (prepared, result.scope_prefix, counted)
             if len(self._decisions) >= DECISION_CACHE_SIZE:
                 self._decisions.clear()
             self._decisions[key] = cached
-        prepared, scope = cached
+        prepared, scope, counted = cached
         reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope)
         # The bytes decide the reply only when they carry the client's subnet; without
         # one, the bytes and the sender's address do.
-        return reply, True if ecs is not None else BY_SOURCE
+        return reply, True if ecs is not None else BY_SOURCE, counted
 
     def _render(
         self,
@@ -434,6 +482,10 @@ class Answerer:
             return REFUSED  # no server id configured: nothing to say
         res = Resolution(Rcode.NOERROR, True, answer=answer)
         return encode_resolution(qname, qtype, CLASS_CH, res)
+
+
+def _rcode(prepared: Prepared) -> int:
+    return (prepared.ext_rcode << 4) | (prepared.flags & 0xF)
 
 
 def _quote(text: str) -> str:

@@ -141,6 +141,17 @@ class GeoAnswers:
             scope = min(scope, client.source_prefix)
         return GeoResult(dyn, qtype, decision, scope, self._signature(dyn, qtype, decision))
 
+    @staticmethod
+    def answered_regions(result: GeoResult) -> tuple[str, ...]:
+        """The regions whose addresses the answer carries: what `answers_total` counts."""
+        decision = result.decision
+        if result.dynamic.kind == SRV or decision.outcome is not None:
+            return ()
+        if result.qtype not in (RT.A, RT.AAAA, RT.ANY):
+            return ()
+        family = 6 if result.qtype == RT.AAAA else 4
+        return tuple(r.name for r, _ in decision.select(family))
+
     def _signature(
         self, dyn: DynamicName, qtype: int, decision: Decision
     ) -> tuple[object, ...] | None:
