@@ -8,6 +8,8 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
+from geodns.zones.healthspec import HealthCheck
+
 Name = dns.name.Name
 RdataType = dns.rdatatype.RdataType
 
@@ -21,6 +23,7 @@ class Region:
     lat: float | None = None
     lon: float | None = None
     jurisdiction: str | None = None  # a label for people (e.g. "EU"); rules name regions
+    health: HealthCheck | None = None  # how the health monitor probes it; None: not checked
 
     @property
     def ipv4(self) -> tuple[str, ...]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any, Protocol
 
 import dns.name
 
 from geodns.errors import ConfigError
+from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import Capacity, ClientMatch, Region, ResidencyRule, Service
-from geodns.zones.yamlsource import Path
+from geodns.zones.yamlsource import Document, Path
 
 DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves resolver caches quickly
 SERVICE_KEYS = {
@@ -23,8 +25,9 @@ SERVICE_KEYS = {
     "residency",
     "when_all_down",
     "latency",
+    "health",
 }
-REGION_KEYS = {"location", "addresses", "jurisdiction"}
+REGION_KEYS = {"location", "addresses", "jurisdiction", "health"}
 RULE_KEYS = {"clients", "regions", "when_none"}
 CLIENT_KEYS = {"continent", "countries", "group"}
 CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
@@ -35,6 +38,8 @@ WHEN_ALL_DOWN = ("answer_all", "servfail")
 
 class Builder(Protocol):
     """What the zone builder lends: error collection and value checks."""
+
+    doc: Document  # the file being read: paths in it are relative to its directory
 
     def add_error(self, path: Path, message: str) -> None: ...
     def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: set[str]) -> None: ...
@@ -66,9 +71,14 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
     if not isinstance(regions_spec, dict) or not regions_spec:
         b.add_error((*path, "regions"), "a service needs at least one region")
         return None
+    zone_dir = os.path.dirname(b.doc.file)
+    # The service's `health:` holds defaults for its regions' checks; checked once, here.
+    health_defaults = health_fields(b, (*path, "health"), spec.get("health"), zone_dir)
     regions = []
     for region_name, rspec in regions_spec.items():
-        region = _region(b, (*path, "regions", region_name), region_name, rspec)
+        region = _region(
+            b, (*path, "regions", region_name), region_name, rspec, health_defaults, zone_dir
+        )
         if region is not None:
             regions.append(region)
     known = set(regions_spec)
@@ -102,7 +112,9 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
     )
 
 
-def _region(b: Builder, path: Path, name: str, spec: Any) -> Region | None:
+def _region(
+    b: Builder, path: Path, name: str, spec: Any, health_defaults: Fields, zone_dir: str
+) -> Region | None:
     if not isinstance(spec, dict):
         b.add_error(path, "must be a mapping with `addresses` and `location`")
         return None
@@ -142,7 +154,10 @@ def _region(b: Builder, path: Path, name: str, spec: Any) -> Region | None:
     if jurisdiction is not None and not isinstance(jurisdiction, str):
         b.add_error((*path, "jurisdiction"), "must be a label such as EU or US")
         jurisdiction = None
-    return Region(str(name), tuple(good), lat, lon, jurisdiction)
+    hpath = (*path, "health")
+    own = health_fields(b, hpath, spec.get("health"), zone_dir)
+    health = merge_health(b, hpath, health_defaults, own)
+    return Region(str(name), tuple(good), lat, lon, jurisdiction, health)
 
 
 def _region_list(
