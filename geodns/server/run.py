@@ -8,14 +8,18 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from geodns.errors import GeodnsError
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
+from geodns.server.channel import Channel
 from geodns.server.sockets import ListenAddress, SocketSet, bind_all
+from geodns.server.stats import QueryStats
 from geodns.server.tcp import TCPConnection, TCPState
 from geodns.server.udp import UDPServer
 from geodns.zones.model import ZoneSet
@@ -23,6 +27,7 @@ from geodns.zones.model import ZoneSet
 log = logging.getLogger("geodns.server")
 
 SHUTDOWN_GRACE = 2.0  # seconds for open TCP connections to flush their replies
+STATS_INTERVAL = 1.0  # seconds between a worker's reports of its counts
 
 
 @dataclass(frozen=True)
@@ -48,29 +53,83 @@ def install_event_loop() -> str:
     return "uvloop"
 
 
-def run(config: ServeConfig) -> int:
+class Control(Protocol):
+    """The once-per-server part (health checks, admin HTTP, reloads), run in the first
+    process beside its DNS worker; the other workers hear from it through channels."""
+
+    async def start(self, local: DnsWorker, children: list[Channel]) -> None:
+        """Ready the first state (the first health-check round); DNS answers after this."""
+
+    async def stop(self) -> None: ...
+
+
+class DnsWorker:
+    """One process's DNS side: the Answerer its listeners call, swapped on a new config."""
+
+    def __init__(self, config: ServeConfig, stats: QueryStats | None = None) -> None:
+        self.config = config
+        self.stats = stats or QueryStats()
+        self.answerer = Answerer(
+            config.zones, config.options, config.state, config.geoip, self.stats
+        )
+        self.udp: list[UDPServer] = []
+        self.tcp_state = TCPState(
+            self.answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections
+        )
+
+    def apply_zones(self, zones: ZoneSet) -> None:
+        """Swap in a new configuration; queries in flight finish on the old one, since
+        answering is synchronous."""
+        answerer = Answerer(
+            zones, self.config.options, self.answerer.state, self.config.geoip, self.stats
+        )
+        self.answerer = answerer
+        for protocol in self.udp:
+            protocol.set_handler(answerer.handler(UDP))
+        self.tcp_state.handler = answerer.handler(TCP)
+
+    def apply_state(self, state: StateSnapshot) -> None:
+        self.answerer.set_state(state)
+
+    def apply(self, message: tuple) -> None:
+        """A message from the control plane: ("zones", ZoneSet) or ("state", snapshot)."""
+        kind, value = message
+        if kind == "zones":
+            self.apply_zones(value)
+        elif kind == "state":
+            self.apply_state(value)
+
+
+def run(config: ServeConfig, control: Control | None = None) -> int:
     """Serve until stopped; returns the process exit code."""
     # Until each worker's loop takes over, SIGTERM stops it like Ctrl-C: cleanly, exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
     sets = bind_all(config.listen, config.workers)
     children: list[int] = []
+    links: list[Channel] = []
     for index in range(1, config.workers):
+        parent_end, child_end = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
+            parent_end.close()
+            for link in links:
+                link.sock.close()
             for i, s in enumerate(sets):
                 if i != index:
                     s.close()
             code = 1
             try:
-                code = _serve_worker(config, sets[index], index)
+                code = _serve_worker(config, sets[index], index, Channel(child_end))
             finally:
                 os._exit(code)
+        child_end.close()
+        links.append(Channel(parent_end))
         children.append(pid)
     for s in sets[1:]:
         s.close()
     try:
-        return _serve_worker(config, sets[0], 0)
+        return _serve_worker(config, sets[0], 0, control=control, children=links)
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
@@ -80,7 +139,7 @@ def run(config: ServeConfig) -> int:
                 os.waitpid(pid, 0)
 
 
-async def _watch_geoip(db: GeoIPDatabase, answerer: Answerer, interval: float) -> None:
+async def _watch_geoip(db: GeoIPDatabase, worker: DnsWorker, interval: float) -> None:
     """Reload the GeoIP database when its file is replaced (geoipupdate renames a new one in)."""
     while True:
         await asyncio.sleep(interval)
@@ -91,7 +150,7 @@ async def _watch_geoip(db: GeoIPDatabase, answerer: Answerer, interval: float) -
             continue
         if swapped:
             log.info("GeoIP: reloaded %s (built %s)", db.path, db.build_date.date())
-            answerer.drop_decisions()
+            worker.answerer.drop_decisions()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -106,12 +165,28 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _serve_worker(config: ServeConfig, sockets: SocketSet, index: int) -> int:
+def _serve_worker(
+    config: ServeConfig,
+    sockets: SocketSet,
+    index: int,
+    channel: Channel | None = None,
+    control: Control | None = None,
+    children: list[Channel] | None = None,
+) -> int:
     loop_name = install_event_loop()
     if index == 0:
         log.info("event loop: %s", loop_name)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, sockets, announce=index == 0))
+        asyncio.run(
+            serve(
+                config,
+                sockets,
+                announce=index == 0,
+                channel=channel,
+                control=control,
+                children=children or [],
+            )
+        )
     return 0
 
 
@@ -120,46 +195,84 @@ async def serve(
     sockets: SocketSet,
     stop: asyncio.Event | None = None,
     announce: bool = True,
+    channel: Channel | None = None,
+    control: Control | None = None,
+    children: list[Channel] | None = None,
 ) -> None:
-    """Serve `sockets` until `stop` is set or SIGINT/SIGTERM arrives."""
+    """Serve `sockets` until `stop` is set or SIGINT/SIGTERM arrives.
+
+    With `control`, its start (the first health-check round) comes before the first
+    answer; a worker with a `channel` waits for the control plane's first state instead.
+    """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    answerer = Answerer(config.zones, config.options, config.state, config.geoip)
-    udp_handler = answerer.handler(UDP)
-    tcp_state = TCPState(answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections)
+    worker = DnsWorker(config)
+    background: list[asyncio.Future] = []
+    if channel is not None:
+        await channel.open()
+        worker.apply(await channel.receive())
+        background.append(asyncio.ensure_future(_follow(channel, worker, stop)))
+    for link in children or []:
+        await link.open()
+    if control is not None:
+        await control.start(worker, children or [])
+    else:
+        for link in children or []:
+            link.send(("state", config.state))
     transports = []
     servers = []
     for sock in sockets.udp:
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: UDPServer(udp_handler), sock=sock
-        )
+        protocol = UDPServer(worker.answerer.handler(UDP))
+        worker.udp.append(protocol)
+        transport, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
         transports.append(transport)
+    # The first state may have come with a new answerer; the TCP side takes the current one.
+    worker.tcp_state.handler = worker.answerer.handler(TCP)
     for sock in sockets.tcp:
-        server = await loop.create_server(lambda: TCPConnection(tcp_state), sock=sock)
+        server = await loop.create_server(lambda: TCPConnection(worker.tcp_state), sock=sock)
         servers.append(server)
     if announce:
         workers = f" with {config.workers} workers" if config.workers > 1 else ""
         for udp in sockets.udp:
             host, port = udp.getsockname()[:2]
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
-    watcher = None
     if config.geoip is not None:
-        watcher = asyncio.ensure_future(
-            _watch_geoip(config.geoip, answerer, config.geoip_reload_interval)
+        background.append(
+            asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
         )
     await stop.wait()
     log.info("shutting down")
-    if watcher is not None:
-        watcher.cancel()
+    for task in background:
+        task.cancel()
+    if control is not None:
+        await control.stop()
     for server in servers:
         server.close()
     for transport in transports:
         transport.close()
-    for conn in list(tcp_state.connections):
+    for conn in list(worker.tcp_state.connections):
         conn.shutdown()
     deadline = loop.time() + SHUTDOWN_GRACE
-    while tcp_state.connections and loop.time() < deadline:
+    while worker.tcp_state.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
+
+
+async def _follow(channel: Channel, worker: DnsWorker, stop: asyncio.Event) -> None:
+    """Apply the control plane's messages; report this worker's counts once a second."""
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            channel.send(("stats", worker.stats.export()))
+
+    reporter = asyncio.ensure_future(report())
+    try:
+        while True:
+            worker.apply(await channel.receive())
+    except (asyncio.IncompleteReadError, ConnectionError):
+        stop.set()  # the control plane is gone: so is the server
+    finally:
+        reporter.cancel()
