@@ -12,7 +12,6 @@ from pathlib import Path
 from geodns import __version__
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
-from geodns.routing.pipeline import Decision
 from geodns.zones.loader import build_zone, load_zone_file, load_zones
 from geodns.zones.model import ZoneSet
 from geodns.zones.yamlsource import load_yaml
@@ -225,67 +224,24 @@ def _load_zones(option: str | None) -> ZoneSet:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    import ipaddress
     import json
 
-    import dns.name
-    import dns.rdatatype
-
+    from geodns.server.explain import decision_json, explain
     from geodns.server.geoanswer import GeoAnswers, open_geoip
 
     zones = _load_zones(args.zones)
     state = load_state_file(args.state, zones) if args.state else ALL_UP
     geo = GeoAnswers(zones, state, open_geoip(args.geoip_database))
-    try:
-        qname = dns.name.from_text(args.name).canonicalize().to_wire()
-        address = ipaddress.ip_address(args.client)
-    except ValueError as exc:
-        raise GeodnsError(str(exc)) from None
-    dynamic = geo.names.get(qname)
-    if dynamic is None or dynamic.kind != "service":
-        known = sorted({d.service.key for d in geo.names.values()})
-        raise GeodnsError(f"{args.name} is not a service name (services: {', '.join(known)})")
-    prefix = args.prefix
-    if prefix is not None:
-        if not 0 <= prefix <= address.max_prefixlen:
-            raise GeodnsError(f"--prefix {prefix} out of range for {address}")
-        address = ipaddress.ip_network((address, prefix), strict=False).network_address
-    client = geo.locate(address, prefix)
-    result = geo.resolve(dynamic, dns.rdatatype.A, client)
+    result = explain(geo, args.name, args.client, args.prefix)
     decision = result.decision
     if args.json:
         print(json.dumps(decision_json(decision, result.scope_prefix), indent=2))
     else:
-        print(f"{dynamic.service.key} for {args.client}:")
+        print(f"{decision.service.key} for {args.client}:")
         for line in decision.explain_lines():
             print(f"  {line}")
         print(f"  ECS scope: /{result.scope_prefix} (of A answers)")
     return 0
-
-
-def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:
-    record = decision.client.record
-    return {
-        "service": decision.service.key,
-        "client": {
-            "address": str(decision.client.address),
-            "network": str(decision.client.network),
-            "country": record.country if record else None,
-            "continent": record.continent if record else None,
-            "subdivision": record.subdivision if record else None,
-            "location": [record.lat, record.lon] if record and record.lat is not None else None,
-        },
-        "steps": [
-            {"step": s.step, "kept": list(s.kept), "reason": s.reason} for s in decision.steps
-        ],
-        "outcome": decision.outcome,
-        "regions": [r.name for r in decision.regions],
-        "answer": {
-            rdtype: [a for _, addrs in decision.select(family) for a in addrs]
-            for family, rdtype in ((4, "A"), (6, "AAAA"))
-        },
-        "scope_prefix": scope_prefix,
-    }
 
 
 def _check(args: argparse.Namespace) -> int:
