@@ -22,12 +22,40 @@ class Health(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RegionState:
+    """One region at one moment. Routing reads `health`, `up` and `utilization` only.
+
+    `health` is the effective health: an operator's `forced` state outranks what the checks
+    say (`checked`); with neither, a region is up. The other fields are for people
+    (dashboard, admin API): they change with every probe.
+    """
+
     health: Health = Health.UP
     utilization: float | None = None  # GPU utilization, 0..1; None when not reported
+    checked: Health | None = None  # UP or DOWN from health checks; None: not checked (yet)
+    forced: Health | None = None  # an operator's override; None: the checks decide
+    since: float | None = None  # epoch seconds: when `health` last changed (or was first known)
+    last_check: float | None = None  # epoch seconds of the latest probe's result
+    last_error: str | None = None  # why the latest probe failed, or what it ignored; None: clean
+    last_latency: float | None = None  # seconds the latest probe took
+    version: str | None = None  # the model version the region reports
 
     @property
     def up(self) -> bool:
         return self.health is Health.UP
+
+    @property
+    def routing(self) -> tuple[Health, float | None]:
+        """What the routing pipeline reads: when this is unchanged, cached decisions hold."""
+        return (self.health, self.utilization)
+
+
+def effective_health(checked: Health | None, forced: Health | None) -> Health:
+    """Forced outranks checked; a region nobody has a word on is up."""
+    if forced is not None:
+        return forced
+    if checked is not None:
+        return checked
+    return Health.UP
 
 
 UP = RegionState()
@@ -52,6 +80,23 @@ class StateSnapshot:
         regions = dict(self.regions)
         regions[(service, region)] = state
         return StateSnapshot(self.version + 1, MappingProxyType(regions))
+
+    def with_regions(self, regions: Mapping[tuple[str, str], RegionState]) -> StateSnapshot:
+        """The next snapshot, holding exactly `regions`."""
+        return StateSnapshot(self.version + 1, MappingProxyType(dict(regions)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A mappingproxy cannot be pickled, and snapshots travel to DNS worker processes.
+        return (_restore_snapshot, (self.version, dict(self.regions)))
+
+    def routing_differs(self, other: StateSnapshot) -> bool:
+        """Whether routing could decide differently under `other` (health or utilization)."""
+        keys = self.regions.keys() | other.regions.keys()
+        return any(self.get(*k).routing != other.get(*k).routing for k in keys)
+
+
+def _restore_snapshot(version: int, regions: dict[tuple[str, str], RegionState]) -> StateSnapshot:
+    return StateSnapshot(version, MappingProxyType(regions))
 
 
 ALL_UP = StateSnapshot()
