@@ -75,6 +75,8 @@ class TLSContexts:
         self._by_ca: dict[str | None, ssl.SSLContext] = {}
 
     def for_check(self, check: HealthCheck) -> ssl.SSLContext | bool:
+        if check.url is None or not check.url.lower().startswith("https:"):
+            return True  # aiohttp's default; plain HTTP needs no context built
         if not check.verify_tls:
             return False
         if check.ca_file not in self._by_ca:

@@ -1,0 +1,1 @@
+"""Simulated GPU regions for tests and demos: small aiohttp apps whose health you set."""

@@ -1,0 +1,369 @@
+"""The health-check loop: each checked region probed on its own timer, one snapshot for all.
+
+Every probe result that changes anything produces a new immutable StateSnapshot, handed to
+`on_change(snapshot, routing_changed)`. Since each probe records its time and latency, that
+is a new snapshot per probe; `routing_changed` is true only when some region's effective
+health or utilization changed, the only fields routing reads, so that the caller can keep
+its decision caches otherwise.
+
+Rise and fall: the first result of a region counts at once (the server's first answers are
+informed); after that `fall` consecutive failures take an up region down and `rise`
+consecutive successes bring a down one up. An operator's forced state outranks the checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+import aiohttp
+
+from geodns.health.probes import ProbeResult, TLSContexts, probe
+from geodns.health.state import Health, RegionState, StateSnapshot, effective_health
+from geodns.zones.healthspec import HealthCheck
+from geodns.zones.model import ZoneSet
+
+logger = logging.getLogger("geodns.health")
+
+Key = tuple[str, str]  # (service key, region name), as snapshots are keyed
+OnChange = Callable[[StateSnapshot, bool], None]
+MODES = ("drain", "up", "down", "auto")
+FIRST_ROUND_MARGIN = 0.5  # seconds past the largest timeout that start() waits at most
+MAX_CHANGES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of a region's effective health."""
+
+    time: float  # epoch seconds, from the monitor's clock
+    service: str
+    region: str
+    old: Health
+    new: Health
+    reason: str  # "3 failures: timeout after 2.0s", "2 successes", "forced by operator"
+
+
+@dataclass(slots=True)
+class CheckStats:
+    """Counters of one region's probes, for metrics."""
+
+    ok: int = 0
+    failed: int = 0
+    last_duration: float = 0.0  # seconds
+    total_duration: float = 0.0  # seconds, over every probe
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive results of the same kind: what rise and fall count."""
+
+    successes: int = 0
+    failures: int = 0
+
+
+class UnknownRegion(KeyError):
+    """No such service or region in the zones (force, from the admin API)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # KeyError would quote the message
+
+
+class HealthMonitor:
+    """Probes every region that has a `health:` check and keeps the state snapshot.
+
+    `initial` seeds the state (a `--state` file, or a previous monitor's snapshot): its
+    entries are kept for regions the zones still have, and a region it marks down or
+    drained without saying why is taken as forced so, since that is what a state file means.
+    """
+
+    def __init__(
+        self,
+        zones: ZoneSet,
+        on_change: OnChange,
+        *,
+        clock: Callable[[], float] = time.time,
+        concurrency: int = 64,
+        initial: StateSnapshot | None = None,
+    ) -> None:
+        self._on_change = on_change
+        self._clock = clock
+        self._concurrency = concurrency
+        self._checks: dict[Key, HealthCheck | None] = _checks_of(zones)
+        self._runs: dict[Key, _Run] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._tls = TLSContexts()
+        self._random = random.Random()
+        self._running = False
+        self.changes: collections.deque[Transition] = collections.deque(maxlen=MAX_CHANGES)
+        self.stats: dict[Key, CheckStats] = {
+            key: CheckStats() for key, check in self._checks.items() if check is not None
+        }
+        base = initial if initial is not None else StateSnapshot()
+        regions = {key: _seeded(base.regions.get(key)) for key in self._checks}
+        self._snapshot = StateSnapshot(base.version + 1, MappingProxyType(regions))
+
+    @property
+    def snapshot(self) -> StateSnapshot:
+        return self._snapshot
+
+    def routing_changed(self, old: StateSnapshot, new: StateSnapshot) -> bool:
+        """Whether routing could differ between two snapshots (health or utilization)."""
+        return old.routing_differs(new)
+
+    # --- running ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Probe every checked region once, waiting for that first round at most the largest
+        timeout plus a margin, then keep probing in background tasks."""
+        if self._running:
+            return
+        self._running = True
+        self._semaphore = asyncio.Semaphore(self._concurrency)
+        # A fresh connection per probe: a pooled one would hide a region that stopped
+        # accepting connections, and reuse saves nothing at one request per interval.
+        connector = aiohttp.TCPConnector(force_close=True, limit=self._concurrency)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        firsts = [self._spawn(key, check) for key, check in self._checks.items() if check]
+        if firsts:
+            budget = max(c.timeout for c in self._checks.values() if c) + FIRST_ROUND_MARGIN
+            await asyncio.wait(firsts, timeout=budget)
+
+    async def stop(self) -> None:
+        """Cancel every probe and close the HTTP session."""
+        self._running = False
+        tasks = [*self._tasks.values(), *self._retired]
+        self._tasks.clear()
+        self._retired.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _spawn(self, key: Key, check: HealthCheck) -> asyncio.Future[None]:
+        """Start a region's probe loop; the future is done once its first result is in."""
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._probe_loop(key, check, first), name=f"health {key}")
+        self._tasks[key] = task
+        return first
+
+    def _retire(self, key: Key) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+
+    async def _probe_loop(self, key: Key, check: HealthCheck, first: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    assert self._semaphore is not None and self._session is not None
+                    async with self._semaphore:
+                        result = await probe(check, self._session, self._tls)
+                    self._record(key, check, result)
+                except Exception:  # a bug of ours must not stop this region's checks
+                    logger.exception("health check of region %s of %s failed", key[1], key[0])
+                if not first.done():
+                    first.set_result(None)
+                # Fixed rate from the start of each probe; the jitter spreads regions apart.
+                spread = self._random.uniform(-check.jitter, check.jitter)
+                next_at = started + check.interval * (1 + spread)
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+        finally:
+            if not first.done():
+                first.cancel()
+
+    # --- recording results -----------------------------------------------------------
+
+    def _record(self, key: Key, check: HealthCheck, result: ProbeResult) -> None:
+        if self._checks.get(key) is not check:
+            return  # the zones changed while this probe ran
+        now = self._clock()
+        stats = self.stats.setdefault(key, CheckStats())
+        if result.ok:
+            stats.ok += 1
+        else:
+            stats.failed += 1
+        stats.last_duration = result.latency
+        stats.total_duration += result.latency
+        run = self._runs.setdefault(key, _Run())
+        if result.ok:
+            run.successes, run.failures = run.successes + 1, 0
+        else:
+            run.successes, run.failures = 0, run.failures + 1
+        old = self._snapshot.get(*key)
+        checked, reason = old.checked, ""
+        if checked is None:
+            checked = Health.UP if result.ok else Health.DOWN
+            reason = "first check passed" if result.ok else f"first check: {result.error}"
+        elif checked is Health.UP and run.failures >= check.fall:
+            checked = Health.DOWN
+            reason = f"{_count(run.failures, 'failure')}: {result.error}"
+        elif checked is Health.DOWN and run.successes >= check.rise:
+            checked = Health.UP
+            reason = _count(run.successes, "success")
+        if checked is not old.checked and old.forced is not None:
+            logger.debug(
+                "region %s of %s: checks say %s (%s); forced %s holds",
+                key[1],
+                key[0],
+                checked,
+                reason,
+                old.forced,
+            )
+        new = replace(
+            old,
+            checked=checked,
+            # A failed probe says nothing about load or version: keep what was last reported.
+            utilization=result.utilization if result.ok else old.utilization,
+            version=result.version if result.ok else old.version,
+            last_check=now,
+            last_error=result.error,
+            last_latency=result.latency,
+        )
+        self._commit(key, new, now, reason)
+
+    def _commit(self, key: Key, state: RegionState, now: float, reason: str) -> None:
+        """Install one region's new state: effective health, transition, snapshot, notice."""
+        old = self._snapshot.get(*key)
+        health = effective_health(state.checked, state.forced)
+        state = replace(state, health=health)
+        if health is not old.health:
+            state = replace(state, since=now)
+            self._transition(Transition(now, key[0], key[1], old.health, health, reason))
+        elif state.since is None and state.last_check is not None:
+            state = replace(state, since=now)  # the first result: health is known from now
+        if state == old:
+            return
+        self._snapshot = self._snapshot.with_region(*key, state)
+        self._notify(state.routing != old.routing)
+
+    def _transition(self, t: Transition) -> None:
+        self.changes.append(t)
+        level = logging.WARNING if t.new is Health.DOWN else logging.INFO
+        logger.log(
+            level, "region %s of %s: %s -> %s (%s)", t.region, t.service, t.old, t.new, t.reason
+        )
+
+    def _notify(self, routing_changed: bool) -> None:
+        try:
+            self._on_change(self._snapshot, routing_changed)
+        except Exception:  # the caller's bug must not stop the checks
+            logger.exception("health state change handler failed")
+
+    # --- operators and reloads ---------------------------------------------------------
+
+    def force(self, service: str, region: str, mode: str) -> StateSnapshot:
+        """Force a region drain, up or down, or give it back to the checks with `auto`.
+
+        Raises UnknownRegion (a KeyError) or ValueError with a message for people.
+        """
+        key = self._key(service, region)
+        mode = mode.strip().lower() if isinstance(mode, str) else mode
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        forced = None if mode == "auto" else Health(mode)
+        old = self._snapshot.get(*key)
+        reason = "force cleared by operator" if forced is None else "forced by operator"
+        if forced is None and old.forced is not None and old.checked is not None:
+            reason += f"; checks say {old.checked}"
+        self._commit(key, replace(old, forced=forced), self._clock(), reason)
+        return self._snapshot
+
+    def _key(self, service: str, region: str) -> Key:
+        name = service.strip().rstrip(".").lower()
+        regions = [r for (s, r) in self._checks if s == name]
+        if not regions:
+            services = sorted({s for s, _ in self._checks})
+            raise UnknownRegion(f"no service {service!r} (known: {', '.join(services)})")
+        if region not in regions:
+            raise UnknownRegion(
+                f"service {name} has no region {region!r} (it has: {', '.join(sorted(regions))})"
+            )
+        return (name, region)
+
+    def set_zones(self, zones: ZoneSet) -> None:
+        """After a config reload. Regions that still exist keep their state, forced state
+        included; new regions start up and unchecked; removed regions stop being probed.
+        Call it from the event loop's thread."""
+        checks = _checks_of(zones)
+        old_snapshot = self._snapshot
+        now = self._clock()
+        regions: dict[Key, RegionState] = {}
+        kept: dict[Key, HealthCheck | None] = {}
+        for key in self._checks.keys() - checks.keys():
+            self._retire(key)
+            self._runs.pop(key, None)
+            self.stats.pop(key, None)
+        for key, check in checks.items():
+            previous = self._checks.get(key)
+            state = old_snapshot.regions.get(key) or RegionState()
+            if check is not None and check == previous:
+                kept[key] = previous  # the same check: its loop keeps running
+                regions[key] = state
+                continue
+            kept[key] = check
+            self._retire(key)
+            self._runs.pop(key, None)
+            if check is None:
+                self.stats.pop(key, None)
+                if state.checked is not None:
+                    # Nothing checks it any more: only the operator has a say.
+                    state = self._uncheck(key, state, now)
+            else:
+                self.stats.setdefault(key, CheckStats())
+            regions[key] = state
+        self._checks = kept
+        if self._running:
+            for key, check in kept.items():
+                if check is not None and key not in self._tasks:
+                    self._spawn(key, check)
+        if regions != dict(old_snapshot.regions):
+            self._snapshot = old_snapshot.with_regions(regions)
+            self._notify(old_snapshot.routing_differs(self._snapshot))
+
+    def _uncheck(self, key: Key, state: RegionState, now: float) -> RegionState:
+        health = effective_health(None, state.forced)
+        new = replace(state, checked=None, health=health, last_error=None)
+        if health is not state.health:
+            new = replace(new, since=now)
+            self._transition(
+                Transition(now, key[0], key[1], state.health, health, "health check removed")
+            )
+        return new
+
+
+def _checks_of(zones: ZoneSet) -> dict[Key, HealthCheck | None]:
+    return {
+        (service.key, region.name): region.health
+        for zone in zones.zones.values()
+        for service in zone.services.values()
+        for region in service.regions
+    }
+
+
+def _seeded(state: RegionState | None) -> RegionState:
+    if state is None:
+        return RegionState()
+    if state.checked is None and state.forced is None and state.health is not Health.UP:
+        return replace(state, forced=state.health)
+    return state
+
+
+def _count(n: int, noun: str) -> str:
+    plural = "successes" if noun == "success" else f"{noun}s"
+    return f"{n} {noun if n == 1 else plural}"
