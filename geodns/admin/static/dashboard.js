@@ -1,0 +1,730 @@
+// geodns admin dashboard: polls GET /api/state every 2 s and patches the page in place.
+// Plain JavaScript, no framework, no build step, nothing fetched from anywhere but this server.
+//
+// Hooks for tests (stable across refreshes):
+//   section.service[data-service=NAME]               one per service
+//   svg.map[data-service=NAME]  (id "map-" + NAME)    its world map
+//   ... path[data-country=CC]                         a country; data-route=REGION when routed,
+//                                                     class "refused" when the answer is refused
+//   ... g.marker[data-region=R]                       a region's dot and label on the map
+//   ... tbody.region[data-region=R]                   a region's rows in the table, holding
+//         .state .badge[data-state]   .since  .latency  .checked[data-checked]  .error
+//         .util[data-value]  .version
+//         .answers   button[data-action=drain|up|down|auto]
+//         demo mode: button[data-demo-mode=failing|healthy|slow],
+//                    button[data-demo-utilization=0.3|0.85|0.97], input.demo-version,
+//                    button[data-demo-action=version]
+//   #reload-error, #conn-error, #updated[data-status=ok|stale|loading], #changes tbody tr
+"use strict";
+
+(() => {
+  const POLL_MS = 2000;
+  const FETCH_TIMEOUT_MS = 4000;
+  const TOKEN_KEY = "geodns-admin-token";
+  const SVGNS = "http://www.w3.org/2000/svg";
+  // Okabe-Ito, a colour-blind-safe palette: used only when the server sends no colour.
+  const FALLBACK_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"];
+
+  const $ = (id) => document.getElementById(id);
+  let world = null; // world.json
+  let state = null; // the last /api/state
+  let skew = 0; // server clock - browser clock, seconds
+  let lastOk = 0; // browser ms of the last successful fetch
+  let lastError = null;
+  const services = new Map(); // name -> {section, svg, paths: Map(cc -> path), ...}
+
+  // ---------------------------------------------------------------- helpers
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) node.append(c);
+    return node;
+  }
+
+  function svgEl(tag, attrs) {
+    const node = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    return node;
+  }
+
+  function setText(node, text) {
+    text = text === null || text === undefined ? "" : String(text);
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function setAttr(node, name, value) {
+    if (value === null || value === undefined) {
+      if (node.hasAttribute(name)) node.removeAttribute(name);
+    } else if (node.getAttribute(name) !== String(value)) {
+      node.setAttribute(name, value);
+    }
+  }
+
+  const serverNow = () => Date.now() / 1000 + skew;
+
+  function ago(t) {
+    if (t === null || t === undefined) return "–";
+    const s = Math.max(0, Math.round(serverNow() - t));
+    if (s < 60) return `${s}s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`;
+    return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h ago`;
+  }
+
+  function duration(s) {
+    s = Math.max(0, Math.round(s));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+    return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  }
+
+  function clock(t) {
+    if (t === null || t === undefined) return "–";
+    return new Date(t * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
+  const iso = (t) => (t === null || t === undefined ? "" : new Date(t * 1000).toISOString());
+
+  function regionColors(svc) {
+    const colors = new Map();
+    svc.regions.forEach((r, i) => colors.set(r.name, r.color || FALLBACK_COLORS[i % FALLBACK_COLORS.length]));
+    return colors;
+  }
+
+  function countryName(cc) {
+    const c = world && world.countries[cc];
+    return c ? c.name : cc;
+  }
+
+  // ------------------------------------------------------------- messages
+
+  let messageTimer = null;
+  function message(text, kind) {
+    const box = $("message");
+    setText($("message-text"), text);
+    box.dataset.kind = kind;
+    box.hidden = false;
+    clearTimeout(messageTimer);
+    if (kind === "ok") messageTimer = setTimeout(() => (box.hidden = true), 4000);
+  }
+
+  // ---------------------------------------------------------------- token
+
+  function readToken() {
+    const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (m) {
+      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  function showToken() {
+    const has = !!sessionStorage.getItem(TOKEN_KEY);
+    setText($("token-status"), has ? "set" : "");
+    $("token-status").className = has ? "ok" : "muted";
+  }
+
+  function setupToken() {
+    const input = $("token");
+    input.value = readToken();
+    showToken();
+    const save = () => {
+      const v = input.value.trim();
+      if (v) sessionStorage.setItem(TOKEN_KEY, v);
+      else sessionStorage.removeItem(TOKEN_KEY);
+      showToken();
+    };
+    input.addEventListener("change", save);
+    input.addEventListener("input", save);
+    $("token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      save();
+    });
+  }
+
+  // ----------------------------------------------------------------- POST
+
+  async function post(url, body, what, buttons) {
+    const token = sessionStorage.getItem(TOKEN_KEY) || "";
+    if (!token) {
+      message("No admin token: paste it into the token field (or open the page with #token=…).", "error");
+      $("token").focus();
+      return;
+    }
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      });
+      let reply = {};
+      try {
+        reply = await res.json();
+      } catch (_) {
+        // not JSON: the status says enough
+      }
+      if (res.status === 401 || res.status === 403) {
+        message(
+          `${what}: ${res.status} ${res.status === 401 ? "unauthorized" : "forbidden"} — the admin token was refused` +
+            (reply.error ? ` (${reply.error})` : "") + ". Check the token field.",
+          "error",
+        );
+      } else if (!res.ok) {
+        message(`${what}: HTTP ${res.status}${reply.error ? ` — ${reply.error}` : ""}`, "error");
+      } else {
+        message(`${what}: done.`, "ok");
+        refresh();
+      }
+    } catch (err) {
+      message(`${what}: the server did not answer (${err.message}).`, "error");
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  }
+
+  // ------------------------------------------------------------------ map
+
+  function project(lon, lat) {
+    // Natural Earth I, the projection tools/build_world.py drew world.json with.
+    lat = Math.max(world.south, Math.min(world.north, lat));
+    const lam = (lon * Math.PI) / 180;
+    const phi = (lat * Math.PI) / 180;
+    const phi2 = phi * phi;
+    const phi4 = phi2 * phi2;
+    const x = lam * (0.8707 - 0.131979 * phi2 + phi4 * (-0.013791 + phi4 * (0.003971 * phi2 - 0.001529 * phi4)));
+    const y = phi * (1.007226 + phi2 * (0.015085 + phi4 * (-0.044475 + 0.028874 * phi2 - 0.005916 * phi4)));
+    return [x * world.scale + world.translate[0], world.translate[1] - y * world.scale];
+  }
+
+  function buildMap(name) {
+    const svg = svgEl("svg", {
+      class: "map",
+      id: `map-${name}`,
+      "data-service": name,
+      viewBox: `0 0 ${world.width} ${world.height}`,
+      role: "img",
+      "aria-label": `map of where ${name} sends each country`,
+    });
+    const countries = svgEl("g", { class: "countries" });
+    const paths = new Map();
+    for (const o of world.other) countries.append(svgEl("path", { d: o.d, class: "other", "data-name": o.name }));
+    for (const [cc, c] of Object.entries(world.countries)) {
+      const p = svgEl("path", { d: c.d, "data-country": cc });
+      countries.append(p);
+      paths.set(cc, p);
+    }
+    svg.append(countries, svgEl("g", { class: "markers" }));
+    countries.addEventListener("mousemove", (e) => hover(name, e));
+    countries.addEventListener("mouseleave", () => ($("tooltip").hidden = true));
+    return { svg, paths };
+  }
+
+  function hover(name, e) {
+    const tip = $("tooltip");
+    const p = e.target.closest("path");
+    if (!p || !state) {
+      tip.hidden = true;
+      return;
+    }
+    const cc = p.dataset.country;
+    tip.replaceChildren();
+    if (!cc) {
+      tip.append(`${p.dataset.name || "?"}: not a country in the routing data`);
+    } else {
+      const svc = state.services.find((s) => s.name === name);
+      const countries = (svc && svc.countries) || {};
+      tip.append(el("b", { text: countryName(cc) }), ` (${cc}) → `);
+      if (!(cc in countries)) {
+        tip.append("not routed");
+      } else if (countries[cc] === null) {
+        tip.append("refused (no answer)");
+      } else {
+        const color = regionColors(svc).get(countries[cc]) || "#999";
+        tip.append(el("span", { class: "sw", style: `background:${color}` }), countries[cc]);
+      }
+    }
+    tip.hidden = false;
+    const x = Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 4);
+    tip.style.left = `${x}px`;
+    tip.style.top = `${e.clientY + 16}px`;
+  }
+
+  function updateFills(entry, svc) {
+    const colors = regionColors(svc);
+    const countries = svc.countries || {};
+    for (const [cc, p] of entry.paths) {
+      let route = null;
+      let cls = null;
+      let fill = null;
+      if (cc in countries) {
+        const r = countries[cc];
+        if (r === null) cls = "refused";
+        else {
+          route = r;
+          fill = colors.get(r) || "#888888";
+        }
+      }
+      setAttr(p, "data-route", route);
+      setAttr(p, "class", cls);
+      // inline style beats the stylesheet's default land colour
+      const want = fill ? `fill: ${fill};` : null;
+      setAttr(p, "style", want);
+      setAttr(p, "fill", fill);
+    }
+  }
+
+  function updateMarkers(entry, svc) {
+    const key = JSON.stringify(svc.regions.map((r) => [r.name, r.location, r.color, r.state]));
+    if (entry.markerKey === key) return;
+    entry.markerKey = key;
+    const g = entry.svg.querySelector("g.markers");
+    g.replaceChildren();
+    const colors = regionColors(svc);
+    const placed = []; // label boxes already placed, and the dots
+    const dots = [];
+    for (const r of svc.regions) {
+      if (!r.location) continue;
+      const [x, y] = project(r.location.lon, r.location.lat);
+      dots.push({ r, x, y });
+      placed.push({ x: x - 13, y: y - 13, w: 26, h: 26 });
+    }
+    for (const { r, x, y } of dots) {
+      const m = svgEl("g", { class: "marker", "data-region": r.name, "data-state": r.state });
+      m.append(svgEl("circle", { class: "ring", cx: x, cy: y, r: 17 }));
+      m.append(svgEl("circle", { cx: x, cy: y, r: 10, fill: colors.get(r.name) }));
+      // label box in map units (the font is 25 units; bold glyphs ~0.6 em wide)
+      const w = r.name.length * 15 + 6;
+      const h = 26;
+      // candidate label positions: right, left, above, below, then further out
+      const cands = [
+        [x + 18, y - h / 2],
+        [x - 18 - w, y - h / 2],
+        [x - w / 2, y - 20 - h],
+        [x - w / 2, y + 20],
+        [x + 16, y + 8],
+        [x + 16, y - h - 8],
+        [x - 16 - w, y + 8],
+        [x - 16 - w, y - h - 8],
+      ];
+      const free = (c) =>
+        c[0] >= 2 &&
+        c[0] + w <= world.width - 2 &&
+        c[1] >= 2 &&
+        c[1] + h <= world.height - 2 &&
+        !placed.some((b) => c[0] < b.x + b.w && c[0] + w > b.x && c[1] < b.y + b.h && c[1] + h > b.y);
+      const c = cands.find(free) || cands[0];
+      placed.push({ x: c[0], y: c[1], w, h });
+      const t = svgEl("text", { x: c[0] + 3, y: c[1] + h - 6 });
+      t.textContent = r.name;
+      m.append(t);
+      g.append(m);
+    }
+  }
+
+  // ---------------------------------------------------------------- table
+
+  function buildRegionBody(name, r, demo) {
+    const tb = el("tbody", { class: "region", "data-region": r.name });
+    const actions = el("div", { class: "btn-group", role: "group", "aria-label": `force ${r.name}` });
+    for (const [act, label, title] of [
+      ["drain", "Drain", "stop sending new clients here"],
+      ["up", "Up", "force up, whatever the health checks say"],
+      ["down", "Down", "force down"],
+      ["auto", "Auto", "follow the health checks again"],
+    ]) {
+      const b = el("button", { type: "button", class: "act", "data-action": act, title, text: label });
+      b.addEventListener("click", () =>
+        post(
+          `/api/services/${encodeURIComponent(name)}/regions/${encodeURIComponent(r.name)}/state`,
+          { state: act },
+          `${r.name}: ${label.toLowerCase()}`,
+          [...actions.querySelectorAll("button")],
+        ),
+      );
+      actions.append(b);
+    }
+    const main = el(
+      "tr",
+      { class: "main" },
+      el("td", { class: "name" }, el("span", { class: "swatch" }), el("span", { class: "rname", text: r.name }), el("span", { class: "addr mono" })),
+      el("td", { class: "state" }, el("span", { class: "badge" }), el("span", { class: "since" })),
+      el("td", { class: "num check" }, el("span", { class: "latency" }), el("span", { class: "sub checked" })),
+      el(
+        "td",
+        { class: "utilization" },
+        el("div", { class: "util" }, el("div", { class: "bar" }, el("div", { class: "fill" })), el("span", { class: "pct" })),
+      ),
+      el("td", { class: "version mono" }),
+      el("td", { class: "num answers" }),
+      el("td", { class: "error" }),
+      el("td", { class: "actions" }, actions),
+    );
+    tb.append(main);
+    if (demo) tb.append(buildDemoRow(r.name));
+    return tb;
+  }
+
+  function buildDemoRow(region) {
+    const box = el("div", { class: "demo-controls" }, el("span", { class: "lbl", text: "demo" }));
+    const url = `/api/demo/regions/${encodeURIComponent(region)}`;
+    const all = () => [...box.querySelectorAll("button")];
+    const modes = el("div", { class: "btn-group" });
+    for (const [mode, label] of [["failing", "Fail"], ["healthy", "Heal"], ["slow", "Slow"]]) {
+      const b = el("button", { type: "button", class: "act", "data-demo-mode": mode, text: label });
+      b.addEventListener("click", () => post(url, { mode }, `${region}: demo ${mode}`, all()));
+      modes.append(b);
+    }
+    const utils = el("div", { class: "btn-group" });
+    for (const u of [0.3, 0.85, 0.97]) {
+      const b = el("button", { type: "button", class: "act", "data-demo-utilization": u, text: `${Math.round(u * 100)}%` });
+      b.addEventListener("click", () => post(url, { utilization: u }, `${region}: demo utilization ${u}`, all()));
+      utils.append(b);
+    }
+    const version = el("input", { class: "demo-version mono", type: "text", placeholder: "ver", "aria-label": `${region} version` });
+    const setv = el("button", { type: "button", class: "act", "data-demo-action": "version", text: "Set", style: "border-radius:4px" });
+    setv.addEventListener("click", () => {
+      const v = version.value.trim();
+      if (v) post(url, { version: v }, `${region}: demo version ${v}`, all());
+    });
+    box.append(modes, "utilization", utils, "version", version, setv);
+    return el("tr", { class: "demo" }, el("td", { colspan: 8 }, box));
+  }
+
+  function patchRegion(tb, r, color) {
+    tb.querySelector(".swatch").style.background = color;
+    setText(tb.querySelector(".addr"), (r.addresses || []).join("  "));
+    const badge = tb.querySelector(".state .badge");
+    setText(badge, r.forced ? `${r.state} (forced)` : r.state);
+    setAttr(badge, "data-state", r.state);
+    badge.classList.toggle("forced", !!r.forced);
+    // the health checks' own verdict, when it is not what clients get
+    let sub = "";
+    if (r.checked === null || r.checked === undefined) sub = "not checked";
+    else if (r.checked !== r.state) sub = `checks: ${r.checked}`;
+    const checked = tb.querySelector(".checked");
+    setText(checked, sub);
+    setAttr(checked, "data-checked", r.checked ?? "none");
+    const since = tb.querySelector(".since");
+    setText(since, ago(r.since));
+    setAttr(since, "title", r.since ? `${r.state} since ${iso(r.since)}` : null);
+    const lat = tb.querySelector(".latency");
+    setText(lat, r.latency_ms === null || r.latency_ms === undefined ? "–" : `${r.latency_ms.toFixed(1)} ms`);
+    setAttr(lat, "title", r.last_check ? `last check ${ago(r.last_check)} (${iso(r.last_check)})` : "not checked yet");
+    const err = tb.querySelector(".error");
+    setText(err, r.error || "");
+    setAttr(err, "title", r.error || null);
+    const util = tb.querySelector(".util");
+    if (r.utilization === null || r.utilization === undefined) {
+      setAttr(util, "data-value", null);
+      setAttr(util, "data-level", null);
+      tb.querySelector(".util .fill").style.width = "0";
+      setText(tb.querySelector(".util .pct"), "–");
+    } else {
+      const u = r.utilization;
+      setAttr(util, "data-value", u);
+      setAttr(util, "data-level", u >= 0.9 ? "critical" : u >= 0.75 ? "high" : "normal");
+      tb.querySelector(".util .fill").style.width = `${Math.min(100, Math.max(0, u * 100)).toFixed(0)}%`;
+      setText(tb.querySelector(".util .pct"), `${Math.round(u * 100)}%`);
+    }
+    setText(tb.querySelector(".version"), r.version ?? "–");
+    const n = r.answers_last_minute;
+    setText(tb.querySelector(".answers"), n === null || n === undefined ? "–" : n.toLocaleString("en-US"));
+    const forced = r.forced || "auto";
+    for (const b of tb.querySelectorAll("button[data-action]")) {
+      setAttr(b, "aria-pressed", b.dataset.action === forced ? "true" : "false");
+    }
+  }
+
+  function buildService(svc) {
+    const map = buildMap(svc.name);
+    const table = el(
+      "table",
+      { class: "grid regions" },
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ...[
+            ["region", ""],
+            ["state · since", ""],
+            ["check", "num"],
+            ["utilization", ""],
+            ["ver", ""],
+            ["answers /min", "num"],
+            ["error", ""],
+            ["force", ""],
+          ].map(([t, c]) => el("th", { class: c || null, text: t })),
+        ),
+      ),
+    );
+    const section = el(
+      "section",
+      { class: "service card", "data-service": svc.name, id: `service-${svc.name}` },
+      el("h2", {}, el("span", { class: "sname", text: svc.name }), el("span", { class: "meta" })),
+      el("div", { class: "service-body" }, el("div", { class: "map-wrap" }, map.svg, el("div", { class: "legend" })), el("div", { class: "table-wrap" }, table)),
+    );
+    return { section, svg: map.svg, paths: map.paths, table, bodies: new Map(), regionKey: null, markerKey: null };
+  }
+
+  function patchService(entry, svc, demo) {
+    const meta = entry.section.querySelector("h2 .meta");
+    const up = svc.regions.filter((r) => r.state === "up").length;
+    setText(meta, `TTL ${svc.ttl}s · ${svc.answers} answer${svc.answers === 1 ? "" : "s"} · ${up}/${svc.regions.length} regions up`);
+
+    // table bodies: rebuilt only when the set or order of regions (or demo mode) changes
+    const key = JSON.stringify([demo, svc.regions.map((r) => r.name)]);
+    if (entry.regionKey !== key) {
+      entry.regionKey = key;
+      entry.table.querySelectorAll("tbody").forEach((b) => b.remove());
+      entry.bodies.clear();
+      for (const r of svc.regions) {
+        const tb = buildRegionBody(svc.name, r, demo);
+        entry.table.append(tb);
+        entry.bodies.set(r.name, tb);
+      }
+    }
+    const colors = regionColors(svc);
+    for (const r of svc.regions) patchRegion(entry.bodies.get(r.name), r, colors.get(r.name));
+
+    updateFills(entry, svc);
+    updateMarkers(entry, svc);
+    updateLegend(entry, svc, colors);
+  }
+
+  function updateLegend(entry, svc, colors) {
+    const counts = new Map();
+    let refused = 0;
+    for (const r of Object.values(svc.countries || {})) {
+      if (r === null) refused += 1;
+      else counts.set(r, (counts.get(r) || 0) + 1);
+    }
+    const key = JSON.stringify([[...colors], [...counts], refused]);
+    if (entry.legendKey === key) return;
+    entry.legendKey = key;
+    const legend = entry.section.querySelector(".legend");
+    legend.replaceChildren();
+    for (const [name, color] of colors) {
+      const n = counts.get(name) || 0;
+      legend.append(
+        el(
+          "span",
+          { class: "legend-item", "data-legend": name },
+          el("span", { class: "swatch", style: `background:${color}` }),
+          el("b", { text: name }),
+          `${n} countr${n === 1 ? "y" : "ies"}`,
+        ),
+      );
+    }
+    legend.append(
+      el("span", { class: "legend-item", "data-legend": "refused" }, el("span", { class: "swatch refused" }), `refused (${refused})`),
+      el("span", { class: "legend-item", "data-legend": "unrouted" }, el("span", { class: "swatch unrouted" }), "no data"),
+    );
+  }
+
+  // --------------------------------------------------------------- header
+
+  function patchHeader(server) {
+    setText($("server-version"), server.version);
+    setText($("config-version"), `v${server.config_version}`);
+    setText($("config-loaded"), `${clock(server.config_loaded)} (${ago(server.config_loaded)})`);
+    setAttr($("config-loaded"), "title", iso(server.config_loaded));
+    setText($("server-uptime"), duration(server.now - server.started));
+    const g = server.geoip || {};
+    const path = g.path || "none";
+    setText($("geoip-path"), path.split("/").pop());
+    setAttr($("geoip-path"), "title", path);
+    setText($("geoip-build-date"), g.build_date || "?");
+    const attr = $("geoip-attribution");
+    if (attr.dataset.text !== (g.attribution || "")) {
+      attr.dataset.text = g.attribution || "";
+      attr.replaceChildren();
+      if (g.attribution) {
+        // link any URL in the licence text (a plain link: nothing is fetched)
+        const parts = g.attribution.split(/(https?:\/\/[^\s)]+)/);
+        parts.forEach((part, i) => attr.append(i % 2 ? el("a", { href: part, rel: "noreferrer", text: part }) : part));
+      }
+    }
+    $("demo-badge").hidden = !server.demo;
+
+    const banner = $("reload-error");
+    const re = server.reload_error;
+    if (re) {
+      setText(
+        $("reload-error-title"),
+        `Config reload failed at ${clock(re.time)} (${ago(re.time)}): still serving config v${server.config_version} loaded ${clock(server.config_loaded)}.`,
+      );
+      const list = $("reload-errors");
+      const key = JSON.stringify(re.errors || []);
+      if (list.dataset.key !== key) {
+        list.dataset.key = key;
+        list.replaceChildren(...(re.errors || []).map((e) => el("li", { text: e })));
+      }
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+    }
+  }
+
+  function patchChanges(changes) {
+    const list = [...(changes || [])].sort((a, b) => b.time - a.time).slice(0, 50);
+    const key = JSON.stringify(list);
+    const tbody = $("changes").querySelector("tbody");
+    $("changes-empty").hidden = list.length > 0;
+    $("changes").hidden = list.length === 0;
+    if (tbody.dataset.key === key) {
+      // only the relative times move
+      tbody.querySelectorAll("td.time").forEach((td, i) => setText(td.querySelector(".rel"), ago(list[i].time)));
+      return;
+    }
+    tbody.dataset.key = key;
+    const colorOf = (svcName, region) => {
+      const svc = state.services.find((s) => s.name === svcName);
+      return (svc && regionColors(svc).get(region)) || "#999";
+    };
+    tbody.replaceChildren(
+      ...list.map((c) =>
+        el(
+          "tr",
+          { "data-service": c.service, "data-change-region": c.region },
+          el("td", { class: "time", title: iso(c.time) }, `${clock(c.time)} `, el("span", { class: "rel muted", text: ago(c.time) })),
+          el("td", { class: "mono", text: c.service }),
+          el("td", {}, el("span", { class: "swatch", style: `background:${colorOf(c.service, c.region)};margin-right:6px;vertical-align:-1px` }), c.region),
+          el(
+            "td",
+            { class: "change" },
+            el("span", { class: "badge", "data-state": c.from, text: c.from || "–" }),
+            el("span", { class: "arrow", text: "→" }),
+            el("span", { class: "badge", "data-state": c.to, text: c.to }),
+          ),
+          el("td", { class: "reason", text: c.reason || "" }),
+        ),
+      ),
+    );
+  }
+
+  function render() {
+    if (!state) return;
+    patchHeader(state.server);
+    patchChanges(state.changes);
+    if (!world) return; // the maps and tables follow once world.json is in
+    const container = $("services");
+    const seen = new Set();
+    state.services.forEach((svc, i) => {
+      seen.add(svc.name);
+      let entry = services.get(svc.name);
+      if (!entry) {
+        entry = buildService(svc);
+        services.set(svc.name, entry);
+      }
+      if (container.children[i] !== entry.section) container.insertBefore(entry.section, container.children[i] || null);
+      patchService(entry, svc, !!state.server.demo);
+    });
+    for (const [name, entry] of services) {
+      if (!seen.has(name)) {
+        entry.section.remove();
+        services.delete(name);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------- polling
+
+  function tick() {
+    const u = $("updated");
+    if (!lastOk) {
+      setAttr(u, "data-status", lastError ? "stale" : "loading");
+      setText($("updated-text"), lastError ? `server unreachable: ${lastError}` : "loading…");
+    } else {
+      const age = Math.round((Date.now() - lastOk) / 1000);
+      setAttr(u, "data-status", lastError ? "stale" : "ok");
+      setText($("updated-text"), lastError ? `unreachable · updated ${age}s ago` : `updated ${age}s ago`);
+    }
+    const banner = $("conn-error");
+    if (lastError) {
+      setText(
+        banner,
+        lastOk
+          ? `Cannot reach the geodns admin server (${lastError}). The figures below are from ${Math.round((Date.now() - lastOk) / 1000)}s ago.`
+          : `Cannot reach the geodns admin server (${lastError}).`,
+      );
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+    }
+    if (state) {
+      // keep relative times moving between polls
+      for (const [, entry] of services) {
+        const svc = state.services.find((s) => s.name === entry.section.dataset.service);
+        if (!svc) continue;
+        for (const r of svc.regions) {
+          const tb = entry.bodies.get(r.name);
+          if (tb) setText(tb.querySelector(".since"), ago(r.since));
+        }
+      }
+    }
+  }
+
+  let timer = null;
+  let inflight = false;
+  async function refresh() {
+    clearTimeout(timer);
+    if (inflight) return;
+    inflight = true;
+    const ctl = new AbortController();
+    const abort = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const res = await fetch("/api/state", { cache: "no-store", signal: ctl.signal });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const data = await res.json();
+      state = data;
+      skew = data.server.now - Date.now() / 1000;
+      lastOk = Date.now();
+      lastError = null;
+      render();
+    } catch (err) {
+      lastError = err.name === "AbortError" ? "timed out" : err.message || String(err);
+    } finally {
+      clearTimeout(abort);
+      inflight = false;
+      tick();
+      timer = setTimeout(refresh, POLL_MS);
+    }
+  }
+
+  async function loadWorld() {
+    for (;;) {
+      try {
+        const res = await fetch("/static/world.json");
+        if (res.ok) return await res.json();
+      } catch (_) {
+        // retried below
+      }
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  function start() {
+    setupToken();
+    $("message-close").addEventListener("click", () => ($("message").hidden = true));
+    setInterval(tick, 1000);
+    loadWorld().then((w) => {
+      world = w;
+      render();
+    });
+    refresh();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
