@@ -116,10 +116,6 @@ class HealthMonitor:
     def snapshot(self) -> StateSnapshot:
         return self._snapshot
 
-    def routing_changed(self, old: StateSnapshot, new: StateSnapshot) -> bool:
-        """Whether routing could differ between two snapshots (health or utilization)."""
-        return old.routing_differs(new)
-
     # --- running ---------------------------------------------------------------------
 
     async def start(self) -> None:
