@@ -542,7 +542,16 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
         ports: set[int] = set()
         if "geodns" in args.servers:
             port = free_port(ports)
-            cmd = [sys.executable, "-m", "geodns", "--log-level", "warning", "serve"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "geodns",
+                "--log-level",
+                "warning",
+                "serve",
+                "--http",
+                "off",
+            ]
             cmd += ["--zones", repo_relative(args.zone), "--listen", f"{HOST}:{port}"]
             cmd += ["--workers", "1", "--geoip-database", str(mmdb)]
             servers.append(

@@ -704,7 +704,16 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
         zones_dir = repo_relative(args.zone.parent)
         for workers in args.workers:
             port = free_port(ports)
-            cmd = [sys.executable, "-m", "geodns", "--log-level", "warning", "serve"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "geodns",
+                "--log-level",
+                "warning",
+                "serve",
+                "--http",
+                "off",
+            ]
             cmd += ["--zones", zones_dir, "--listen", f"{HOST}:{port}"]
             cmd += ["--workers", str(workers)]
             one = workers == 1 and pinned

@@ -120,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="region states to start from (YAML: service -> region -> "
         "{state, utilization}); default: every region up",
     )
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8053",
+        help="admin HTTP (dashboard, API, /metrics) address, or `off` (default: 127.0.0.1:8053)",
+    )
+    serve.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="file holding the bearer token that admin API changes require "
+        "(or set GEODNS_ADMIN_TOKEN); without one, changes are refused",
+    )
+    serve.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks for changed zone files, 0 to never look (default: 1)",
+    )
 
     explain = sub.add_parser(
         "explain", parents=[common], help="show how a client's query for a service name is decided"
@@ -171,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from geodns.admin.app import AdminServer
+    from geodns.control.plane import ControlPlane
+    from geodns.control.zonesource import ZoneSource
     from geodns.server.answer import ServerOptions
     from geodns.server.geoanswer import open_geoip
     from geodns.server.run import ServeConfig, run
@@ -193,6 +215,13 @@ def _serve(args: argparse.Namespace) -> int:
     state = load_state_file(args.state, zones) if args.state else ALL_UP
     geoip = open_geoip(args.geoip_database)
     server_id = socket.gethostname() if args.server_id is None else args.server_id
+    zones_path = _zones_path(args.zones)
+    plane = ControlPlane(
+        ZoneSource(zones_path), zones, geoip, state, watch_interval=args.watch_interval
+    )
+    if args.http != "off":
+        listen_http = parse_listen(args.http)
+        plane.attachments.append(AdminServer(plane, listen_http, _admin_token(args)))
     config = ServeConfig(
         zones=zones,
         listen=listen,
@@ -205,12 +234,12 @@ def _serve(args: argparse.Namespace) -> int:
         geoip_reload_interval=args.geoip_reload_interval,
     )
     try:
-        return run(config)
+        return run(config, plane)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
 
 
-def _load_zones(option: str | None) -> ZoneSet:
+def _zones_path(option: str | None, quiet: bool = True) -> Path:
     if option:
         zones_path = Path(option)
         if not zones_path.exists():
@@ -219,8 +248,31 @@ def _load_zones(option: str | None) -> ZoneSet:
         zones_path = Path("zones")
     else:
         zones_path = _embedded_zones()
-        log.warning("no ./zones directory: using the embedded example zone from %s", zones_path)
-    return load_zones([zones_path])
+        if not quiet:
+            log.warning("no ./zones directory: using the embedded example zone from %s", zones_path)
+    return zones_path
+
+
+def _load_zones(option: str | None) -> ZoneSet:
+    return load_zones([_zones_path(option, quiet=False)])
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    import os
+
+    from geodns.admin.app import TOKEN_ENV
+
+    if args.admin_token_file:
+        try:
+            token = Path(args.admin_token_file).read_text().strip()
+        except OSError as exc:
+            raise GeodnsError(
+                f"--admin-token-file {args.admin_token_file}: {exc.strerror}"
+            ) from None
+        if not token:
+            raise GeodnsError(f"--admin-token-file {args.admin_token_file}: the file is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def _explain(args: argparse.Namespace) -> int:

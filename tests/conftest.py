@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ZONES = ROOT / "zones"
 _LISTENING = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?):(\d+)")
+_ADMIN = re.compile(r"admin HTTP on (http://[^ ]+/)")
 REQUIRE_TOOLS = os.environ.get("GEODNS_REQUIRE_TOOLS") == "1"
 
 
@@ -32,6 +33,7 @@ class ServerProcess:
     proc: subprocess.Popen[str]
     ports: dict[str, int] = field(default_factory=dict)  # "127.0.0.1" / "::1" -> port
     lines: list[str] = field(default_factory=list)
+    admin_url: str | None = None  # http://127.0.0.1:PORT/ when the admin side is on
 
     @property
     def port(self) -> int:
@@ -63,6 +65,8 @@ def running_server(
     *args: str,
     listen: tuple[str, ...] = ("127.0.0.1:0", "[::1]:0"),
     startup_timeout: float = 15.0,
+    http: str = "127.0.0.1:0",
+    env: dict[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
     """Start `geodns serve` on loopback port 0 and yield once every address listens."""
     cmd = [
@@ -76,12 +80,19 @@ def running_server(
         str(zones),
         "--server-id",
         "test-ns1",
+        "--http",
+        http,
     ]
     for addr in listen:
         cmd += ["--listen", addr]
     cmd += list(args)
     proc = subprocess.Popen(
-        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT
+        cmd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=None if env is None else {**os.environ, **env},
     )
     server = ServerProcess(proc)
     ready = threading.Event()
@@ -90,6 +101,9 @@ def running_server(
         assert proc.stderr is not None
         for line in proc.stderr:
             server.lines.append(line.rstrip("\n"))
+            admin = _ADMIN.search(line)
+            if admin:
+                server.admin_url = admin.group(1)
             m = _LISTENING.search(line)
             if m:
                 server.ports[m.group(1).strip("[]")] = int(m.group(2))

@@ -8,6 +8,7 @@ import struct
 import dns.edns
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.rcode
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -288,6 +289,11 @@ def check_reply(payload: bytes, reply: bytes | None) -> None:
         assert reply[:2] == payload[:2], "the reply's ID is the query's"
         assert reply[2] & 0x80, "QR set"
         assert not payload[2] & 0x80, "a response was answered"
+        if (reply[2] >> 3) & 0xF == dns.opcode.UPDATE:
+            # dnspython reads an UPDATE's question as its zone section and refuses any
+            # type there but SOA; our NOTIMP echoes whatever question was sent.
+            assert reply[3] & 0xF == dns.rcode.NOTIMP
+            return
         dns.message.from_wire(reply, ignore_trailing=False)
 
 

@@ -100,7 +100,16 @@ def test_two_workers_share_the_port() -> None:
 def test_busy_port_is_a_clear_error() -> None:
     with running_server(EXAMPLE_ZONES, listen=("127.0.0.1:0",)) as srv:
         result = subprocess.run(
-            [sys.executable, "-m", "geodns", "serve", "--listen", f"127.0.0.1:{srv.port}"],
+            [
+                sys.executable,
+                "-m",
+                "geodns",
+                "serve",
+                "--http",
+                "off",
+                "--listen",
+                f"127.0.0.1:{srv.port}",
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -113,7 +122,7 @@ def test_busy_port_is_a_clear_error() -> None:
 @pytest.mark.parametrize("bad", ["localhost:53", "127.0.0.1:99999", "[::1:53", "1.2.3.4:x"])
 def test_bad_listen_address(bad: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "geodns", "serve", "--listen", bad],
+        [sys.executable, "-m", "geodns", "serve", "--http", "off", "--listen", bad],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -125,7 +134,16 @@ def test_bad_listen_address(bad: str) -> None:
 
 def test_serve_defaults_to_the_embedded_zone_without_a_zones_dir(tmp_path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "geodns", "serve", "--listen", "127.0.0.1:0"],
+        [
+            sys.executable,
+            "-m",
+            "geodns",
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,

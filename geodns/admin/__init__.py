@@ -1,0 +1,1 @@
+"""The admin HTTP side: dashboard, JSON API, Prometheus metrics."""

@@ -1,0 +1,237 @@
+"""The admin HTTP side (aiohttp): dashboard, /api/state, /api/explain, /healthz, /metrics, and
+the token-protected routes that force region states, reload the zones, or drive the demo."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from geodns.admin.metrics import registry_for
+from geodns.admin.view import StateView
+from geodns.control.plane import ControlPlane
+from geodns.errors import GeodnsError
+from geodns.health.monitor import UnknownRegion
+from geodns.server.explain import decision_json, explain
+from geodns.server.sockets import ListenAddress
+
+log = logging.getLogger("geodns.admin")
+
+DEFAULT_ADMIN = "127.0.0.1:8053"
+TOKEN_ENV = "GEODNS_ADMIN_TOKEN"
+STATIC = Path(str(resources.files("geodns") / "admin" / "static"))
+
+
+class DemoControls(Protocol):
+    """The demo's simulated regions, as the dashboard may change them."""
+
+    def set(
+        self,
+        region: str,
+        mode: str | None = None,
+        utilization: float | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]: ...
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(listen: ListenAddress, token: str | None) -> None:
+    """The admin side can drain every region: off loopback only behind a token."""
+    if token is None and not is_loopback(listen.host):
+        raise GeodnsError(
+            f"--http {listen}: refusing to serve the admin API beyond loopback without a token"
+            f" (--admin-token-file FILE or {TOKEN_ENV})"
+        )
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class AdminApp:
+    def __init__(
+        self, plane: ControlPlane, token: str | None, demo: DemoControls | None = None
+    ) -> None:
+        self.plane = plane
+        self.token = token
+        self.demo = demo
+        self.view = StateView(plane)
+        self.registry = registry_for(plane)
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.add_routes(
+            [
+                web.get("/", self.index),
+                web.get("/healthz", self.healthz),
+                web.get("/metrics", self.metrics),
+                web.get("/api/state", self.state),
+                web.get("/api/explain", self.explain),
+                web.post("/api/services/{service}/regions/{region}/state", self.force),
+                web.post("/api/reload", self.reload),
+                web.post("/api/demo/regions/{region}", self.demo_region),
+                web.static("/static", STATIC),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            if self.token is None:
+                return _error(
+                    403,
+                    "changes through the admin API are off: no admin token is configured"
+                    f" (--admin-token-file FILE or {TOKEN_ENV})",
+                )
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
+                return _error(
+                    401, "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"}
+                )
+        return await handler(request)
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "config_version": self.plane.config_version})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.view.state(demo=self.demo is not None))
+
+    async def explain(self, request: web.Request) -> web.Response:
+        name = request.query.get("name")
+        client = request.query.get("client")
+        if not name or not client:
+            return _error(400, "name and client are required: /api/explain?name=...&client=IP")
+        prefix_text = request.query.get("prefix")
+        local = self.plane.local
+        if local is None:
+            return _error(503, "not serving yet")
+        try:
+            prefix = int(prefix_text) if prefix_text else None
+            result = explain(local.answerer.geo, name, client, prefix)
+        except ValueError:
+            return _error(400, f"prefix {prefix_text!r} is not a number")
+        except GeodnsError as exc:
+            return _error(400, str(exc))
+        body = decision_json(result.decision, result.scope_prefix)
+        body["explain"] = result.decision.explain_lines()
+        return web.json_response(body)
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(
+                text='{"error": "the body must be JSON"}', content_type="application/json"
+            ) from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(
+                text='{"error": "the body must be a JSON object"}', content_type="application/json"
+            )
+        return body
+
+    async def force(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        service = request.match_info["service"]
+        region = request.match_info["region"]
+        mode = body.get("state")
+        try:
+            snapshot = self.plane.force(service, region, str(mode))
+        except UnknownRegion as exc:
+            return _error(404, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        st = snapshot.get(service.rstrip("."), region)
+        log.info("admin API: %s of %s set to %s", region, service, mode)
+        return web.json_response(
+            {
+                "ok": True,
+                "service": service,
+                "region": region,
+                "state": str(st.health),
+                "forced": None if st.forced is None else str(st.forced),
+            }
+        )
+
+    async def reload(self, request: web.Request) -> web.Response:
+        result = await self.plane.reload("admin API")
+        body = {
+            "ok": result.ok,
+            "config_version": self.plane.config_version,
+            "errors": list(result.errors),
+        }
+        return web.json_response(body, status=200 if result.ok else 422)
+
+    async def demo_region(self, request: web.Request) -> web.Response:
+        if self.demo is None:
+            return _error(404, "not running as `geodns demo`")
+        body = await self._json_body(request)
+        region = request.match_info["region"]
+        try:
+            state = self.demo.set(
+                region,
+                mode=body.get("mode"),
+                utilization=body.get("utilization"),
+                version=body.get("version"),
+            )
+        except KeyError:
+            return _error(404, f"no simulated region {region!r}")
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        return web.json_response({"ok": True, "region": region, **state})
+
+
+class AdminServer:
+    """Serves AdminApp on one address for as long as the control plane runs."""
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        listen: ListenAddress,
+        token: str | None,
+        demo: DemoControls | None = None,
+    ) -> None:
+        check_bind(listen, token)
+        self.listen = listen
+        self.app = AdminApp(plane, token, demo)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app.build(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise GeodnsError(f"--http {self.listen}: cannot listen: {exc.strerror}") from exc
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.listen.port
+        log.info("admin HTTP on http://%s/", ListenAddress(self.listen.host, self.port))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,168 @@
+"""/metrics: the control plane's counts as Prometheus families, built at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dns.rcode
+import dns.rdatatype
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from geodns.admin.view import services
+from geodns.control.plane import ControlPlane
+from geodns.health.state import Health
+from geodns.server.stats import LATENCY_BOUNDS
+
+
+def _qtype(qtype: int) -> str:
+    return "unreadable" if qtype < 0 else dns.rdatatype.to_text(qtype)
+
+
+def _rcode(rcode: int) -> str:
+    return "none" if rcode < 0 else dns.rcode.to_text(rcode)
+
+
+class PlaneCollector(Collector):
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    def collect(self) -> Iterator[Metric]:
+        plane = self.plane
+        yield from self._queries()
+        yield from self._health()
+        reloads = CounterMetricFamily(
+            "geodns_config_reloads", "Zone reloads, by result", labels=["result"]
+        )
+        reloads.add_metric(["ok"], plane.reloads.ok)
+        reloads.add_metric(["failed"], plane.reloads.failed)
+        yield reloads
+        yield GaugeMetricFamily(
+            "geodns_config_version", "Config version serving (1 at start)", plane.config_version
+        )
+        yield GaugeMetricFamily(
+            "geodns_config_loaded_timestamp_seconds",
+            "When the serving config was loaded",
+            plane.config_loaded,
+        )
+        info = GaugeMetricFamily("geodns_build_info", "geodns version", labels=["version"])
+        info.add_metric([plane.version], 1)
+        yield info
+        if plane.geoip is not None:
+            yield GaugeMetricFamily(
+                "geodns_geoip_database_build_timestamp_seconds",
+                "Build date of the GeoIP database in use",
+                plane.geoip.build_date.timestamp(),
+            )
+
+    def _queries(self) -> Iterator[Metric]:
+        stats = self.plane.query_stats()
+        queries = CounterMetricFamily(
+            "geodns_queries",
+            "DNS queries answered (rcode none: dropped)",
+            labels=["zone", "qtype", "rcode", "transport"],
+        )
+        answers = CounterMetricFamily(
+            "geodns_answers",
+            "Service-name answers, by the region whose address they carried",
+            labels=["service", "region"],
+        )
+        by_labels: dict[tuple[str, str, str, str], int] = {}
+        by_region: dict[tuple[str, str], int] = {}
+        for transport, counts in stats.replies.items():
+            for key, n in counts.items():
+                labels = (key.zone, _qtype(key.qtype), _rcode(key.rcode), transport)
+                by_labels[labels] = by_labels.get(labels, 0) + n
+                for region in key.regions:
+                    k = (key.service or "", region)
+                    by_region[k] = by_region.get(k, 0) + n
+        for labels, n in sorted(by_labels.items()):
+            queries.add_metric(list(labels), n)
+        for labels, n in sorted(by_region.items()):
+            answers.add_metric(list(labels), n)
+        yield queries
+        yield answers
+        cumulative = []
+        running = 0
+        for bound, n in zip(LATENCY_BOUNDS, stats.latency_buckets, strict=False):
+            running += n
+            cumulative.append((repr(bound), running))
+        running += stats.latency_buckets[-1]
+        cumulative.append(("+Inf", running))
+        yield HistogramMetricFamily(
+            "geodns_query_duration_seconds",
+            "Time from a query's bytes to its reply's, in the worker",
+            buckets=cumulative,
+            sum_value=stats.latency_sum,
+        )
+        decisions = CounterMetricFamily(
+            "geodns_decision_cache",
+            "Service-name queries by whether their client network's decision was cached",
+            labels=["result"],
+        )
+        decisions.add_metric(["hit"], stats.decision_hits)
+        decisions.add_metric(["miss"], stats.decision_misses)
+        yield decisions
+
+    def _health(self) -> Iterator[Metric]:
+        plane = self.plane
+        snapshot = plane.state
+        checks = CounterMetricFamily(
+            "geodns_health_checks",
+            "Health probes, by result",
+            labels=["service", "region", "result"],
+        )
+        durations = SummaryMetricFamily(
+            "geodns_health_check_duration_seconds",
+            "Time health probes took",
+            labels=["service", "region"],
+        )
+        state = GaugeMetricFamily(
+            "geodns_region_state",
+            "1 for the region's current state (up, down, drain)",
+            labels=["service", "region", "state"],
+        )
+        forced = GaugeMetricFamily(
+            "geodns_region_forced",
+            "1 when an operator forced the state",
+            labels=["service", "region"],
+        )
+        utilization = GaugeMetricFamily(
+            "geodns_region_gpu_utilization_ratio",
+            "GPU utilization the region reports, 0..1",
+            labels=["service", "region"],
+        )
+        model = GaugeMetricFamily(
+            "geodns_region_model_version_info",
+            "1 for the model version the region reports",
+            labels=["service", "region", "version"],
+        )
+        for service in services(plane.zones):
+            for region in service.regions:
+                labels = [service.key, region.name]
+                st = snapshot.get(service.key, region.name)
+                for h in Health:
+                    state.add_metric([*labels, str(h)], 1 if st.health is h else 0)
+                forced.add_metric(labels, 0 if st.forced is None else 1)
+                if st.utilization is not None:
+                    utilization.add_metric(labels, st.utilization)
+                if st.version is not None:
+                    model.add_metric([*labels, st.version], 1)
+                counts = plane.monitor.stats.get((service.key, region.name))
+                if counts is not None:
+                    checks.add_metric([*labels, "ok"], counts.ok)
+                    checks.add_metric([*labels, "failed"], counts.failed)
+                    durations.add_metric(labels, counts.ok + counts.failed, counts.total_duration)
+        yield from (checks, durations, state, forced, utilization, model)
+
+
+def registry_for(plane: ControlPlane) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlaneCollector(plane))
+    return registry

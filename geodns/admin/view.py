@@ -1,0 +1,150 @@
+"""What the dashboard and /api/state show: the control plane's state as plain JSON."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from geodns.control.plane import ControlPlane
+from geodns.geo.geoip import GeoRecord
+from geodns.geo.locate import Client
+from geodns.health.state import StateSnapshot
+from geodns.routing.pipeline import route
+from geodns.server.geoanswer import latency_for
+from geodns.zones.model import Service, ZoneSet
+
+# Okabe-Ito: told apart by people with every common colour-vision deficiency.
+PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+)
+# A stand-in network for a whole country: capacity shedding hashes the client network,
+# and one fixed network shows what a typical network of that country gets.
+_COUNTRY_NETWORK = ipaddress.ip_network("0.0.0.0/0")
+
+
+@lru_cache(maxsize=1)
+def countries() -> dict[str, dict[str, Any]]:
+    """ISO alpha-2 -> name, continent, a point inside the country (Natural Earth, GeoNames)."""
+    text = (resources.files("geodns") / "data" / "countries.json").read_text()
+    return json.loads(text)
+
+
+def services(zones: ZoneSet) -> list[Service]:
+    return [s for z in zones.zones.values() for s in z.services.values()]
+
+
+def country_map(service: Service, state: StateSnapshot) -> dict[str, str | None]:
+    """Country -> the region its clients are sent to now; None where they get no address."""
+    latency = latency_for(service)
+    out: dict[str, str | None] = {}
+    for code, c in countries().items():
+        record = GeoRecord(code, c["continent"], None, c["lat"], c["lon"])
+        client = Client(_COUNTRY_NETWORK.network_address, None, _COUNTRY_NETWORK, record)
+        decision = route(client, service, state, latency)
+        chosen = decision.select(4) or decision.select(6)
+        out[code] = chosen[0][0].name if decision.outcome is None and chosen else None
+    return out
+
+
+class StateView:
+    """Builds /api/state; the country maps are recomputed only when routing could change."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self._maps_for: tuple[int, int] | None = None
+        self._maps: dict[str, dict[str, str | None]] = {}
+
+    def _country_maps(self) -> dict[str, dict[str, str | None]]:
+        plane = self.plane
+        published = plane.published
+        key = (plane.config_version, published.version)
+        if key != self._maps_for:
+            self._maps = {s.key: country_map(s, published) for s in services(plane.zones)}
+            self._maps_for = key
+        return self._maps
+
+    def state(self, demo: bool = False) -> dict[str, Any]:
+        plane = self.plane
+        snapshot = plane.state
+        answers = plane.answers_last_minute()
+        maps = self._country_maps()
+        geoip = plane.geoip
+        reload_error = plane.reload_error
+        out_services = []
+        for service in services(plane.zones):
+            regions = []
+            for i, region in enumerate(service.regions):
+                st = snapshot.get(service.key, region.name)
+                regions.append(
+                    {
+                        "name": region.name,
+                        "state": str(st.health),
+                        "checked": None if st.checked is None else str(st.checked),
+                        "forced": None if st.forced is None else str(st.forced),
+                        "since": st.since,
+                        "last_check": st.last_check,
+                        "latency_ms": None
+                        if st.last_latency is None
+                        else round(st.last_latency * 1000, 1),
+                        "error": st.last_error,
+                        "utilization": st.utilization,
+                        "version": st.version,
+                        "answers_last_minute": answers.get((service.key, region.name), 0),
+                        "addresses": list(region.addresses),
+                        "location": None
+                        if region.lat is None
+                        else {"lat": region.lat, "lon": region.lon},
+                        "color": PALETTE[i % len(PALETTE)],
+                    }
+                )
+            out_services.append(
+                {
+                    "name": service.key,
+                    "ttl": service.ttl,
+                    "answers": service.answers,
+                    "regions": regions,
+                    "countries": maps.get(service.key, {}),
+                }
+            )
+        return {
+            "server": {
+                "version": plane.version,
+                "started": plane.started,
+                "now": plane.clock(),
+                "config_version": plane.config_version,
+                "config_loaded": plane.config_loaded,
+                "reload_error": None
+                if reload_error is None
+                else {"time": reload_error.time, "errors": list(reload_error.errors)},
+                "geoip": None
+                if geoip is None
+                else {
+                    "path": geoip.path,
+                    "build_date": geoip.build_date.date().isoformat(),
+                    "attribution": geoip.attribution,
+                },
+                "demo": demo,
+            },
+            "services": out_services,
+            "changes": [
+                {
+                    "time": t.time,
+                    "service": t.service,
+                    "region": t.region,
+                    "from": str(t.old),
+                    "to": str(t.new),
+                    "reason": t.reason,
+                }
+                for t in reversed(plane.monitor.changes)
+            ],
+        }

@@ -1,0 +1,1 @@
+"""The control plane: runs once per server beside the first DNS worker."""

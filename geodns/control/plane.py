@@ -1,0 +1,237 @@
+"""The control plane: health checks, forced states, zone reloads, and counts from every worker.
+
+It runs once per server, in the first process, beside that process's DNS worker. Workers
+forked beside it get every routing-relevant state and every new ZoneSet over a channel,
+and send their counts back once a second. The admin HTTP side (geodns.admin) reads and
+drives it; nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from geodns import __version__
+from geodns.control.zonesource import ZoneSource
+from geodns.errors import ConfigErrors
+from geodns.geo.geoip import GeoIPDatabase
+from geodns.health.monitor import HealthMonitor
+from geodns.health.state import ALL_UP, StateSnapshot
+from geodns.server.channel import Channel
+from geodns.server.run import DnsWorker
+from geodns.server.stats import QueryStats, combine
+from geodns.zones.model import ZoneSet
+
+log = logging.getLogger("geodns.control")
+
+ANSWER_SAMPLE_INTERVAL = 5.0  # seconds between samples of answer counts ("last minute")
+ANSWER_WINDOW = 60.0
+RELOAD_SETTLE = 0.2  # seconds to let an editor finish writing before a changed file is read
+
+
+class Attachment(Protocol):
+    """Something that lives as long as the control plane: the admin HTTP server, the demo."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    time: float
+    trigger: str  # "SIGHUP", "file change", "admin API"
+    ok: bool
+    errors: tuple[str, ...] = ()  # file:line: message, one per problem
+
+
+@dataclass
+class ReloadCounts:
+    ok: int = 0
+    failed: int = 0
+
+
+@dataclass
+class ControlPlane:
+    source: ZoneSource
+    zones: ZoneSet
+    geoip: GeoIPDatabase | None = None
+    initial_state: StateSnapshot = ALL_UP
+    watch_interval: float = 1.0  # seconds between looks at the zone files; 0: never look
+    clock: Callable[[], float] = time.time
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+        self.config_version = 1
+        self.config_loaded = self.started
+        self.last_reload: ReloadResult | None = None
+        self.reload_error: ReloadResult | None = None
+        self.reloads = ReloadCounts()
+        self.monitor = HealthMonitor(self.zones, self._on_state, initial=self.initial_state)
+        self.local: DnsWorker | None = None
+        self.children: list[Channel] = []
+        self._child_stats: dict[int, dict[str, Any]] = {}
+        self.published = self.monitor.snapshot
+        self._answer_samples: deque[tuple[float, dict[tuple[str, str], int]]] = deque()
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def version(self) -> str:
+        return __version__
+
+    @property
+    def state(self) -> StateSnapshot:
+        """The full state: health, and what people read (errors, latency, version)."""
+        return self.monitor.snapshot
+
+    # --- running ---------------------------------------------------------------------
+
+    async def start(self, local: DnsWorker, children: list[Channel]) -> None:
+        self.local = local
+        self.children = children
+        await self.monitor.start()
+        self._publish(self.monitor.snapshot)
+        for i, link in enumerate(children):
+            self._tasks.append(asyncio.ensure_future(self._listen(i, link)))
+        if self.watch_interval > 0:
+            self._tasks.append(asyncio.ensure_future(self._watch_zones()))
+        self._tasks.append(asyncio.ensure_future(self._sample_answers()))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        for attachment in self.attachments:
+            await attachment.start()
+
+    async def stop(self) -> None:
+        for attachment in reversed(self.attachments):
+            with contextlib.suppress(Exception):
+                await attachment.stop()
+        for task in self._tasks:
+            task.cancel()
+        await self.monitor.stop()
+
+    # --- state -----------------------------------------------------------------------
+
+    def _on_state(self, snapshot: StateSnapshot, routing_changed: bool) -> None:
+        if routing_changed:
+            self._publish(snapshot)
+
+    def _publish(self, snapshot: StateSnapshot) -> None:
+        """Hand a state to every DNS worker: their decision caches go with it.
+
+        `published` is the state answers are decided on now; `state` can be newer in
+        what routing does not read (probe times, latencies, errors).
+        """
+        self.published = snapshot
+        if self.local is not None:
+            self.local.apply_state(snapshot)
+        for link in self.children:
+            link.send(("state", snapshot))
+
+    def force(self, service: str, region: str, mode: str) -> StateSnapshot:
+        """drain | up | down | auto for one region; UnknownRegion or ValueError if wrong."""
+        return self.monitor.force(service, region, mode)
+
+    # --- reload ----------------------------------------------------------------------
+
+    def _on_sighup(self) -> None:
+        self._tasks.append(asyncio.ensure_future(self.reload("SIGHUP")))
+
+    async def reload(self, trigger: str) -> ReloadResult:
+        """Load and validate every zone; swap them in whole, or keep serving the old ones."""
+        async with self._reload_lock:
+            now = self.clock()
+            try:
+                zones = self.source.load()
+            except ConfigErrors as exc:
+                result = ReloadResult(now, trigger, False, tuple(str(e) for e in exc.errors))
+                self.reloads.failed += 1
+                self.reload_error = self.last_reload = result
+                log.error(
+                    "reload (%s) refused, still serving config version %d: %s",
+                    trigger,
+                    self.config_version,
+                    "; ".join(result.errors),
+                )
+                return result
+            self.zones = zones
+            self.config_version += 1
+            self.config_loaded = now
+            self.monitor.set_zones(zones)
+            if self.local is not None:
+                self.local.apply_zones(zones)
+            for link in self.children:
+                link.send(("zones", zones))
+            self._publish(self.monitor.snapshot)
+            result = ReloadResult(now, trigger, True)
+            self.reloads.ok += 1
+            self.reload_error = None
+            self.last_reload = result
+            log.info(
+                "reload (%s): config version %d, %d zones from %s",
+                trigger,
+                self.config_version,
+                len(zones.zones),
+                self.source.path,
+            )
+            return result
+
+    async def _watch_zones(self) -> None:
+        seen = self.source.signature()
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            current = self.source.signature()
+            if current == seen:
+                continue
+            await asyncio.sleep(RELOAD_SETTLE)
+            # Whatever the outcome, this version of the files has been judged: a broken
+            # edit is reported once, not every second, and the next edit is looked at.
+            seen = self.source.signature()
+            await self.reload("file change")
+
+    # --- counts ----------------------------------------------------------------------
+
+    async def _listen(self, index: int, link: Channel) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                kind, value = await link.receive()
+                if kind == "stats":
+                    self._child_stats[index] = value
+
+    def query_stats(self) -> QueryStats:
+        """Every worker's counts, summed (other workers' as of their last report)."""
+        exports = [self.local.stats.export()] if self.local is not None else []
+        return combine(exports + list(self._child_stats.values()))
+
+    def _answer_totals(self) -> dict[tuple[str, str], int]:
+        totals: dict[tuple[str, str], int] = {}
+        for counts in self.query_stats().replies.values():
+            for key, n in counts.items():
+                for region in key.regions:
+                    k = (key.service or "", region)
+                    totals[k] = totals.get(k, 0) + n
+        return totals
+
+    async def _sample_answers(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._answer_samples.append((now, self._answer_totals()))
+            while self._answer_samples and now - self._answer_samples[0][0] > ANSWER_WINDOW:
+                self._answer_samples.popleft()
+            await asyncio.sleep(ANSWER_SAMPLE_INTERVAL)
+
+    def answers_last_minute(self) -> dict[tuple[str, str], int]:
+        """Answers per (service, region) over the last minute (less, just after start)."""
+        now = self._answer_totals()
+        if not self._answer_samples:
+            return now
+        _, then = self._answer_samples[0]
+        return {k: n - then.get(k, 0) for k, n in now.items()}
