@@ -140,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between looks for changed zone files, 0 to never look (default: 1)",
     )
 
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run three simulated GPU regions, the DNS server and the dashboard on loopback",
+    )
+    demo.add_argument(
+        "--listen", default="127.0.0.1:5300", metavar="HOST:PORT", help="DNS (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--http",
+        default="127.0.0.1:8053",
+        metavar="HOST:PORT",
+        help="dashboard and admin API (default: %(default)s)",
+    )
+    demo.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
+
     explain = sub.add_parser(
         "explain", parents=[common], help="show how a client's query for a service name is decided"
     )
@@ -179,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             "import": _import,
             "export": _export,
             "explain": _explain,
+            "demo": _demo,
         }[args.command](args)
     except ConfigErrors as exc:
         for error in exc.errors:
@@ -189,7 +206,30 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> int:
+    import secrets
+    import tempfile
+
+    from geodns.demo.setup import REGIONS, demo_zone_text, free_ports
+    from geodns.server.sockets import ListenAddress, parse_listen
+
+    listen = parse_listen(args.listen)
+    if listen.port == 0:
+        listen = ListenAddress(listen.host, free_ports(1, listen.host)[0])
+    ports = dict(zip([name for name, _ in REGIONS], free_ports(len(REGIONS)), strict=True))
+    zones_dir = Path(tempfile.mkdtemp(prefix="geodns-demo-")) / "zones"
+    zones_dir.mkdir()
+    (zones_dir / "example.com.yaml").write_text(demo_zone_text(ports))
+    serve_args = build_parser().parse_args(["serve"])
+    serve_args.zones = str(zones_dir)
+    serve_args.listen = [str(listen)]
+    serve_args.http = args.http
+    serve_args.geoip_database = args.geoip_database
+    token = _admin_token(serve_args) or secrets.token_urlsafe(12)
+    return _serve(serve_args, demo=(ports, token))
+
+
+def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = None) -> int:
     from geodns.admin.app import AdminServer
     from geodns.control.plane import ControlPlane
     from geodns.control.zonesource import ZoneSource
@@ -219,9 +259,23 @@ def _serve(args: argparse.Namespace) -> int:
     plane = ControlPlane(
         ZoneSource(zones_path), zones, geoip, state, watch_interval=args.watch_interval
     )
+    token = _admin_token(args) if demo is None else demo[1]
+    regions = None
+    if demo is not None:
+        from geodns.demo.setup import DemoRegions
+
+        regions = DemoRegions(demo[0])
+        plane.prerequisites.append(regions)
+    admin = None
     if args.http != "off":
-        listen_http = parse_listen(args.http)
-        plane.attachments.append(AdminServer(plane, listen_http, _admin_token(args)))
+        admin = AdminServer(plane, parse_listen(args.http), token, demo=regions)
+        plane.attachments.append(admin)
+    if regions is not None:
+        from geodns.demo.setup import DemoBanner
+
+        plane.attachments.append(
+            DemoBanner(listen[0], None if admin is None else admin.url, token, zones_path, regions)
+        )
     config = ServeConfig(
         zones=zones,
         listen=listen,

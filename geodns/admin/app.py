@@ -230,7 +230,11 @@ class AdminServer:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.listen.port
-        log.info("admin HTTP on http://%s/", ListenAddress(self.listen.host, self.port))
+        log.info("admin HTTP on %s", self.url())
+
+    def url(self) -> str:
+        """http://host:port/, with the port actually bound."""
+        return f"http://{ListenAddress(self.listen.host, self.port or self.listen.port)}/"
 
     async def stop(self) -> None:
         if self._runner is not None:

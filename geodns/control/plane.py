@@ -66,6 +66,8 @@ class ControlPlane:
     watch_interval: float = 1.0  # seconds between looks at the zone files; 0: never look
     clock: Callable[[], float] = time.time
     attachments: list[Attachment] = field(default_factory=list)
+    # Started before the first health-check round (the demo's simulated regions).
+    prerequisites: list[Attachment] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -97,6 +99,8 @@ class ControlPlane:
     async def start(self, local: DnsWorker, children: list[Channel]) -> None:
         self.local = local
         self.children = children
+        for attachment in self.prerequisites:
+            await attachment.start()
         await self.monitor.start()
         self._publish(self.monitor.snapshot)
         for i, link in enumerate(children):
@@ -117,6 +121,9 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         await self.monitor.stop()
+        for attachment in reversed(self.prerequisites):
+            with contextlib.suppress(Exception):
+                await attachment.stop()
 
     # --- state -----------------------------------------------------------------------
 

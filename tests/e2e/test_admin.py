@@ -26,8 +26,15 @@ def http(
     token: str | None = None,
 ) -> tuple[int, Any]:
     assert server.admin_url is not None
+    return http_at(server.admin_url, path, body, token)
+
+
+def http_at(
+    base_url: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> tuple[int, Any]:
+    """GET (or POST `body` as JSON) and the status with the decoded reply."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server.admin_url.rstrip("/") + path, data=data)
+    request = urllib.request.Request(base_url.rstrip("/") + path, data=data)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     if token is not None:

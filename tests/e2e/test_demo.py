@@ -1,0 +1,163 @@
+"""`geodns demo` as a newcomer runs it: real simulated regions, health checks, DNS, admin API."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.conftest import ROOT, wait_for
+from tests.e2e.test_admin import http_at
+
+US = "216.160.83.0/24"
+GB = "81.2.69.0/24"
+US_EAST, EU_WEST, AP_NORTHEAST = "192.0.2.10", "192.0.2.20", "192.0.2.30"
+# The demo's checks: interval 0.5 s, fall 3, rise 2; a probe times out after 0.4 s.
+DETECTION = 3 * 0.5 + 0.4 + 1.0  # fall x interval, one timeout, and a margin for a busy CI
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[str]
+    out: list[str] = field(default_factory=list)
+    err: list[str] = field(default_factory=list)
+    dns_port: int = 0
+    admin_url: str = ""
+    token: str = ""
+
+    def ask(self, subnet: str, name: str = "inference.example.com") -> str:
+        query = dns.message.make_query(name, "A")
+        address, prefix = subnet.split("/")
+        query.use_edns(0, options=[dns.edns.ECSOption(address, int(prefix))])
+        reply = dns.query.udp(query, "127.0.0.1", port=self.dns_port, timeout=2)
+        if reply.rcode() != dns.rcode.NOERROR:
+            return dns.rcode.to_text(reply.rcode())
+        return " ".join(sorted(r.address for rrset in reply.answer for r in rrset))
+
+    def region(self, name: str, **spec: object) -> dict:
+        status, body = http_at(self.admin_url, f"/api/demo/regions/{name}", spec, self.token)
+        assert status == 200, body
+        return body
+
+
+@contextlib.contextmanager
+def running_demo() -> Iterator[Demo]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "geodns",
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    demo = Demo(proc)
+    ready = threading.Event()
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            demo.out.append(line.rstrip("\n"))
+            if m := re.search(r"dashboard +(http://\S+/)#token=(\S+)", line):
+                demo.admin_url, demo.token = m.group(1), m.group(2)
+            if m := re.search(r"DNS +127\.0\.0\.1:(\d+)", line):
+                demo.dns_port = int(m.group(1))
+            if "Ctrl-C" in line:
+                ready.set()
+        ready.set()
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            demo.err.append(line.rstrip("\n"))
+
+    threading.Thread(target=read_out, daemon=True).start()
+    threading.Thread(target=read_err, daemon=True).start()
+    try:
+        if not ready.wait(20) or not demo.dns_port:
+            raise RuntimeError("geodns demo did not start:\n" + "\n".join(demo.out + demo.err))
+        yield demo
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    with running_demo() as d:
+        yield d
+
+
+def test_demo_prints_what_to_try_and_answers_it(demo: Demo) -> None:
+    text = "\n".join(demo.out)
+    assert f"dig @127.0.0.1 -p {demo.dns_port} inference.example.com +short +subnet={GB}" in text
+    assert demo.ask(GB) == EU_WEST
+    assert demo.ask(US) == US_EAST
+    assert demo.ask("202.214.5.0/24") == AP_NORTHEAST
+    _, state = http_at(demo.admin_url, "/api/state")
+    regions = state["services"][0]["regions"]
+    assert state["server"]["demo"] is True
+    # The first health-check round ran before the first answer.
+    assert all(r["checked"] == "up" and r["version"] == "42" for r in regions), regions
+    assert regions[0]["utilization"] == pytest.approx(0.35)
+
+
+def test_a_failed_region_leaves_answers_quickly_and_comes_back(demo: Demo) -> None:
+    assert demo.ask(US) == US_EAST
+    demo.region("us-east-1", mode="failing")
+    failed_at = time.monotonic()
+    wait_for(lambda: demo.ask(US) != US_EAST, timeout=DETECTION, interval=0.05)
+    detected = time.monotonic() - failed_at
+    assert demo.ask(US) == EU_WEST  # the next nearest by latency from the US
+    _, state = http_at(demo.admin_url, "/api/state")
+    region = state["services"][0]["regions"][0]
+    assert (region["state"], region["error"]) == ("down", "HTTP 500")
+    assert state["changes"][0]["reason"] == "3 failures: HTTP 500"
+    assert any(
+        "region us-east-1 of inference.example.com: up -> down (3 failures: HTTP 500)" in line
+        for line in demo.err
+    )
+    demo.region("us-east-1", mode="healthy")
+    wait_for(lambda: demo.ask(US) == US_EAST, timeout=DETECTION, interval=0.05)
+    print(f"detection took {detected:.2f} s")
+
+
+def test_a_busy_region_sheds_its_clients(demo: Demo) -> None:
+    demo.region("us-east-1", utilization=0.97)  # above the example's high watermark, 0.92
+    wait_for(lambda: demo.ask(US) != US_EAST, timeout=DETECTION, interval=0.05)
+    _, state = http_at(demo.admin_url, "/api/state")
+    assert state["services"][0]["regions"][0]["utilization"] == pytest.approx(0.97)
+    assert state["services"][0]["countries"]["US"] != "us-east-1"
+
+
+def test_a_hanging_region_is_marked_down_and_the_others_stay_up(demo: Demo) -> None:
+    demo.region("ap-northeast-1", mode="hanging")
+    wait_for(lambda: demo.ask("202.214.5.0/24") != AP_NORTHEAST, timeout=DETECTION)
+    _, state = http_at(demo.admin_url, "/api/state")
+    states = {r["name"]: (r["state"], r["error"]) for r in state["services"][0]["regions"]}
+    assert states["ap-northeast-1"][0] == "down"
+    assert "timeout" in states["ap-northeast-1"][1]
+    assert states["us-east-1"] == ("up", None) and states["eu-west-1"] == ("up", None)
