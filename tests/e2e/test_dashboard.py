@@ -1,0 +1,86 @@
+"""The dashboard of a real `geodns demo`, in headless Chromium: it shows the regions, and a
+region failed from its own buttons moves both the page and the DNS answers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, wait_for
+from tests.e2e.test_demo import DETECTION, EU_WEST, US, US_EAST, Demo, running_demo
+
+pytest_plugins = ["tests.browser"]
+
+SERVICE = "inference.example.com"
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+
+
+@pytest.fixture
+def demo() -> Any:
+    with running_demo() as d:
+        yield d
+
+
+def region_row(page: Any, region: str) -> Any:
+    return page.locator(
+        f'section.service[data-service="{SERVICE}"] tbody.region[data-region="{region}"]'
+    )
+
+
+def test_the_dashboard_shows_and_drives_a_real_server(demo: Demo, browser_page: Any) -> None:
+    page = browser_page
+    foreign: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(demo.admin_url) else foreign.append(r.url),
+    )
+    page.goto(f"{demo.admin_url}#token={demo.token}")
+    for region in ("us-east-1", "eu-west-1", "ap-northeast-1"):
+        badge = region_row(page, region).locator(".state .badge")
+        badge.wait_for()
+        wait_for(lambda b=badge: b.get_attribute("data-state") == "up", timeout=5)
+    # The token left the address bar.
+    assert "token" not in page.url
+    gb = page.locator(f'svg.map[data-service="{SERVICE}"] path[data-country="GB"]')
+    assert gb.get_attribute("data-route") == "eu-west-1"
+    us = page.locator(f'svg.map[data-service="{SERVICE}"] path[data-country="US"]')
+    assert us.get_attribute("data-route") == "us-east-1"
+    assert "DB-IP" in page.locator("#geoip-attribution").inner_text()
+
+    assert demo.ask(US) == US_EAST
+    region_row(page, "us-east-1").locator('button[data-demo-mode="failing"]').click()
+    badge = region_row(page, "us-east-1").locator(".state .badge")
+    wait_for(lambda: badge.get_attribute("data-state") == "down", timeout=DETECTION + 2.5)
+    assert demo.ask(US) == EU_WEST
+    wait_for(lambda: us.get_attribute("data-route") != "us-east-1", timeout=5)
+    assert "HTTP 500" in region_row(page, "us-east-1").locator(".error").inner_text()
+    assert page.locator("#changes tbody tr").count() >= 1
+    if os.environ.get("GEODNS_SCREENSHOT"):
+        # Refresh the README's picture: GEODNS_SCREENSHOT=1 pytest tests/e2e/test_dashboard.py
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # An operator's drain, from the table's buttons, shows as forced.
+    region_row(page, "ap-northeast-1").locator('button[data-action="drain"]').click()
+    drained = region_row(page, "ap-northeast-1").locator(".state .badge")
+    wait_for(lambda: drained.get_attribute("data-state") == "drain", timeout=5)
+    assert "forced" in region_row(page, "ap-northeast-1").locator(".state").inner_text()
+    assert not foreign, f"the dashboard fetched from elsewhere: {foreign}"
+
+
+def test_without_the_token_buttons_say_why(demo: Demo, browser_page: Any) -> None:
+    page = browser_page
+    page.goto(demo.admin_url)
+    region_row(page, "eu-west-1").locator(".state .badge").wait_for()
+    region_row(page, "eu-west-1").locator('button[data-action="drain"]').click()
+    message = page.locator("#message-text")
+    wait_for(lambda: message.is_visible() and message.inner_text() != "", timeout=5)
+    assert "token" in message.inner_text().lower()
+    assert demo.ask("81.2.69.0/24") == EU_WEST
+
+
+def test_screenshot_is_committed() -> None:
+    assert Path(SCREENSHOT).stat().st_size > 20_000
