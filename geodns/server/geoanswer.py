@@ -216,7 +216,7 @@ class GeoAnswers:
         for rank, region in enumerate(decision.regions):
             host = region_host(service, region.name)
             rrset.add(
-                dns.rdata.from_text("IN", "SRV", f"{rank} 1 {service.port} {host}"), ttl=service.ttl
+                dns.rdata.from_text("IN", "SRV", f"{rank} 1 {region.port or service.port} {host}"), ttl=service.ttl
             )
             node = zone.nodes.get(host, {})
             additional += [node[t] for t in (RT.A, RT.AAAA) if t in node]

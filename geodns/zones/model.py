@@ -24,6 +24,8 @@ class Region:
     lon: float | None = None
     jurisdiction: str | None = None  # a label for people (e.g. "EU"); rules name regions
     health: HealthCheck | None = None  # how the health monitor probes it; None: not checked
+    port: int | None = None  # its SRV port, when not the service's
+    version: str | None = None  # the model version it serves, when its checks don't say
 
     @property
     def ipv4(self) -> tuple[str, ...]:

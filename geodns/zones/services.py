@@ -27,7 +27,7 @@ SERVICE_KEYS = {
     "latency",
     "health",
 }
-REGION_KEYS = {"location", "addresses", "jurisdiction", "health"}
+REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version"}
 RULE_KEYS = {"clients", "regions", "when_none"}
 CLIENT_KEYS = {"continent", "countries", "group"}
 CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
@@ -157,7 +157,20 @@ def _region(
     hpath = (*path, "health")
     own = health_fields(b, hpath, spec.get("health"), zone_dir)
     health = merge_health(b, hpath, health_defaults, own)
-    return Region(str(name), tuple(good), lat, lon, jurisdiction, health)
+    port = None
+    if "port" in spec:
+        port = b.int_value((*path, "port"), spec["port"], 1, 65535, "a port")
+    version = spec.get("version")
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, str | int | float):
+            b.add_error((*path, "version"), f"{version!r} is not a model version")
+            version = None
+        elif not str(version).strip():
+            b.add_error((*path, "version"), "is empty")
+            version = None
+        else:
+            version = str(version).strip()
+    return Region(str(name), tuple(good), lat, lon, jurisdiction, health, port, version)
 
 
 def _region_list(

@@ -80,3 +80,27 @@ def test_service_answers_without_ecs_depend_on_the_sender(tmp_path) -> None:
     )
     us = dns.message.from_wire(handle(wire, ("216.160.83.1", 5353)))
     assert [r.address for r in us.answer[0]] == ["192.0.2.20"]
+
+
+def test_srv_ports_per_region(tmp_path) -> None:
+    zone = tmp_path / "z.yaml"
+    zone.write_text(
+        """\
+zone: example.net
+soa: {mname: ns1, rname: hostmaster}
+ns: [ns1]
+records: {ns1: {A: 192.0.2.53}}
+services:
+  api:
+    port: 8443
+    default_order: [b, a]
+    regions:
+      a: {addresses: [127.0.0.1], port: 9001}
+      b: {addresses: [127.0.0.1]}
+"""
+    )
+    reply = ask(
+        Answerer(load_zones([zone])), dns.message.make_query("_api._tcp.example.net", "SRV")
+    )
+    records = [(r.priority, r.port, r.target.to_text()) for r in reply.answer[0]]
+    assert sorted(records) == [(0, 8443, "b.api.example.net."), (1, 9001, "a.api.example.net.")]

@@ -123,3 +123,29 @@ def test_latency_file_is_checked_and_relative_to_the_zone(tmp_path: Path) -> Non
     path.write_text(HEAD + REGIONS + "    latency: lat.yaml\n")
     (service,) = load_zone_file(path).services.values()
     assert service.latency == f"{tmp_path}/lat.yaml"
+
+
+def test_region_port_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "z.yaml"
+    path.write_text(
+        HEAD
+        + """\
+    port: 8443
+    regions:
+      us-east-1: {addresses: [192.0.2.10], port: 9001, version: 41.5}
+      eu-west-1: {addresses: [192.0.2.20]}
+"""
+    )
+    service = next(iter(load_zone_file(path).services.values()))
+    us, eu = service.regions
+    assert (us.port, us.version) == (9001, "41.5")
+    assert (eu.port, eu.version) == (None, None)
+    out = errors(
+        tmp_path,
+        """\
+    regions:
+      us-east-1: {addresses: [192.0.2.10], port: 0, version: [1]}
+""",
+    )
+    assert ":7: services.inference.regions.us-east-1.port: " in out
+    assert ":7: services.inference.regions.us-east-1.version: [1] is not a model version" in out
