@@ -58,6 +58,7 @@ NORTH, SOUTH = 84.0, -57.0
 TOLERANCE = 0.08  # Douglas-Peucker tolerance, degrees (~0.25 map units, the map being 1000 wide)
 MIN_RING_AREA = 0.6  # rings smaller than this (square map units) are dropped, but never a
 # country's largest ring, so small island states stay on the map
+DOT_RADIUS = 1.5  # map units: a country too small to keep its outline is drawn as a dot
 
 # Features without an ISO numeric id in world-atlas, by name.
 UNNUMBERED = {
@@ -271,6 +272,11 @@ def path(rings: list[list[tuple[float, float]]]) -> str:
     return "".join(parts)
 
 
+def dot(x: float, y: float, r: float) -> str:
+    """A circle as SVG path data (two arcs)."""
+    return f"M{x - r:.1f} {y:.1f}a{r} {r} 0 1 0 {2 * r} 0a{r} {r} 0 1 0 {-2 * r} 0z"
+
+
 def fmt(tenths: int) -> str:
     """Tenths as the shortest decimal: 15 -> '1.5', -3 -> '-.3', 20 -> '2'."""
     sign = "-" if tenths < 0 else ""
@@ -412,7 +418,14 @@ def main() -> None:
     for code in sorted(shapes):
         if code == "AQ":
             continue
-        world["countries"][code] = {"name": name_of(code), "d": path(rings_for(shapes[code]))}
+        d = path(rings_for(shapes[code]))
+        if not d:
+            # too small to keep a shape at this scale (Monaco, Macao, most small islands): a dot
+            # of DOT_RADIUS at the middle of its largest polygon, so it can still be coloured
+            ring = max((assemble(r[0], arcs) for r in shapes[code]), key=area)
+            x, y = project(*polylabel([ring]))
+            d = dot(x, y, DOT_RADIUS)
+        world["countries"][code] = {"name": name_of(code), "d": d}
     for name, refs in others:
         world["other"].append({"name": name, "d": path(rings_for([refs]))})
 
