@@ -256,10 +256,13 @@ def standin() -> Iterator[StandIn]:
 def page(browser_page: Any, standin: StandIn) -> Iterator[Any]:
     """The dashboard's page, with every request it makes recorded in page.requests."""
     browser_page.requests = []
+    errors: list[str] = []
     browser_page.on("request", lambda req: browser_page.requests.append(req.url))
+    browser_page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield browser_page
     hosts = {urlsplit(u).hostname for u in browser_page.requests if not u.startswith("data:")}
     assert hosts <= {"127.0.0.1"}, f"the page asked other hosts: {sorted(browser_page.requests)}"
+    assert errors == [], f"uncaught errors in the page's script: {errors}"
 
 
 def open_dashboard(page: Any, standin: StandIn, fragment: str = "") -> None:
@@ -383,3 +386,26 @@ def test_screenshot(page: Any, standin: StandIn, tmp_path: Path) -> None:
         out.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(out))
     assert out.stat().st_size > 10_000
+
+
+def test_country_data() -> None:
+    """countries.json and world.json agree, and hold what the map and the server need."""
+    world = json.loads((STATIC / "world.json").read_text())
+    assert (STATIC / "world.json").stat().st_size < 300_000
+    assert len(COUNTRIES) >= 249
+    for cc, c in COUNTRIES.items():
+        assert len(cc) == 2 and cc.isupper(), cc
+        assert c["continent"] in {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}, cc
+        assert -90 <= c["lat"] <= 90 and -180 <= c["lon"] <= 180, cc
+        assert c["name"] and c["name"] == c["name"].strip(), cc
+    # Natural Earth writes ISO_A2 -99 for these; they must still be here under their codes
+    for cc in ("FR", "NO", "XK", "GB", "US", "CN", "JP", "GF", "SJ"):
+        assert cc in world["countries"], cc
+    assert set(world["countries"]) <= set(COUNTRIES)
+    # GeoNames' continents, as MaxMind and DB-IP use them
+    expect = {"RU": "EU", "TR": "AS", "EG": "AF", "CY": "EU", "PA": "NA", "GF": "SA", "AU": "OC"}
+    assert {cc: COUNTRIES[cc]["continent"] for cc in expect} == expect
+    # points lie where they should, roughly
+    assert 49 < COUNTRIES["GB"]["lat"] < 59 and -8 < COUNTRIES["GB"]["lon"] < 2
+    assert 42 < COUNTRIES["FR"]["lat"] < 51 and -5 < COUNTRIES["FR"]["lon"] < 8
+    assert all(p["d"].startswith("M") for p in world["countries"].values())
