@@ -29,13 +29,17 @@ geodns/versions/rollout.py build the success bodies). {s} is the service key
                         "wait_seconds": seconds until deploy_after (0 once passed) | null}
 
     Errors, all {"error": "one line"}:
-         400 the body is not a JSON object, or a field has the wrong type
+         400 the body is not JSON, not an object, or has no "to" (start)
          401 missing or wrong bearer token (POST only, as for the other admin routes)
          403 changes are off: the server has no admin token
          404 no such service, no rollout of it (the `current` routes), no such region
          409 a refusal: RolloutRefused's text, "refused: only 1 other region healthy on v41,
-             min_old is 2"
+             min_old is 2"; values the rules reject (min_old -1, soak_seconds "x") are
+             refusals too, so the server passes the body's values to the guard unchecked
          500 the rollouts file could not be written (nothing changed)
+    The guard's exceptions map one to one: RolloutRefused 409, RolloutNotFound 404,
+    RolloutStoreError 500. `current` is the service's latest rollout, finished ones
+    included: GET shows a completed or aborted one; acting on it is refused (409).
 
 Exit status: 0 done; 1 the server refused (409) or found nothing (404); 2 usage, token,
 connection or any other error.
