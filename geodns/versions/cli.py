@@ -57,9 +57,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from geodns.versions.rollout import iso_time
 
 DEFAULT_ADMIN = "http://127.0.0.1:8053"
 TOKEN_ENV = "GEODNS_ADMIN_TOKEN"  # as geodns.admin.app, without importing aiohttp here
@@ -274,7 +275,7 @@ def describe(action: str, body: dict[str, Any], region: str | None = None) -> st
     if action == "begin":
         return (
             f"{body['region']} of {body['service']} drained; deploy after"
-            f" {_when(body['deploy_after'])} ({_wait_phrase(body, now)})"
+            f" {iso_time(body['deploy_after'])} ({_wait_phrase(body, now)})"
         )
     if action == "status" and region:
         return _region_line(body, now)
@@ -301,12 +302,12 @@ def _head(body: dict[str, Any]) -> str:
     how = "validate by hand" if soak is None else f"soak {soak:g} s"
     line = (
         f"rollout of {body['service']} from {body['from_version']} to {body['to']}:"
-        f" {body['status']} (started {_when(body['started'])}, min_old {body['min_old']}, {how})"
+        f" {body['status']} (started {iso_time(body['started'])}, min_old {body['min_old']}, {how})"
     )
     if body.get("validated_at") is not None:
-        line += f"; validated {_when(body['validated_at'])}"
+        line += f"; validated {iso_time(body['validated_at'])}"
     if body.get("ended_at") is not None:
-        line += f"; {body['status']} {_when(body['ended_at'])}"
+        line += f"; {body['status']} {iso_time(body['ended_at'])}"
     return line
 
 
@@ -320,8 +321,8 @@ def _region_line(body: dict[str, Any], now: float) -> str:
 
 def _step_line(name: str, step: dict[str, Any], body: dict[str, Any], now: float) -> str:
     if step["phase"] == "updated":
-        return f"{name}: updated to {body['to']} {_when(step['updated_at'])}"
-    line = f"{name}: draining, deploy after {_when(step['deploy_after'])}"
+        return f"{name}: updated to {body['to']} {iso_time(step['updated_at'])}"
+    line = f"{name}: draining, deploy after {iso_time(step['deploy_after'])}"
     if body["status"] not in ("running", "validated"):
         return f"{line} (rollout {body['status']}: do not deploy)"
     wait = step["deploy_after"] - now
@@ -333,7 +334,3 @@ def _wait_phrase(body: dict[str, Any], now: float) -> str:
     if wait is None:
         wait = body["deploy_after"] - now
     return "now" if wait <= 0 else f"in {math.ceil(wait)} s"
-
-
-def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

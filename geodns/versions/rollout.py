@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -92,6 +93,11 @@ def region_version(service: Service, region: Region, state: StateSnapshot) -> st
 def _v(version: str) -> str:
     # Messages write versions as v41; a version already spelled v41 is not doubled.
     return version if version[:1] in ("v", "V") else f"v{version}"
+
+
+def iso_time(t: float) -> str:
+    """Epoch seconds as people read them in refusals and the CLI: 2026-11-25T13:40:12Z."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def checks_pass(rs: RegionState) -> bool:
@@ -198,7 +204,9 @@ def begin(
     if step is not None and step.phase == "updated":
         raise RolloutRefused(f"{region} is already updated to {_v(rollout.to)}")
     if step is not None:
-        raise RolloutRefused(f"{region} is already draining (deploy after {step.deploy_after})")
+        raise RolloutRefused(
+            f"{region} is already draining (deploy after {iso_time(step.deploy_after)})"
+        )
     busy = [name for name, s in rollout.regions.items() if s.phase == "draining"]
     if busy:
         raise RolloutRefused(

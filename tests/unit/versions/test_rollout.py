@@ -213,7 +213,7 @@ def test_one_region_at_a_time() -> None:
         " region begins"
     )
     assert refused(begin, rollout, svc, state, "us-east-1", 210.0) == (
-        "refused: us-east-1 is already draining (deploy after 230.0)"
+        "refused: us-east-1 is already draining (deploy after 1970-01-01T00:03:50Z)"
     )
 
 
