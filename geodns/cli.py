@@ -12,6 +12,7 @@ from pathlib import Path
 from geodns import __version__
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
+from geodns.versions import cli as rollout_cli
 from geodns.zones.loader import build_zone, load_zone_file, load_zones
 from geodns.zones.model import ZoneSet
 from geodns.zones.yamlsource import load_yaml
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export", parents=[common], help="write a zone's static records as an RFC 1035 master file"
     )
     exp.add_argument("file", help="geodns YAML zone file")
+    rollout_cli.add_parser(sub, parents=[common])
     return parser
 
 
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": _export,
             "explain": _explain,
             "demo": _demo,
+            "rollout": rollout_cli.run,
         }[args.command](args)
     except ConfigErrors as exc:
         for error in exc.errors:

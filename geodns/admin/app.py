@@ -20,8 +20,13 @@ from geodns.errors import GeodnsError
 from geodns.health.monitor import UnknownRegion
 from geodns.server.explain import decision_json, explain
 from geodns.server.sockets import ListenAddress
+from geodns.versions import rollout as rollouts
+from geodns.versions.rollout import RolloutNotFound, RolloutRefused
+from geodns.versions.store import RolloutStoreError
+from geodns.zones.model import Service
 
 log = logging.getLogger("geodns.admin")
+rollout_log = logging.getLogger("geodns.rollout")
 
 DEFAULT_ADMIN = "127.0.0.1:8053"
 TOKEN_ENV = "GEODNS_ADMIN_TOKEN"
@@ -82,6 +87,20 @@ class AdminApp:
                 web.post("/api/services/{service}/regions/{region}/state", self.force),
                 web.post("/api/reload", self.reload),
                 web.post("/api/demo/regions/{region}", self.demo_region),
+                web.post("/api/services/{service}/rollouts", self.rollout_start),
+                web.get("/api/services/{service}/rollouts/current", self.rollout_status),
+                web.post(
+                    "/api/services/{service}/rollouts/current/{action:validate|abort}",
+                    self.rollout_action,
+                ),
+                web.post(
+                    "/api/services/{service}/rollouts/current/regions/{region}/begin",
+                    self.rollout_begin,
+                ),
+                web.get(
+                    "/api/services/{service}/rollouts/current/regions/{region}",
+                    self.rollout_region,
+                ),
                 web.static("/static", STATIC),
             ]
         )
@@ -200,6 +219,95 @@ class AdminApp:
         except (TypeError, ValueError) as exc:
             return _error(400, str(exc))
         return web.json_response({"ok": True, "region": region, **state})
+
+    # --- rollouts (README: "Model versions and rolling updates") -------------------------
+
+    def _service(self, request: web.Request) -> Service:
+        key = request.match_info["service"].rstrip(".")
+        for zone in self.plane.zones.zones.values():
+            for service in zone.services.values():
+                if service.key == key:
+                    return service
+        raise RolloutNotFound(f"no service {key!r}")
+
+    async def _rollout_call(
+        self, request: web.Request, act: Any, status: int = 200
+    ) -> web.Response:
+        """Run one rollout operation and turn its refusals into replies that say why."""
+        try:
+            body = act(self._service(request))
+        except RolloutRefused as exc:
+            return _error(409, str(exc))
+        except RolloutNotFound as exc:
+            return _error(404, str(exc))
+        except RolloutStoreError as exc:
+            log.error("rollouts: %s", exc)
+            return _error(500, str(exc))
+        return web.json_response(body, status=status)
+
+    async def rollout_start(self, request: web.Request) -> web.Response:
+        spec = await self._json_body(request)
+        to, min_old, soak = spec.get("to"), spec.get("min_old", 2), spec.get("soak_seconds")
+        if not isinstance(to, str | int) or isinstance(to, bool) or not str(to).strip():
+            return _error(400, "`to` must name the new version")
+        if isinstance(min_old, bool) or not isinstance(min_old, int):
+            return _error(400, "`min_old` must be a whole number")
+        if soak is not None and (isinstance(soak, bool) or not isinstance(soak, int | float)):
+            return _error(400, "`soak_seconds` must be a number of seconds or null")
+        plane = self.plane
+
+        def act(service: Service) -> dict[str, Any]:
+            rollout = plane.guard.start(service, plane.state, str(to).strip(), min_old, soak)
+            rollout_log.info("rollout of %s to %s started", service.key, rollout.to)
+            plane.rollouts_changed()
+            return rollouts.rollout_reply(rollout, service, plane.clock())
+
+        return await self._rollout_call(request, act, status=201)
+
+    async def rollout_status(self, request: web.Request) -> web.Response:
+        plane = self.plane
+        return await self._rollout_call(
+            request,
+            lambda service: rollouts.rollout_reply(
+                plane.guard.get(service.key), service, plane.clock()
+            ),
+        )
+
+    async def rollout_action(self, request: web.Request) -> web.Response:
+        plane = self.plane
+        action = request.match_info["action"]
+
+        def act(service: Service) -> dict[str, Any]:
+            change = plane.guard.validate if action == "validate" else plane.guard.abort
+            rollout = change(service.key)
+            rollout_log.info("rollout of %s to %s: %s by operator", service.key, rollout.to, action)
+            plane.rollouts_changed()
+            return rollouts.rollout_reply(plane.guard.get(service.key), service, plane.clock())
+
+        return await self._rollout_call(request, act)
+
+    async def rollout_begin(self, request: web.Request) -> web.Response:
+        plane = self.plane
+        region = request.match_info["region"]
+
+        def act(service: Service) -> dict[str, Any]:
+            plane.guard.begin(service, plane.state, region)
+            rollout_log.info("rollout of %s: %s begun (drained)", service.key, region)
+            plane.rollouts_changed()
+            rollout = plane.guard.get(service.key)
+            return rollouts.region_reply(rollout, service, region, plane.clock())
+
+        return await self._rollout_call(request, act)
+
+    async def rollout_region(self, request: web.Request) -> web.Response:
+        plane = self.plane
+        region = request.match_info["region"]
+        return await self._rollout_call(
+            request,
+            lambda service: rollouts.region_reply(
+                plane.guard.get(service.key), service, region, plane.clock()
+            ),
+        )
 
 
 class AdminServer:

@@ -14,6 +14,7 @@ from geodns.geo.locate import Client
 from geodns.health.state import StateSnapshot
 from geodns.routing.pipeline import route
 from geodns.server.geoanswer import latency_for
+from geodns.versions.rollout import to_json
 from geodns.zones.model import Service, ZoneSet
 
 # Okabe-Ito: told apart by people with every common colour-vision deficiency.
@@ -73,6 +74,16 @@ class StateView:
             self._maps_for = key
         return self._maps
 
+    def _versions(self, service: Service) -> dict[str, Any]:
+        judged = self.plane.published.versions.get(service.key)
+        rollout = self.plane.guard.rollouts.get(service.key)
+        return {
+            "approved": [] if judged is None else sorted(judged.approved),
+            "canary": None if judged is None else judged.canary,
+            "seen": [] if judged is None else sorted(judged.seen),
+            "rollout": None if rollout is None else to_json(rollout),
+        }
+
     def state(self, demo: bool = False) -> dict[str, Any]:
         plane = self.plane
         snapshot = plane.state
@@ -114,6 +125,7 @@ class StateView:
                     "answers": service.answers,
                     "regions": regions,
                     "countries": maps.get(service.key, {}),
+                    "versions": self._versions(service),
                 }
             )
         return {

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from geodns import __version__
@@ -23,13 +24,17 @@ from geodns.control.zonesource import ZoneSource
 from geodns.errors import ConfigErrors
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.monitor import HealthMonitor
-from geodns.health.state import ALL_UP, StateSnapshot
+from geodns.health.state import ALL_UP, ServiceVersions, StateSnapshot
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
 from geodns.server.stats import QueryStats, combine
-from geodns.zones.model import ZoneSet
+from geodns.versions.guard import RolloutGuard
+from geodns.versions.rollout import region_version
+from geodns.versions.store import RolloutStore, default_path
+from geodns.zones.model import Service, ZoneSet
 
 log = logging.getLogger("geodns.control")
+rollout_log = logging.getLogger("geodns.rollout")
 
 ANSWER_SAMPLE_INTERVAL = 5.0  # seconds between samples of answer counts ("last minute")
 ANSWER_WINDOW = 60.0
@@ -68,6 +73,7 @@ class ControlPlane:
     attachments: list[Attachment] = field(default_factory=list)
     # Started before the first health-check round (the demo's simulated regions).
     prerequisites: list[Attachment] = field(default_factory=list)
+    rollouts_file: Path | None = None  # default: .geodns-rollouts.json beside the zones
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -76,11 +82,16 @@ class ControlPlane:
         self.last_reload: ReloadResult | None = None
         self.reload_error: ReloadResult | None = None
         self.reloads = ReloadCounts()
+        self.guard = RolloutGuard(
+            RolloutStore(self.rollouts_file or default_path(self.source.path)), self.clock
+        )
+        self._guard_drained: set[tuple[str, str]] = set()
+        self._seen_versions: dict[str, set[str]] = {}
         self.monitor = HealthMonitor(self.zones, self._on_state, initial=self.initial_state)
         self.local: DnsWorker | None = None
         self.children: list[Channel] = []
         self._child_stats: dict[int, dict[str, Any]] = {}
-        self.published = self.monitor.snapshot
+        self.published = self.monitor.snapshot.with_versions({})
         self._answer_samples: deque[tuple[float, dict[tuple[str, str], int]]] = deque()
         self._tasks: list[asyncio.Future[Any]] = []
         self._reload_lock = asyncio.Lock()
@@ -102,12 +113,15 @@ class ControlPlane:
         for attachment in self.prerequisites:
             await attachment.start()
         await self.monitor.start()
+        # A restart mid-rollout: the regions the guard holds are drained again at once.
+        self._progress(self.monitor.snapshot)
         self._publish(self.monitor.snapshot)
         for i, link in enumerate(children):
             self._tasks.append(asyncio.ensure_future(self._listen(i, link)))
         if self.watch_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._watch_zones()))
         self._tasks.append(asyncio.ensure_future(self._sample_answers()))
+        self._tasks.append(asyncio.ensure_future(self._tick_rollouts()))
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -128,8 +142,54 @@ class ControlPlane:
     # --- state -----------------------------------------------------------------------
 
     def _on_state(self, snapshot: StateSnapshot, routing_changed: bool) -> None:
-        if routing_changed:
-            self._publish(snapshot)
+        self._progress(snapshot)
+        current = self.monitor.snapshot  # the guard's drains may have made a newer one
+        if routing_changed or self._versions(current) != dict(self.published.versions):
+            self._publish(current)
+
+    def _progress(self, state: StateSnapshot) -> None:
+        """Move rollouts on from a new state, and drain or release what the guard holds."""
+        for line in self.guard.observe(self.zones, state):
+            rollout_log.info("%s", line)
+        wanted = self.guard.drained()
+        before, self._guard_drained = self._guard_drained, wanted
+        for service, region in sorted(wanted - before):
+            self._force_quietly(service, region, "drain")
+        for service, region in sorted(before - wanted):
+            self._force_quietly(service, region, "auto")
+
+    def _force_quietly(self, service: str, region: str, mode: str) -> None:
+        try:
+            self.monitor.force(service, region, mode)
+        except (KeyError, ValueError) as exc:  # a region gone from the zones
+            log.warning("rollout: cannot set %s of %s to %s: %s", region, service, mode, exc)
+
+    def rollouts_changed(self) -> None:
+        """After a rollout was started, begun, validated or aborted through the API."""
+        self._on_state(self.monitor.snapshot, False)
+
+    async def _tick_rollouts(self) -> None:
+        # A soak ends with time alone, when no probe result comes to say so.
+        while True:
+            await asyncio.sleep(1.0)
+            self._on_state(self.monitor.snapshot, False)
+
+    def _versions(self, state: StateSnapshot) -> dict[str, ServiceVersions]:
+        """Per service: the versions plain answers may reach, the canary, every one seen."""
+        out = {}
+        for service in self._services():
+            seen = self._seen_versions.setdefault(service.key, set())
+            seen.update(v for r in service.regions if (v := region_version(service, r, state)))
+            if seen:
+                out[service.key] = ServiceVersions(
+                    self.guard.approved(service, state),
+                    self.guard.canary(service),
+                    frozenset(seen),
+                )
+        return out
+
+    def _services(self) -> list[Service]:
+        return [s for z in self.zones.zones.values() for s in z.services.values()]
 
     def _publish(self, snapshot: StateSnapshot) -> None:
         """Hand a state to every DNS worker: their decision caches go with it.
@@ -137,6 +197,7 @@ class ControlPlane:
         `published` is the state answers are decided on now; `state` can be newer in
         what routing does not read (probe times, latencies, errors).
         """
+        snapshot = snapshot.with_versions(self._versions(snapshot))
         self.published = snapshot
         if self.local is not None:
             self.local.apply_state(snapshot)

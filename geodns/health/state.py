@@ -44,9 +44,9 @@ class RegionState:
         return self.health is Health.UP
 
     @property
-    def routing(self) -> tuple[Health, float | None]:
+    def routing(self) -> tuple[Health, float | None, str | None]:
         """What the routing pipeline reads: when this is unchanged, cached decisions hold."""
-        return (self.health, self.utilization)
+        return (self.health, self.utilization, self.version)
 
 
 def effective_health(checked: Health | None, forced: Health | None) -> Health:
@@ -61,6 +61,15 @@ def effective_health(checked: Health | None, forced: Health | None) -> Health:
 UP = RegionState()
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceVersions:
+    """Model versions of one service as the control plane judges them (rollouts included)."""
+
+    approved: frozenset[str]  # versions plain answers may reach
+    canary: str | None = None  # a rollout's new version, before validation
+    seen: frozenset[str] = frozenset()  # every version a region has reported: v<version> hosts
+
+
 @dataclass(frozen=True)
 class StateSnapshot:
     """Every region's state at one moment; regions not listed are up.
@@ -72,6 +81,9 @@ class StateSnapshot:
     regions: Mapping[tuple[str, str], RegionState] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Per service key; a service not listed has its current version judged by routing
+    # from the regions' reports (the one most healthy regions serve).
+    versions: Mapping[str, ServiceVersions] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, service: str, region: str) -> RegionState:
         return self.regions.get((service, region), UP)
@@ -79,24 +91,34 @@ class StateSnapshot:
     def with_region(self, service: str, region: str, state: RegionState) -> StateSnapshot:
         regions = dict(self.regions)
         regions[(service, region)] = state
-        return StateSnapshot(self.version + 1, MappingProxyType(regions))
+        return StateSnapshot(self.version + 1, MappingProxyType(regions), self.versions)
 
     def with_regions(self, regions: Mapping[tuple[str, str], RegionState]) -> StateSnapshot:
         """The next snapshot, holding exactly `regions`."""
-        return StateSnapshot(self.version + 1, MappingProxyType(dict(regions)))
+        return StateSnapshot(self.version + 1, MappingProxyType(dict(regions)), self.versions)
+
+    def with_versions(self, versions: Mapping[str, ServiceVersions]) -> StateSnapshot:
+        return StateSnapshot(self.version + 1, self.regions, MappingProxyType(dict(versions)))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A mappingproxy cannot be pickled, and snapshots travel to DNS worker processes.
-        return (_restore_snapshot, (self.version, dict(self.regions)))
+        return (_restore_snapshot, (self.version, dict(self.regions), dict(self.versions)))
 
     def routing_differs(self, other: StateSnapshot) -> bool:
-        """Whether routing could decide differently under `other` (health or utilization)."""
+        """Whether routing could decide differently under `other` (health, utilization,
+        model versions)."""
+        if dict(self.versions) != dict(other.versions):
+            return True
         keys = self.regions.keys() | other.regions.keys()
         return any(self.get(*k).routing != other.get(*k).routing for k in keys)
 
 
-def _restore_snapshot(version: int, regions: dict[tuple[str, str], RegionState]) -> StateSnapshot:
-    return StateSnapshot(version, MappingProxyType(regions))
+def _restore_snapshot(
+    version: int,
+    regions: dict[tuple[str, str], RegionState],
+    versions: dict[str, ServiceVersions] | None = None,
+) -> StateSnapshot:
+    return StateSnapshot(version, MappingProxyType(regions), MappingProxyType(versions or {}))
 
 
 ALL_UP = StateSnapshot()

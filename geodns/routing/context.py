@@ -24,6 +24,7 @@ class RouteContext:
     latency: LatencyTable | None = None
     rule: ResidencyRule | None = None  # set by the residency step when a rule matched
     demoted: frozenset[str] = frozenset()  # regions the capacity step sheds this client from
+    version_label: str | None = None  # set for v<version>.<service> queries
 
 
 @dataclass(frozen=True, slots=True)

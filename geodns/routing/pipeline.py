@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from geodns.health.state import StateSnapshot
-from geodns.routing import capacity, health, order, residency
+from geodns.routing import capacity, health, order, residency, version
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.routing.select import select
 from geodns.zones.model import Region, Service
@@ -20,6 +20,7 @@ Step = Callable[[tuple[Region, ...], RouteContext], Narrowed]
 STEPS: tuple[tuple[str, Step], ...] = (
     ("residency", residency.narrow),
     ("health", health.narrow),
+    ("version", version.narrow),
     ("capacity", capacity.narrow),
     ("order", order.narrow),
 )
@@ -73,9 +74,13 @@ class Decision:
 
 
 def route(
-    client: Client, service: Service, state: StateSnapshot, latency: LatencyTable | None = None
+    client: Client,
+    service: Service,
+    state: StateSnapshot,
+    latency: LatencyTable | None = None,
+    version_label: str | None = None,
 ) -> Decision:
-    ctx = RouteContext(client, service, state, latency)
+    ctx = RouteContext(client, service, state, latency, version_label=version_label)
     regions = service.regions
     records = []
     for name, step in STEPS:

@@ -307,7 +307,7 @@ class Answerer:
             # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
             prepared = BADVERS
         else:
-            dynamic = self.geo.names.get(qname_key)
+            dynamic = self.geo.names.get(qname_key) or self.geo.version_host(qname_key)
             if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
                 dynamic = None  # a CNAME query, say: the static answer is the right one
             if dynamic is not None and query.qclass == CLASS_IN:
@@ -344,7 +344,7 @@ class Answerer:
         else:
             # No ECS, or /0 (the client opted out): the resolver's address is all we have.
             client = self.geo.locate(addr[0], 0 if ecs is not None else None)
-        key = (dynamic.service.key, dynamic.kind, client.network, query.qtype)
+        key = (dynamic.service.key, dynamic.label or dynamic.kind, client.network, query.qtype)
         cached = self._decisions.get(key)
         if cached is not None:
             self.stats.decision_hits += 1

@@ -24,8 +24,9 @@ from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, locate
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.pipeline import Decision, route
+from geodns.versions.rollout import region_version
 from geodns.zones.lookup import Resolution, negative, resolve
-from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
+from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name, version_label
 
 log = logging.getLogger("geodns.geo")
 
@@ -35,6 +36,7 @@ DECISION_CACHE_SIZE = 50_000
 SERVICE = "service"
 SRV = "srv"
 ALIAS = "alias"
+VERSION = "version"  # v<version>.<service>: only regions serving that version
 _OUTCOME_RCODE = {"refuse": Rcode.REFUSED, "servfail": Rcode.SERVFAIL}
 
 
@@ -42,10 +44,11 @@ _OUTCOME_RCODE = {"refuse": Rcode.REFUSED, "servfail": Rcode.SERVFAIL}
 class DynamicName:
     zone: Zone
     service: Service
-    kind: str  # SERVICE (A, AAAA, TXT with debug) | SRV (_service._tcp) | ALIAS (see below)
+    kind: str  # SERVICE (A, AAAA, TXT with debug) | SRV (_service._tcp) | ALIAS | VERSION
     # ALIAS: a static name whose CNAME chain ends at the service: its A/AAAA answers are
     # the chain plus the service's answer for this client, so residency holds through it.
     chain: tuple[dns.rrset.RRset, ...] = ()
+    label: str | None = None  # VERSION: the version's label, "v43"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +134,33 @@ class GeoAnswers:
             return _unlocated(address, source_prefix)
         return locate(self.geoip, address, source_prefix)
 
-    def decide(self, service: Service, client: Client) -> Decision:
-        return route(client, service, self.state, self._latency.get(service.key))
+    def decide(self, service: Service, client: Client, label: str | None = None) -> Decision:
+        return route(client, service, self.state, self._latency.get(service.key), label)
+
+    def version_host(self, qname_key: bytes) -> DynamicName | None:
+        """v<version>.<service> for a version some region has reported; None otherwise
+        (the name then does not exist: NXDOMAIN from the static side)."""
+        n = qname_key[0] if qname_key else 0
+        if n < 2 or qname_key[1] != 0x76:  # "v"
+            return None
+        parent = self.names.get(qname_key[1 + n :])
+        if parent is None or parent.kind != SERVICE:
+            return None
+        label = qname_key[1 : 1 + n].decode("ascii", "replace")
+        if label not in self.version_labels(parent.service):
+            return None
+        return DynamicName(parent.zone, parent.service, VERSION, label=label)
+
+    def version_labels(self, service: Service) -> set[str]:
+        judged = self.state.versions.get(service.key)
+        if judged is not None:
+            seen = set(judged.seen)
+        else:
+            seen = {region_version(service, r, self.state) for r in service.regions}
+        return {version_label(v) for v in seen if v}
 
     def resolve(self, dyn: DynamicName, qtype: int, client: Client) -> GeoResult:
-        decision = self.decide(dyn.service, client)
+        decision = self.decide(dyn.service, client, dyn.label)
         scope = decision.scope_prefix
         if client.source_prefix is not None:
             scope = min(scope, client.source_prefix)
@@ -162,7 +187,12 @@ class GeoAnswers:
             )
             return None if service_part is None else (ALIAS, dyn.chain[0].name, *service_part)
         if decision.outcome is not None:
-            return (dyn.kind, qtype, decision.outcome)
+            return (dyn.kind, dyn.label, qtype, decision.outcome)
+        if dyn.kind == VERSION:
+            if qtype not in (RT.A, RT.AAAA, RT.ANY):
+                return (VERSION, dyn.label, qtype, "nodata")
+            family = 6 if qtype == RT.AAAA else 4
+            return (VERSION, dyn.label, qtype, tuple(r.name for r, _ in decision.select(family)))
         if dyn.kind == SRV:
             return (SRV, qtype, tuple(r.name for r in decision.regions))
         if qtype == RT.TXT and dyn.zone.debug:
@@ -192,7 +222,10 @@ class GeoAnswers:
             if qtype not in (RT.SRV, RT.ANY):
                 return nodata
             return self._srv(zone, service, decision)
-        if qtype == RT.TXT and zone.debug:
+        owner = service.name
+        if dyn.kind == VERSION:
+            owner = dns.name.Name((dyn.label.encode(), *service.name.labels))
+        elif qtype == RT.TXT and zone.debug:
             txt = dns.rrset.RRset(service.name, dns.rdataclass.IN, RT.TXT)
             for i, line in enumerate(decision.explain_lines()):
                 chunk = f"{i} {line}".encode()[:255]  # one string each, in order
@@ -206,7 +239,7 @@ class GeoAnswers:
         if not chosen:
             return nodata
         addresses = [a for _, addrs in chosen for a in addrs]
-        rrset = dns.rrset.from_text_list(service.name, service.ttl, "IN", RT(qtype).name, addresses)
+        rrset = dns.rrset.from_text_list(owner, service.ttl, "IN", RT(qtype).name, addresses)
         return Resolution(Rcode.NOERROR, True, answer=(rrset,))
 
     def _srv(self, zone: Zone, service: Service, decision: Decision) -> Resolution:
@@ -216,7 +249,8 @@ class GeoAnswers:
         for rank, region in enumerate(decision.regions):
             host = region_host(service, region.name)
             rrset.add(
-                dns.rdata.from_text("IN", "SRV", f"{rank} 1 {region.port or service.port} {host}"), ttl=service.ttl
+                dns.rdata.from_text("IN", "SRV", f"{rank} 1 {region.port or service.port} {host}"),
+                ttl=service.ttl,
             )
             node = zone.nodes.get(host, {})
             additional += [node[t] for t in (RT.A, RT.AAAA) if t in node]

@@ -68,6 +68,28 @@ class Capacity:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionPolicy:
+    """Which model versions plain answers may reach.
+
+    consistent: regions on an approved version (the current one, and a rollout's new one
+    once validated); `canary_share` of client networks may already get the new one.
+    pin: only regions serving `pin`; `when_none` says what to answer when none is healthy.
+    any: versions are not considered.
+    """
+
+    mode: str = "consistent"  # consistent | pin | any
+    pin: str | None = None
+    canary_share: float = 0.0
+    when_none: str = "any"  # any (answer regions of any version) | refuse | servfail | nodata
+
+
+def version_label(version: str) -> str:
+    """The DNS label of a version-named host: 42 -> v42, 1.2.3 -> v1-2-3 (README)."""
+    out = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in version)
+    return "v" + out.lower()[:62]
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     """A name answered with the best regions for each client rather than from static records."""
 
@@ -81,6 +103,7 @@ class Service:
     residency: tuple[ResidencyRule, ...] = ()
     when_all_down: str = "answer_all"  # answer_all | servfail
     latency: str | None = "default"  # "default" (shipped table), a file path, or None
+    version: VersionPolicy = VersionPolicy()
 
     # The service's name as state files and the API write it: `inference.example.com`.
     # Computed once: routing reads it for every decision.

@@ -11,7 +11,14 @@ import dns.name
 
 from geodns.errors import ConfigError
 from geodns.zones.healthspec import Fields, health_fields, merge_health
-from geodns.zones.model import Capacity, ClientMatch, Region, ResidencyRule, Service
+from geodns.zones.model import (
+    Capacity,
+    ClientMatch,
+    Region,
+    ResidencyRule,
+    Service,
+    VersionPolicy,
+)
 from geodns.zones.yamlsource import Document, Path
 
 DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves resolver caches quickly
@@ -26,6 +33,7 @@ SERVICE_KEYS = {
     "when_all_down",
     "latency",
     "health",
+    "version",
 }
 REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version"}
 RULE_KEYS = {"clients", "regions", "when_none"}
@@ -96,7 +104,8 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
     if latency is not None and (not isinstance(latency, str) or not latency):
         b.add_error((*path, "latency"), "must be `default`, a file path, or null (no table)")
         latency = None
-    if answers is None or port is None or capacity is None or residency is None:
+    version = _version_policy(b, (*path, "version"), spec.get("version", "consistent"))
+    if answers is None or port is None or capacity is None or residency is None or version is None:
         return None
     return Service(
         name=name,
@@ -109,7 +118,49 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
         residency=residency,
         when_all_down=when_all_down,
         latency=latency,
+        version=version,
     )
+
+
+VERSION_MODES = ("consistent", "pin", "any")
+VERSION_KEYS = {"mode", "pin", "canary_share", "when_none"}
+
+
+def _version_policy(b: Builder, path: Path, spec: Any) -> VersionPolicy | None:
+    """`consistent` (default), `any`, `{pin: V}`, or a mapping of the VersionPolicy fields."""
+    if isinstance(spec, str):
+        spec = {"mode": spec}
+    if not isinstance(spec, dict):
+        b.add_error(path, "must be consistent, any, {pin: VERSION} or a mapping")
+        return None
+    b.unknown_keys(path, spec, VERSION_KEYS)
+    pin = spec.get("pin")
+    mode = spec.get("mode", "pin" if pin is not None else "consistent")
+    ok = True
+    if mode not in VERSION_MODES:
+        b.add_error((*path, "mode"), f"{mode!r} is not one of {', '.join(VERSION_MODES)}")
+        ok = False
+    if mode == "pin" and (
+        pin is None or isinstance(pin, bool) or not isinstance(pin, str | int | float)
+    ):
+        b.add_error((*path, "pin"), 'pin needs the version to answer, e.g. {pin: "42"}')
+        ok = False
+    elif mode != "pin" and pin is not None:
+        b.add_error((*path, "pin"), f"pin goes with mode pin, not {mode}")
+        ok = False
+    share = spec.get("canary_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        b.add_error((*path, "canary_share"), f"{share!r} is not a share 0..1")
+        ok = False
+    when_none = spec.get("when_none", "any")
+    if when_none not in ("any", *WHEN_NONE):
+        b.add_error(
+            (*path, "when_none"), f"{when_none!r} is not one of any, {', '.join(WHEN_NONE)}"
+        )
+        ok = False
+    if not ok:
+        return None
+    return VersionPolicy(mode, None if pin is None else str(pin), float(share), when_none)
 
 
 def _region(

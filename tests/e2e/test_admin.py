@@ -94,7 +94,13 @@ def test_explain_api(admin_server: ServerProcess) -> None:
     assert status == 200
     assert body["client"]["country"] == "GB"
     assert body["regions"] == ["eu-west-1"]
-    assert [s["step"] for s in body["steps"]] == ["residency", "health", "capacity", "order"]
+    assert [s["step"] for s in body["steps"]] == [
+        "residency",
+        "health",
+        "version",
+        "capacity",
+        "order",
+    ]
     status, body = http(admin_server, "/api/explain?name=www.example.com&client=81.2.69.142")
     assert status == 400
     assert "not a service name" in body["error"]

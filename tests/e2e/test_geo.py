@@ -202,7 +202,13 @@ def test_explain_cli(mmdb: Path) -> None:
     data = json.loads(explain("216.160.83.56", "--geoip-database", str(mmdb), "--json"))
     assert data["regions"][0] == "us-east-1"
     assert data["answer"]["A"] == [US]
-    assert [s["step"] for s in data["steps"]] == ["residency", "health", "capacity", "order"]
+    assert [s["step"] for s in data["steps"]] == [
+        "residency",
+        "health",
+        "version",
+        "capacity",
+        "order",
+    ]
 
 
 def test_explain_unknown_service() -> None:

@@ -96,7 +96,13 @@ def test_shed_regions_go_last() -> None:
 
 def test_route_records_every_step() -> None:
     decision = route(client("GB", "81.2.69.0/24"), SERVICE, ALL_UP, LatencyTable.default())
-    assert [s.step for s in decision.steps] == ["residency", "health", "capacity", "order"]
+    assert [s.step for s in decision.steps] == [
+        "residency",
+        "health",
+        "version",
+        "capacity",
+        "order",
+    ]
     assert [r.name for r in decision.regions] == ["eu-west-1"]
     assert decision.select(4)[0][1] == ("192.0.2.20",)
     assert decision.scope_prefix == 24

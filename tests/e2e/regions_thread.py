@@ -1,0 +1,42 @@
+"""Simulated regions served from a thread of their own, for tests that drive a server
+subprocess with blocking calls (dnspython, urllib) while the regions keep answering."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from geodns.demo.region import SimulatedRegion, start_region
+
+
+@contextmanager
+def regions_in_thread(*names: str, version: str = "41") -> Iterator[dict[str, SimulatedRegion]]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> dict[str, SimulatedRegion]:
+        out = {}
+        for name in names:
+            region = await start_region(name, "127.0.0.1", 0)
+            region.version = version
+            out[name] = region
+        return out
+
+    regions = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        # Plain attribute changes (mode, version, utilization) are safe from the test's
+        # thread: each handler reads them once per request.
+        yield regions
+    finally:
+
+        async def stop() -> None:
+            for region in regions.values():
+                await region.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

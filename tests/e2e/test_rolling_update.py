@@ -1,0 +1,196 @@
+"""A rolling update through the admin API of a real server whose regions are real aiohttp
+apps reporting their model version: the min_old guard, one-TTL drains, version-named
+hosts, validation, completion, and a restart mid-rollout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.conftest import ServerProcess, running_server, wait_for
+from tests.e2e.regions_thread import regions_in_thread
+from tests.e2e.test_admin import TOKEN, http
+
+US_EAST, EU_WEST, AP_NORTHEAST = "192.0.2.10", "192.0.2.20", "192.0.2.30"
+US = "216.160.83.0/24"
+SERVICE = "inference.example.com"
+API = f"/api/services/{SERVICE}/rollouts"
+NAMES = ("us-east-1", "eu-west-1", "ap-northeast-1")
+ADDRESSES = dict(zip(NAMES, (US_EAST, EU_WEST, AP_NORTHEAST), strict=True))
+PLACES = {"us-east-1": (38.9, -77.0), "eu-west-1": (53.3, -6.3), "ap-northeast-1": (35.7, 139.7)}
+
+
+def zone_text(ports: dict[str, int]) -> str:
+    regions = "".join(
+        f"""\
+      {name}:
+        addresses: [{ADDRESSES[name]}]
+        location: {{lat: {PLACES[name][0]}, lon: {PLACES[name][1]}}}
+        health: {{url: "http://127.0.0.1:{port}/healthz"}}
+"""
+        for name, port in ports.items()
+    )
+    return f"""\
+zone: example.com
+soa: {{mname: ns1, rname: hostmaster}}
+ns: [ns1]
+records: {{ns1: {{A: 192.0.2.53}}}}
+services:
+  inference:
+    ttl: 1
+    health: {{interval: 0.2, timeout: 0.2, rise: 1, fall: 1}}
+    regions:
+{regions}"""
+
+
+def ask(server: ServerProcess, name: str = SERVICE, subnet: str = US) -> str:
+    query = dns.message.make_query(name, "A")
+    address, prefix = subnet.split("/")
+    query.use_edns(0, options=[dns.edns.ECSOption(address, int(prefix))])
+    reply = server.udp(query)
+    if reply.rcode() != dns.rcode.NOERROR:
+        return dns.rcode.to_text(reply.rcode())
+    return " ".join(sorted(r.address for rrset in reply.answer for r in rrset)) or "NODATA"
+
+
+def post(server: ServerProcess, path: str, body: dict | None = None) -> tuple[int, dict]:
+    return http(server, path, body or {}, token=TOKEN)
+
+
+@pytest.fixture
+def zones_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "zones"
+    path.mkdir()
+    return path
+
+
+def test_a_rolling_update_from_start_to_completion(zones_dir: Path) -> None:
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        env = {"GEODNS_ADMIN_TOKEN": TOKEN}
+        with running_server(zones_dir, "--watch-interval", "0", env=env) as srv:
+            assert ask(srv) == US_EAST
+            status, body = post(srv, API, {"to": "42", "min_old": 2})
+            assert status == 201, body
+            assert (body["from_version"], body["to"], body["status"]) == ("41", "42", "running")
+
+            status, body = post(srv, f"{API}/current/regions/us-east-1/begin")
+            assert status == 200, body
+            assert body["phase"] == "draining" and body["may_deploy"] is False
+            # One TTL (1 s here) after the drain began, a moment before this reply.
+            assert body["server_time"] < body["deploy_after"] <= body["server_time"] + 1
+            assert ask(srv) != US_EAST  # drained: its clients go elsewhere at once
+            wait_for(
+                lambda: http(srv, f"{API}/current/regions/us-east-1")[1]["may_deploy"], timeout=3
+            )
+
+            # Deploy: the region comes back on 42. It serves v42 hosts, not plain answers.
+            regions["us-east-1"].version = "42"
+            wait_for(lambda: ask(srv, f"v42.{SERVICE}") == US_EAST, timeout=5, interval=0.1)
+            assert ask(srv) != US_EAST
+            assert ask(srv, f"v41.{SERVICE}") == EU_WEST
+            assert ask(srv, f"v99.{SERVICE}") == "NXDOMAIN"
+
+            # Before validation, two other regions must stay on 41.
+            status, body = post(srv, f"{API}/current/regions/eu-west-1/begin")
+            assert status == 409
+            assert body["error"] == "refused: only 1 other region healthy on v41, min_old is 2"
+
+            status, body = post(srv, f"{API}/current/validate")
+            assert (status, body["status"]) == (200, "validated")
+            wait_for(lambda: ask(srv) == US_EAST, timeout=3, interval=0.1)
+
+            for name in ("eu-west-1", "ap-northeast-1"):
+                status, body = post(srv, f"{API}/current/regions/{name}/begin")
+                assert status == 200, body
+                regions[name].version = "42"
+                wait_for(
+                    lambda n=name: (
+                        http(srv, f"{API}/current")[1]["regions"][n]["phase"] == "updated"
+                    ),
+                    timeout=5,
+                    interval=0.1,
+                )
+            status, body = http(srv, f"{API}/current")
+            assert body["status"] == "completed"
+            _, state = http(srv, "/api/state")
+            assert state["services"][0]["versions"]["approved"] == ["42"]
+            assert ask(srv) == US_EAST
+            saved = json.loads((zones_dir / ".geodns-rollouts.json").read_text())
+            assert saved["format"] == 1
+
+
+def test_a_restart_mid_rollout_resumes_it(zones_dir: Path) -> None:
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        env = {"GEODNS_ADMIN_TOKEN": TOKEN}
+        with running_server(zones_dir, "--watch-interval", "0", env=env) as srv:
+            assert post(srv, API, {"to": "42"})[0] == 201
+            assert post(srv, f"{API}/current/regions/us-east-1/begin")[0] == 200
+            assert ask(srv) != US_EAST
+        with running_server(zones_dir, "--watch-interval", "0", env=env) as srv:
+            status, body = http(srv, f"{API}/current/regions/us-east-1")
+            assert (status, body["phase"], body["status"]) == (200, "draining", "running")
+            assert ask(srv) != US_EAST  # still held drained after the restart
+            status, body = post(srv, f"{API}/current/abort")
+            assert (status, body["status"]) == (200, "aborted")
+            wait_for(lambda: ask(srv) == US_EAST, timeout=3, interval=0.1)
+
+
+def test_rollout_routes_need_the_token_and_name_real_services(zones_dir: Path) -> None:
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        with running_server(
+            zones_dir, "--watch-interval", "0", env={"GEODNS_ADMIN_TOKEN": TOKEN}
+        ) as srv:
+            assert http(srv, API, {"to": "42"})[0] == 401
+            assert post(srv, "/api/services/nope.example.com/rollouts", {"to": "42"})[0] == 404
+            assert http(srv, f"{API}/current")[0] == 404
+            status, body = post(srv, API, {"to": "41"})
+            assert status == 409 and "already serves" in body["error"]
+
+
+def rollout_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geodns", "rollout", "--admin", server.admin_url or "", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "GEODNS_ADMIN_TOKEN": TOKEN},
+    )
+
+
+def test_the_rollout_cli_drives_a_real_server(zones_dir: Path) -> None:
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        with running_server(
+            zones_dir, "--watch-interval", "0", env={"GEODNS_ADMIN_TOKEN": TOKEN}
+        ) as srv:
+            done = rollout_cli(srv, "start", SERVICE, "--to", "42")
+            assert done.returncode == 0, done.stderr
+            done = rollout_cli(srv, "begin", SERVICE, "us-east-1")
+            assert done.returncode == 0, done.stderr
+            assert "deploy after" in done.stdout
+            done = rollout_cli(srv, "begin", SERVICE, "eu-west-1")
+            assert done.returncode == 1
+            assert "refused:" in done.stdout + done.stderr
+            done = rollout_cli(srv, "status", SERVICE, "us-east-1", "--json")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["phase"] == "draining"
