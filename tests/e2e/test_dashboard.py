@@ -49,6 +49,8 @@ def test_the_dashboard_shows_and_drives_a_real_server(demo: Demo, browser_page: 
     us = page.locator(f'svg.map[data-service="{SERVICE}"] path[data-country="US"]')
     assert us.get_attribute("data-route") == "us-east-1"
     assert "DB-IP" in page.locator("#geoip-attribution").inner_text()
+    meta = page.locator(f'section.service[data-service="{SERVICE}"] h2 .meta')
+    wait_for(lambda: "version 42" in meta.inner_text(), timeout=5)
 
     assert demo.ask(US) == US_EAST
     region_row(page, "us-east-1").locator('button[data-demo-mode="failing"]').click()

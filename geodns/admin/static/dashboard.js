@@ -477,10 +477,22 @@
     return { section, svg: map.svg, paths: map.paths, table, bodies: new Map(), regionKey: null, markerKey: null };
   }
 
+  // " · version 42 · rollout to 43: running (us-east-1 draining)", or "" without versions
+  function versionsText(v) {
+    if (!v || !v.approved || v.approved.length === 0) return "";
+    let out = ` · version ${v.approved.join(" + ")}`;
+    const r = v.rollout;
+    if (r && (r.status === "running" || r.status === "validated")) {
+      const steps = Object.entries(r.regions || {}).map(([name, step]) => `${name} ${step.phase}`);
+      out += ` · rollout to ${r.to}: ${r.status}${steps.length ? ` (${steps.join(", ")})` : ""}`;
+    }
+    return out;
+  }
+
   function patchService(entry, svc, demo) {
     const meta = entry.section.querySelector("h2 .meta");
     const up = svc.regions.filter((r) => r.state === "up").length;
-    setText(meta, `TTL ${svc.ttl}s · ${svc.answers} answer${svc.answers === 1 ? "" : "s"} · ${up}/${svc.regions.length} regions up`);
+    setText(meta, `TTL ${svc.ttl}s · ${svc.answers} answer${svc.answers === 1 ? "" : "s"} · ${up}/${svc.regions.length} regions up${versionsText(svc.versions)}`);
 
     // table bodies: rebuilt only when the set or order of regions (or demo mode) changes
     const key = JSON.stringify([demo, svc.regions.map((r) => r.name)]);
