@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import sys
 from collections.abc import Callable
@@ -45,7 +46,8 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def demo_zone_text(ports: dict[str, int], host: str = "127.0.0.1") -> str:
-    """The shipped example zone, with a health check on each region's simulated endpoint."""
+    """The shipped example zone, with each region's address, SRV port and health check
+    pointing at its simulated endpoint, so that clients (geodns.client) can reach it."""
     text = (resources.files("geodns") / "example" / "example.com.yaml").read_text()
     service_health = (
         f"    health:                   # geodns demo: probe each simulated region\n"
@@ -60,12 +62,20 @@ def demo_zone_text(ports: dict[str, int], host: str = "127.0.0.1") -> str:
         raise RuntimeError("the example zone changed shape: update geodns/demo/setup.py")
     text = text.replace(anchor, service_health + anchor, 1)
     for name, port in ports.items():
-        line = f"      {name}:\n"
-        if line not in text:
-            raise RuntimeError(f"no region {name} in the example zone")
-        text = text.replace(
-            line, f'{line}        health: {{url: "http://{host}:{port}/healthz"}}\n', 1
+        block = re.compile(
+            rf"(      {re.escape(name)}:\n(?:        .*\n)*?)        addresses: .*\n"
         )
+        text, found = block.subn(
+            lambda m, port=port: (
+                f"{m.group(1)}        addresses: [{host}]   # the simulated region\n"
+                f"        port: {port}\n"
+                f'        health: {{url: "http://{host}:{port}/healthz"}}\n'
+            ),
+            text,
+            count=1,
+        )
+        if not found:
+            raise RuntimeError(f"no region {name} with addresses in the example zone")
     return "# Written by `geodns demo`.\n" + text
 
 
@@ -148,15 +158,25 @@ class DemoBanner:
         ]
         for name, region in self.regions.regions.items():
             lines.append(f"  region     {name:<15} {region.url}  (GET /healthz)")
-        lines += ["", "Ask as clients in different countries would (ECS):"]
+        lines += [
+            "",
+            "Ask as clients in different countries would (ECS). The simulated regions all live",
+            "on 127.0.0.1, told apart by port: the SRV answer names them, best first.",
+        ]
         for subnet, country, where in TRIES:
             lines.append(
-                f"  {dig} inference.example.com +short +subnet={subnet}   # {country}: {where}"
+                f"  {dig} _inference._tcp.example.com SRV +short +subnet={subnet}"
+                f"   # {country}: {where}"
             )
         lines += [
-            f"  {dig} _inference._tcp.example.com SRV +short +subnet=216.160.83.0/24"
-            "   # every region, in this client's order",
+            f"  {dig} inference.example.com +short +subnet=81.2.69.0/24"
+            "   # the chosen region's address",
             f"  geodns explain inference.example.com 81.2.69.142 --zones {self.zones_dir}",
+            "",
+            "Send steady traffic through geodns.client, which fails over by itself (another",
+            "terminal):",
+            f"  python -m geodns.client.load --service inference.example.com"
+            f" --dns {self.dns.host}:{self.dns.port} --duration 60",
             "",
             "Fail a region (or use the dashboard's buttons), then ask again:",
         ]

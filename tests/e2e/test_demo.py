@@ -23,7 +23,8 @@ from tests.e2e.test_admin import http_at
 
 US = "216.160.83.0/24"
 GB = "81.2.69.0/24"
-US_EAST, EU_WEST, AP_NORTHEAST = "192.0.2.10", "192.0.2.20", "192.0.2.30"
+# The demo's regions all live on 127.0.0.1; the SRV answer's first target names the chosen one.
+US_EAST, EU_WEST, AP_NORTHEAST = "us-east-1", "eu-west-1", "ap-northeast-1"
 # The demo's checks: interval 0.5 s, fall 3, rise 2; a probe times out after 0.4 s.
 DETECTION = 3 * 0.5 + 0.4 + 1.0  # fall x interval, one timeout, and a margin for a busy CI
 
@@ -37,14 +38,16 @@ class Demo:
     admin_url: str = ""
     token: str = ""
 
-    def ask(self, subnet: str, name: str = "inference.example.com") -> str:
-        query = dns.message.make_query(name, "A")
+    def ask(self, subnet: str, name: str = "_inference._tcp.example.com") -> str:
+        """The region a client in `subnet` is sent to first, or the rcode."""
+        query = dns.message.make_query(name, "SRV")
         address, prefix = subnet.split("/")
         query.use_edns(0, options=[dns.edns.ECSOption(address, int(prefix))])
         reply = dns.query.udp(query, "127.0.0.1", port=self.dns_port, timeout=2)
         if reply.rcode() != dns.rcode.NOERROR:
             return dns.rcode.to_text(reply.rcode())
-        return " ".join(sorted(r.address for rrset in reply.answer for r in rrset))
+        first = min(reply.answer[0], key=lambda r: r.priority)
+        return first.target.labels[0].decode()
 
     def region(self, name: str, **spec: object) -> dict:
         status, body = http_at(self.admin_url, f"/api/demo/regions/{name}", spec, self.token)
@@ -113,7 +116,8 @@ def demo() -> Iterator[Demo]:
 
 def test_demo_prints_what_to_try_and_answers_it(demo: Demo) -> None:
     text = "\n".join(demo.out)
-    assert f"dig @127.0.0.1 -p {demo.dns_port} inference.example.com +short +subnet={GB}" in text
+    srv = "_inference._tcp.example.com SRV +short"
+    assert f"dig @127.0.0.1 -p {demo.dns_port} {srv} +subnet={GB}" in text
     assert demo.ask(GB) == EU_WEST
     assert demo.ask(US) == US_EAST
     assert demo.ask("202.214.5.0/24") == AP_NORTHEAST
