@@ -93,7 +93,7 @@ class FailoverClient:
         nameservers: Iterable[str] | None = None,
         dns_port: int = 53,
         dns_timeout: float = 2.0,
-        dns_retry: float = 5.0,
+        dns_retry: float = 2.0,
         scheme: str = "https",
         default_port: int | None = None,
         host_header: str | None = None,
@@ -180,18 +180,20 @@ class FailoverClient:
         return resolution
 
     async def _current(self) -> Resolution:
-        if self._resolution is not None and self._clock() < self._expires:
-            return self._resolution
+        if self._clock() < self._expires:
+            return self._known()
         async with self._resolve_lock:
-            if self._resolution is not None and self._clock() < self._expires:
-                return self._resolution  # another request resolved it while this one waited
+            if self._clock() < self._expires:
+                return self._known()  # resolved (or failed) while this request waited
             try:
                 return await self._resolve_now()
             except ResolutionError as e:
-                if self._resolution is None:
-                    raise
+                # Not asked again for dns_retry seconds, so that requests do not queue up
+                # behind a DNS timeout each.
                 self.resolution_error = str(e)
                 self._expires = self._clock() + self.dns_retry
+                if self._resolution is None:
+                    raise
                 log.warning(
                     "%s: re-resolving failed (%s); still using the list resolved %.0f s ago",
                     self.service,
@@ -199,6 +201,11 @@ class FailoverClient:
                     self._clock() - self._resolved_at,
                 )
                 return self._resolution
+
+    def _known(self) -> Resolution:
+        if self._resolution is None:
+            raise ResolutionError(f"{self.resolution_error} (retried after {self.dns_retry:g} s)")
+        return self._resolution
 
     def _breaker(self, region: str) -> CircuitBreaker:
         breaker = self._breakers.get(region)

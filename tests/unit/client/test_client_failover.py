@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+import dns.exception
 import dns.name
 import pytest
 
-from geodns.client import AllRegionsFailed, BreakerConfig, Endpoint, FailoverClient, Resolution
+from geodns.client import (
+    AllRegionsFailed,
+    BreakerConfig,
+    Endpoint,
+    FailoverClient,
+    Resolution,
+    ResolutionError,
+)
 from geodns.client.failover import _Call, _Failure
 from geodns.client.resolve import region_of, srv_owner
 
@@ -134,3 +142,36 @@ def test_names() -> None:
         "us-east-1"
     )
     assert region_of(dns.name.from_text("gpu1.example.net"), service) == "gpu1.example.net"
+
+
+class DeadResolver:
+    """A resolver whose every query times out, counting them."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def resolve(self, *args: object, **kw: object) -> object:
+        self.asked += 1
+        await asyncio.sleep(0.01)
+        raise dns.exception.Timeout()
+
+
+def test_dns_failure_is_not_retried_by_every_waiting_request() -> None:
+    now = [0.0]
+    resolver = DeadResolver()
+    client = FailoverClient(
+        "inference.example.com", resolver=resolver, dns_retry=2.0, clock=lambda: now[0]
+    )
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            *(client.request("GET", "/") for _ in range(5)), return_exceptions=True
+        )
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, ResolutionError) for e in errors)
+    assert "SRV _inference._tcp.example.com: DNS timeout" in str(errors[0])
+    assert resolver.asked == 1
+    now[0] = 2.0
+    errors = asyncio.run(main())
+    assert resolver.asked == 2
