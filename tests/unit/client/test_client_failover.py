@@ -163,15 +163,21 @@ def test_dns_failure_is_not_retried_by_every_waiting_request() -> None:
         "inference.example.com", resolver=resolver, dns_retry=2.0, clock=lambda: now[0]
     )
 
-    async def main() -> list[object]:
+    async def burst() -> list[object]:
         return await asyncio.gather(
             *(client.request("GET", "/") for _ in range(5)), return_exceptions=True
         )
 
-    errors = asyncio.run(main())
-    assert all(isinstance(e, ResolutionError) for e in errors)
-    assert "SRV _inference._tcp.example.com: DNS timeout" in str(errors[0])
-    assert resolver.asked == 1
-    now[0] = 2.0
-    errors = asyncio.run(main())
-    assert resolver.asked == 2
+    async def main() -> None:
+        errors = await burst()
+        assert all(isinstance(e, ResolutionError) for e in errors), errors
+        assert "SRV _inference._tcp.example.com: DNS timeout" in str(errors[0])
+        assert resolver.asked == 1
+        now[0] = 1.9
+        assert all(isinstance(e, ResolutionError) for e in await burst())
+        assert resolver.asked == 1
+        now[0] = 2.0
+        assert all(isinstance(e, ResolutionError) for e in await burst())
+        assert resolver.asked == 2
+
+    asyncio.run(main())
