@@ -125,8 +125,12 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        for attachment in self.attachments:
-            await attachment.start()
+        try:
+            for attachment in self.attachments:
+                await attachment.start()
+        except BaseException:
+            await self.stop()  # the health checks' HTTP session among the rest
+            raise
 
     async def stop(self) -> None:
         for attachment in reversed(self.attachments):

@@ -165,3 +165,32 @@ def test_a_hanging_region_is_marked_down_and_the_others_stay_up(demo: Demo) -> N
     assert states["ap-northeast-1"][0] == "down"
     assert "timeout" in states["ap-northeast-1"][1]
     assert states["us-east-1"] == ("up", None) and states["eu-west-1"] == ("up", None)
+
+
+def test_the_load_script_rides_through_a_failed_region(demo: Demo) -> None:
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "geodns.client.load",
+            "--service",
+            "inference.example.com",
+            "--dns",
+            f"127.0.0.1:{demo.dns_port}",
+            "--duration",
+            "4",
+            "--rate",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    time.sleep(1.5)
+    demo.region("us-east-1", mode="failing")
+    out, _ = load.communicate(timeout=30)
+    print(out)
+    assert load.returncode == 0, out
+    assert "0 failed" in out
+    assert "switch us-east-1 -> eu-west-1" in out
