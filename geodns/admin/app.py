@@ -224,10 +224,9 @@ class AdminApp:
 
     def _service(self, request: web.Request) -> Service:
         key = request.match_info["service"].rstrip(".")
-        for zone in self.plane.zones.zones.values():
-            for service in zone.services.values():
-                if service.key == key:
-                    return service
+        for service in self.plane.zones.services():
+            if service.key == key:
+                return service
         raise RolloutNotFound(f"no service {key!r}")
 
     async def _rollout_call(

@@ -15,7 +15,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from geodns.admin.view import services
 from geodns.control.plane import ControlPlane
 from geodns.health.state import Health
 from geodns.server.stats import LATENCY_BOUNDS
@@ -143,7 +142,7 @@ class PlaneCollector(Collector):
             "1 for the model version the region reports",
             labels=["service", "region", "version"],
         )
-        for service in services(plane.zones):
+        for service in plane.zones.services():
             for region in service.regions:
                 labels = [service.key, region.name]
                 st = snapshot.get(service.key, region.name)

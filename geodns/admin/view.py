@@ -15,7 +15,7 @@ from geodns.health.state import StateSnapshot
 from geodns.routing.pipeline import route
 from geodns.server.geoanswer import latency_for
 from geodns.versions.rollout import to_json
-from geodns.zones.model import Service, ZoneSet
+from geodns.zones.model import Service
 
 # Okabe-Ito: told apart by people with every common colour-vision deficiency.
 PALETTE = (
@@ -38,10 +38,6 @@ def countries() -> dict[str, dict[str, Any]]:
     """ISO alpha-2 -> name, continent, a point inside the country (Natural Earth, GeoNames)."""
     text = (resources.files("geodns") / "data" / "countries.json").read_text()
     return json.loads(text)
-
-
-def services(zones: ZoneSet) -> list[Service]:
-    return [s for z in zones.zones.values() for s in z.services.values()]
 
 
 def country_map(service: Service, state: StateSnapshot) -> dict[str, str | None]:
@@ -70,7 +66,7 @@ class StateView:
         published = plane.published
         key = (plane.config_version, published.version)
         if key != self._maps_for:
-            self._maps = {s.key: country_map(s, published) for s in services(plane.zones)}
+            self._maps = {s.key: country_map(s, published) for s in plane.zones.services()}
             self._maps_for = key
         return self._maps
 
@@ -92,7 +88,7 @@ class StateView:
         geoip = plane.geoip
         reload_error = plane.reload_error
         out_services = []
-        for service in services(plane.zones):
+        for service in plane.zones.services():
             regions = []
             for i, region in enumerate(service.regions):
                 st = snapshot.get(service.key, region.name)

@@ -27,11 +27,11 @@ from geodns.health.monitor import HealthMonitor
 from geodns.health.state import ALL_UP, ServiceVersions, StateSnapshot
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
-from geodns.server.stats import QueryStats, combine
+from geodns.server.stats import QueryTotals, combine
 from geodns.versions.guard import RolloutGuard
 from geodns.versions.rollout import region_version
 from geodns.versions.store import RolloutStore, default_path
-from geodns.zones.model import Service, ZoneSet
+from geodns.zones.model import ZoneSet
 
 log = logging.getLogger("geodns.control")
 rollout_log = logging.getLogger("geodns.rollout")
@@ -181,7 +181,7 @@ class ControlPlane:
     def _versions(self, state: StateSnapshot) -> dict[str, ServiceVersions]:
         """Per service: the versions plain answers may reach, the canary, every one seen."""
         out = {}
-        for service in self._services():
+        for service in self.zones.services():
             seen = self._seen_versions.setdefault(service.key, set())
             seen.update(v for r in service.regions if (v := region_version(service, r, state)))
             if seen:
@@ -191,9 +191,6 @@ class ControlPlane:
                     frozenset(seen),
                 )
         return out
-
-    def _services(self) -> list[Service]:
-        return [s for z in self.zones.zones.values() for s in z.services.values()]
 
     def _publish(self, snapshot: StateSnapshot) -> None:
         """Hand a state to every DNS worker: their decision caches go with it.
@@ -278,7 +275,7 @@ class ControlPlane:
                 if kind == "stats":
                     self._child_stats[index] = value
 
-    def query_stats(self) -> QueryStats:
+    def query_stats(self) -> QueryTotals:
         """Every worker's counts, summed (other workers' as of their last report)."""
         exports = [self.local.stats.export()] if self.local is not None else []
         return combine(exports + list(self._child_stats.values()))

@@ -8,7 +8,6 @@ Prometheus families only when /metrics is scraped.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -42,17 +41,43 @@ LATENCY_BOUNDS = (
 
 
 @dataclass
-class QueryStats:
-    """One process's counts since it started; a worker ships `export()` to the control plane."""
+class QueryTotals:
+    """Counts as /metrics reads them: summed over workers, by reply class."""
 
-    replies: dict[str, defaultdict[ReplyKey, int]] = field(
-        default_factory=lambda: {"udp": defaultdict(int), "tcp": defaultdict(int)}
-    )
+    replies: dict[str, dict[ReplyKey, int]] = field(default_factory=dict)
     # Per bucket, not cumulative; the last one counts what is above every bound.
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
     latency_sum: float = 0.0
     decision_hits: int = 0
     decision_misses: int = 0
+
+
+class QueryStats:
+    """One process's counts since it started; a worker ships `export()` to the control plane.
+
+    Reply classes are interned to small ints, so that the hot path bumps a list slot
+    rather than hashing a tuple of labels for every query.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[ReplyKey] = []
+        self._ids: dict[ReplyKey, int] = {}
+        self.counts: dict[str, list[int]] = {"udp": [], "tcp": []}
+        self.latency_buckets = [0] * (len(LATENCY_BOUNDS) + 1)
+        self.latency_sum = 0.0
+        self.decision_hits = 0
+        self.decision_misses = 0
+        self.key_id(DROPPED)
+
+    def key_id(self, key: ReplyKey) -> int:
+        """The slot `key` is counted in, made on first sight."""
+        found = self._ids.get(key)
+        if found is None:
+            found = self._ids[key] = len(self.keys)
+            self.keys.append(key)
+            for counts in self.counts.values():
+                counts.append(0)
+        return found
 
     def observe(self, seconds: float) -> None:
         self.latency_buckets[bisect_left(LATENCY_BOUNDS, seconds)] += 1
@@ -61,7 +86,10 @@ class QueryStats:
     def export(self) -> dict:
         """A picklable copy, to send across a pipe."""
         return {
-            "replies": {t: dict(c) for t, c in self.replies.items()},
+            "replies": {
+                t: {self.keys[i]: n for i, n in enumerate(counts) if n}
+                for t, counts in self.counts.items()
+            },
             "latency_buckets": list(self.latency_buckets),
             "latency_sum": self.latency_sum,
             "decision_hits": self.decision_hits,
@@ -69,14 +97,14 @@ class QueryStats:
         }
 
 
-def combine(exports: list[dict]) -> QueryStats:
+def combine(exports: list[dict]) -> QueryTotals:
     """The sum of several processes' exports."""
-    total = QueryStats()
+    total = QueryTotals()
     for e in exports:
         for transport, counts in e["replies"].items():
-            mine = total.replies.setdefault(transport, defaultdict(int))
+            mine = total.replies.setdefault(transport, {})
             for key, n in counts.items():
-                mine[key] += n
+                mine[key] = mine.get(key, 0) + n
         for i, n in enumerate(e["latency_buckets"]):
             total.latency_buckets[i] += n
         total.latency_sum += e["latency_sum"]

@@ -67,7 +67,7 @@ class RolloutGuard:
         ends with time alone); returns a log line per change. Rollouts of services no
         longer in the zones wait unchanged until they come back or are aborted."""
         now = self.clock()
-        services = {s.key: s for z in zones.zones.values() for s in z.services.values()}
+        services = {s.key: s for s in zones.services()}
         changed: dict[str, Rollout] = {}
         lines: list[str] = []
         for key, rollout in self.rollouts.items():

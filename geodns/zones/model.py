@@ -154,6 +154,10 @@ class ZoneSet:
 
     zones: dict[Name, Zone]
 
+    def services(self) -> list[Service]:
+        """Every service of every zone, in zone-file order."""
+        return [s for z in self.zones.values() for s in z.services.values()]
+
     def find(self, qname: Name) -> Zone | None:
         name = qname
         while True:

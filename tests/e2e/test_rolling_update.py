@@ -4,10 +4,12 @@ hosts, validation, completion, and a restart mid-rollout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.edns
@@ -16,6 +18,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from geodns.demo.region import SimulatedRegion
 from tests.conftest import ServerProcess, running_server, wait_for
 from tests.e2e.regions_thread import regions_in_thread
 from tests.e2e.test_admin import TOKEN, http
@@ -66,6 +69,19 @@ def post(server: ServerProcess, path: str, body: dict | None = None) -> tuple[in
     return http(server, path, body or {}, token=TOKEN)
 
 
+@contextlib.contextmanager
+def fleet(zones_dir: Path) -> Iterator[tuple[dict[str, SimulatedRegion], ServerProcess]]:
+    """Three regions on 41, and a server checking them every 0.2 s."""
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        with running_server(
+            zones_dir, "--watch-interval", "0", env={"GEODNS_ADMIN_TOKEN": TOKEN}
+        ) as srv:
+            yield regions, srv
+
+
 @pytest.fixture
 def zones_dir(tmp_path: Path) -> Path:
     path = tmp_path / "zones"
@@ -74,61 +90,52 @@ def zones_dir(tmp_path: Path) -> Path:
 
 
 def test_a_rolling_update_from_start_to_completion(zones_dir: Path) -> None:
-    with regions_in_thread(*NAMES, version="41") as regions:
-        (zones_dir / "example.com.yaml").write_text(
-            zone_text({n: r.port for n, r in regions.items()})
-        )
-        env = {"GEODNS_ADMIN_TOKEN": TOKEN}
-        with running_server(zones_dir, "--watch-interval", "0", env=env) as srv:
-            assert ask(srv) == US_EAST
-            status, body = post(srv, API, {"to": "42", "min_old": 2})
-            assert status == 201, body
-            assert (body["from_version"], body["to"], body["status"]) == ("41", "42", "running")
+    with fleet(zones_dir) as (regions, srv):
+        assert ask(srv) == US_EAST
+        status, body = post(srv, API, {"to": "42", "min_old": 2})
+        assert status == 201, body
+        assert (body["from_version"], body["to"], body["status"]) == ("41", "42", "running")
 
-            status, body = post(srv, f"{API}/current/regions/us-east-1/begin")
+        status, body = post(srv, f"{API}/current/regions/us-east-1/begin")
+        assert status == 200, body
+        assert body["phase"] == "draining" and body["may_deploy"] is False
+        # One TTL (1 s here) after the drain began, a moment before this reply.
+        assert body["server_time"] < body["deploy_after"] <= body["server_time"] + 1
+        assert ask(srv) != US_EAST  # drained: its clients go elsewhere at once
+        wait_for(lambda: http(srv, f"{API}/current/regions/us-east-1")[1]["may_deploy"], timeout=3)
+
+        # Deploy: the region comes back on 42. It serves v42 hosts, not plain answers.
+        regions["us-east-1"].version = "42"
+        wait_for(lambda: ask(srv, f"v42.{SERVICE}") == US_EAST, timeout=5, interval=0.1)
+        assert ask(srv) != US_EAST
+        assert ask(srv, f"v41.{SERVICE}") == EU_WEST
+        assert ask(srv, f"v99.{SERVICE}") == "NXDOMAIN"
+
+        # Before validation, two other regions must stay on 41.
+        status, body = post(srv, f"{API}/current/regions/eu-west-1/begin")
+        assert status == 409
+        assert body["error"] == "refused: only 1 other region healthy on v41, min_old is 2"
+
+        status, body = post(srv, f"{API}/current/validate")
+        assert (status, body["status"]) == (200, "validated")
+        wait_for(lambda: ask(srv) == US_EAST, timeout=3, interval=0.1)
+
+        for name in ("eu-west-1", "ap-northeast-1"):
+            status, body = post(srv, f"{API}/current/regions/{name}/begin")
             assert status == 200, body
-            assert body["phase"] == "draining" and body["may_deploy"] is False
-            # One TTL (1 s here) after the drain began, a moment before this reply.
-            assert body["server_time"] < body["deploy_after"] <= body["server_time"] + 1
-            assert ask(srv) != US_EAST  # drained: its clients go elsewhere at once
+            regions[name].version = "42"
             wait_for(
-                lambda: http(srv, f"{API}/current/regions/us-east-1")[1]["may_deploy"], timeout=3
+                lambda n=name: http(srv, f"{API}/current")[1]["regions"][n]["phase"] == "updated",
+                timeout=5,
+                interval=0.1,
             )
-
-            # Deploy: the region comes back on 42. It serves v42 hosts, not plain answers.
-            regions["us-east-1"].version = "42"
-            wait_for(lambda: ask(srv, f"v42.{SERVICE}") == US_EAST, timeout=5, interval=0.1)
-            assert ask(srv) != US_EAST
-            assert ask(srv, f"v41.{SERVICE}") == EU_WEST
-            assert ask(srv, f"v99.{SERVICE}") == "NXDOMAIN"
-
-            # Before validation, two other regions must stay on 41.
-            status, body = post(srv, f"{API}/current/regions/eu-west-1/begin")
-            assert status == 409
-            assert body["error"] == "refused: only 1 other region healthy on v41, min_old is 2"
-
-            status, body = post(srv, f"{API}/current/validate")
-            assert (status, body["status"]) == (200, "validated")
-            wait_for(lambda: ask(srv) == US_EAST, timeout=3, interval=0.1)
-
-            for name in ("eu-west-1", "ap-northeast-1"):
-                status, body = post(srv, f"{API}/current/regions/{name}/begin")
-                assert status == 200, body
-                regions[name].version = "42"
-                wait_for(
-                    lambda n=name: (
-                        http(srv, f"{API}/current")[1]["regions"][n]["phase"] == "updated"
-                    ),
-                    timeout=5,
-                    interval=0.1,
-                )
-            status, body = http(srv, f"{API}/current")
-            assert body["status"] == "completed"
-            _, state = http(srv, "/api/state")
-            assert state["services"][0]["versions"]["approved"] == ["42"]
-            assert ask(srv) == US_EAST
-            saved = json.loads((zones_dir / ".geodns-rollouts.json").read_text())
-            assert saved["format"] == 1
+        status, body = http(srv, f"{API}/current")
+        assert body["status"] == "completed"
+        _, state = http(srv, "/api/state")
+        assert state["services"][0]["versions"]["approved"] == ["42"]
+        assert ask(srv) == US_EAST
+        saved = json.loads((zones_dir / ".geodns-rollouts.json").read_text())
+        assert saved["format"] == 1
 
 
 def test_a_restart_mid_rollout_resumes_it(zones_dir: Path) -> None:
@@ -151,18 +158,12 @@ def test_a_restart_mid_rollout_resumes_it(zones_dir: Path) -> None:
 
 
 def test_rollout_routes_need_the_token_and_name_real_services(zones_dir: Path) -> None:
-    with regions_in_thread(*NAMES, version="41") as regions:
-        (zones_dir / "example.com.yaml").write_text(
-            zone_text({n: r.port for n, r in regions.items()})
-        )
-        with running_server(
-            zones_dir, "--watch-interval", "0", env={"GEODNS_ADMIN_TOKEN": TOKEN}
-        ) as srv:
-            assert http(srv, API, {"to": "42"})[0] == 401
-            assert post(srv, "/api/services/nope.example.com/rollouts", {"to": "42"})[0] == 404
-            assert http(srv, f"{API}/current")[0] == 404
-            status, body = post(srv, API, {"to": "41"})
-            assert status == 409 and "already serves" in body["error"]
+    with fleet(zones_dir) as (_, srv):
+        assert http(srv, API, {"to": "42"})[0] == 401
+        assert post(srv, "/api/services/nope.example.com/rollouts", {"to": "42"})[0] == 404
+        assert http(srv, f"{API}/current")[0] == 404
+        status, body = post(srv, API, {"to": "41"})
+        assert status == 409 and "already serves" in body["error"]
 
 
 def rollout_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -176,21 +177,15 @@ def rollout_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProces
 
 
 def test_the_rollout_cli_drives_a_real_server(zones_dir: Path) -> None:
-    with regions_in_thread(*NAMES, version="41") as regions:
-        (zones_dir / "example.com.yaml").write_text(
-            zone_text({n: r.port for n, r in regions.items()})
-        )
-        with running_server(
-            zones_dir, "--watch-interval", "0", env={"GEODNS_ADMIN_TOKEN": TOKEN}
-        ) as srv:
-            done = rollout_cli(srv, "start", SERVICE, "--to", "42")
-            assert done.returncode == 0, done.stderr
-            done = rollout_cli(srv, "begin", SERVICE, "us-east-1")
-            assert done.returncode == 0, done.stderr
-            assert "deploy after" in done.stdout
-            done = rollout_cli(srv, "begin", SERVICE, "eu-west-1")
-            assert done.returncode == 1
-            assert "refused:" in done.stdout + done.stderr
-            done = rollout_cli(srv, "status", SERVICE, "us-east-1", "--json")
-            assert done.returncode == 0, done.stderr
-            assert json.loads(done.stdout)["phase"] == "draining"
+    with fleet(zones_dir) as (_, srv):
+        done = rollout_cli(srv, "start", SERVICE, "--to", "42")
+        assert done.returncode == 0, done.stderr
+        done = rollout_cli(srv, "begin", SERVICE, "us-east-1")
+        assert done.returncode == 0, done.stderr
+        assert "deploy after" in done.stdout
+        done = rollout_cli(srv, "begin", SERVICE, "eu-west-1")
+        assert done.returncode == 1
+        assert "refused:" in done.stdout + done.stderr
+        done = rollout_cli(srv, "status", SERVICE, "us-east-1", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["phase"] == "draining"
