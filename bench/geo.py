@@ -74,6 +74,7 @@ from bench.run import (  # noqa: E402
     core_times,
     dnsperf_argv,
     free_port,
+    geodns_serve_argv,
     machine_info,
     pin,
     repo_relative,
@@ -542,16 +543,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
         ports: set[int] = set()
         if "geodns" in args.servers:
             port = free_port(ports)
-            cmd = [
-                sys.executable,
-                "-m",
-                "geodns",
-                "--log-level",
-                "warning",
-                "serve",
-                "--http",
-                "off",
-            ]
+            cmd = geodns_serve_argv()
             cmd += ["--zones", repo_relative(args.zone), "--listen", f"{HOST}:{port}"]
             cmd += ["--workers", "1", "--geoip-database", str(mmdb)]
             servers.append(

@@ -142,6 +142,11 @@ def group_cpu(pgid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def geodns_serve_argv() -> list[str]:
+    """`geodns serve` as the benchmarks start it: quiet, and no admin HTTP side."""
+    return [sys.executable, "-m", "geodns", "--log-level", "warning", "serve", "--http", "off"]
+
+
 def free_port(taken: set[int]) -> int:
     """A port free for both UDP and TCP on HOST and not in `taken`, which it joins
     (the usual small race with other programs applies)."""
@@ -704,17 +709,7 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
         zones_dir = repo_relative(args.zone.parent)
         for workers in args.workers:
             port = free_port(ports)
-            cmd = [
-                sys.executable,
-                "-m",
-                "geodns",
-                "--log-level",
-                "warning",
-                "serve",
-                "--http",
-                "off",
-            ]
-            cmd += ["--zones", zones_dir, "--listen", f"{HOST}:{port}"]
+            cmd = [*geodns_serve_argv(), "--zones", zones_dir, "--listen", f"{HOST}:{port}"]
             cmd += ["--workers", str(workers)]
             one = workers == 1 and pinned
             servers.append(

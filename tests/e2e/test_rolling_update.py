@@ -110,6 +110,11 @@ def test_a_rolling_update_from_start_to_completion(zones_dir: Path) -> None:
         assert ask(srv) != US_EAST
         assert ask(srv, f"v41.{SERVICE}") == EU_WEST
         assert ask(srv, f"v99.{SERVICE}") == "NXDOMAIN"
+        # A known version with no healthy region: NODATA, never another version.
+        regions["us-east-1"].mode = "failing"
+        wait_for(lambda: ask(srv, f"v42.{SERVICE}") == "NODATA", timeout=5, interval=0.1)
+        regions["us-east-1"].mode = "healthy"
+        wait_for(lambda: ask(srv, f"v42.{SERVICE}") == US_EAST, timeout=5, interval=0.1)
 
         # Before validation, two other regions must stay on 41.
         status, body = post(srv, f"{API}/current/regions/eu-west-1/begin")
