@@ -373,7 +373,8 @@ def test_failover_under_steady_load(tmp_path: Path, how: str) -> None:
         assert report.failed == 0
         switches = report.switches()
         assert [(s.from_region, s.to_region) for s in switches] == [("us-east-1", "eu-west-1")]
-        assert switches[0].took < 3.0
+        # The bar: failover under a second (measured: a few ms, or the timeout).
+        assert switches[0].took < (3.0 if how == "hanging" else 1.0)
         assert report.by_region()["eu-west-1"] > 0
         if how == "hanging":
             # Every request sent while the first ones hang waits out its timeout, then is
