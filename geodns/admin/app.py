@@ -279,7 +279,8 @@ class AdminApp:
         def act(service: Service) -> dict[str, Any]:
             change = plane.guard.validate if action == "validate" else plane.guard.abort
             rollout = change(service.key)
-            rollout_log.info("rollout of %s to %s: %s by operator", service.key, rollout.to, action)
+            done = "validated" if action == "validate" else "aborted"
+            rollout_log.info("rollout of %s to %s: %s by operator", service.key, rollout.to, done)
             plane.rollouts_changed()
             return rollouts.rollout_reply(plane.guard.get(service.key), service, plane.clock())
 
