@@ -12,15 +12,16 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from geodns.client import AllRegionsFailed, BreakerConfig, FailoverClient, ResolutionError
 from geodns.client.load import run_load
-from geodns.demo.region import SimulatedRegion, start_region
+from geodns.demo.region import SimulatedRegion
 from tests.conftest import ServerProcess, running_server
+from tests.regions import simulated as regions
 
 SERVICE = "inference.example.com"
 NAMES = ("us-east-1", "eu-west-1", "ap-northeast-1")
@@ -44,16 +45,6 @@ def zone_text(ports: dict[str, int], order: list[str], ttl: int = 30) -> str:
         },
     }
     return json.dumps(doc, indent=1)  # JSON is YAML
-
-
-@contextlib.asynccontextmanager
-async def regions(*names: str) -> AsyncIterator[dict[str, SimulatedRegion]]:
-    started = {name: await start_region(name, "127.0.0.1", 0) for name in names}
-    try:
-        yield started
-    finally:
-        for region in started.values():
-            await region.close()
 
 
 @contextlib.contextmanager

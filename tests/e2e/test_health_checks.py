@@ -23,6 +23,7 @@ from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.zones.loader import build_zone
 from geodns.zones.model import ZoneSet
 from geodns.zones.yamlsource import load_yaml
+from tests.regions import simulated
 
 SERVICE = "inference.example.com"
 # Short enough for quick tests, long enough that a loaded machine does not fail good probes.
@@ -80,16 +81,6 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
-
-
-@contextlib.asynccontextmanager
-async def simulated(*names: str) -> AsyncIterator[dict[str, SimulatedRegion]]:
-    regions = {name: await start_region(name) for name in names}
-    try:
-        yield regions
-    finally:
-        for region in regions.values():
-            await region.close()
 
 
 @contextlib.asynccontextmanager

@@ -20,8 +20,8 @@ import pytest
 
 from geodns.demo.region import SimulatedRegion
 from tests.conftest import ServerProcess, running_server, wait_for
-from tests.e2e.regions_thread import regions_in_thread
 from tests.e2e.test_admin import TOKEN, http
+from tests.regions import regions_in_thread
 
 US_EAST, EU_WEST, AP_NORTHEAST = "192.0.2.10", "192.0.2.20", "192.0.2.30"
 US = "216.160.83.0/24"

@@ -1,14 +1,26 @@
-"""Simulated regions served from a thread of their own, for tests that drive a server
-subprocess with blocking calls (dnspython, urllib) while the regions keep answering."""
+"""Simulated regions (geodns.demo.region) for tests: in the test's own event loop, or in a
+thread of their own for tests that drive a server with blocking calls (dnspython, urllib)
+while the regions keep answering."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from geodns.demo.region import SimulatedRegion, start_region
+
+
+@asynccontextmanager
+async def simulated(*names: str) -> AsyncIterator[dict[str, SimulatedRegion]]:
+    """Regions on 127.0.0.1, any free port each, closed on exit."""
+    regions = {name: await start_region(name, "127.0.0.1", 0) for name in names}
+    try:
+        yield regions
+    finally:
+        for region in regions.values():
+            await region.close()
 
 
 @contextmanager
