@@ -473,7 +473,6 @@ def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
 
 
 def test_tls_is_verified_unless_told_otherwise(tmp_path: Path) -> None:
-    pytest.importorskip("cryptography")
     context, cert_file = self_signed(tmp_path)
 
     async def main() -> None:
