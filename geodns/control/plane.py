@@ -148,8 +148,31 @@ class ControlPlane:
     def _on_state(self, snapshot: StateSnapshot, routing_changed: bool) -> None:
         self._progress(snapshot)
         current = self.monitor.snapshot  # the guard's drains may have made a newer one
-        if routing_changed or self._versions(current) != dict(self.published.versions):
+        versions_changed = self._versions(current) != dict(self.published.versions)
+        # Utilization moves with every probe, but answers change only when a region crosses
+        # a watermark or moves inside the band where it sheds: only then are the workers'
+        # caches worth dropping. (Explanations then quote the last published figure.)
+        if versions_changed or (
+            routing_changed
+            and self._routing_signature(current) != self._routing_signature(self.published)
+        ):
             self._publish(current)
+
+    def _routing_signature(self, state: StateSnapshot) -> tuple[object, ...]:
+        """What the routing steps can tell apart in `state`, given the services' watermarks."""
+        out: list[object] = []
+        for service in self.zones.services():
+            low, high = service.capacity.low, service.capacity.high
+            for region in service.regions:
+                st = state.get(service.key, region.name)
+                u = st.utilization
+                band: object = u
+                if u is None or u <= low:
+                    band = "keep"
+                elif u >= high:
+                    band = "full"
+                out.append((st.health, band, region_version(service, region, state)))
+        return tuple(out)
 
     def _progress(self, state: StateSnapshot) -> None:
         """Move rollouts on from a new state, and drain or release what the guard holds."""

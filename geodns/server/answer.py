@@ -63,6 +63,7 @@ PREPARED_CACHE_SIZE = 50_000
 DECISION_CACHE_SIZE = 50_000
 ALIAS_TYPES = (RT.A, RT.AAAA, RT.ANY)
 BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address decide
+BY_STATE = "by-state"  # a reply that the query bytes and the region state decide
 DROPPED_ID = 0  # QueryStats counts nothing-sent in its first slot
 _SERVFAIL_KEY = ReplyKey("", -1, Rcode.SERVFAIL)
 
@@ -187,8 +188,11 @@ class Answerer:
         # (service, decision signature) -> encoded answer: few, shared by many networks
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
-        # Query bytes after the ID -> (reply after the ID, the slot it is counted in).
+        # Query bytes after the ID -> (reply after the ID, the slot it is counted in): static
+        # replies, which no region state changes, then replies that depend on the state
+        # too (service names asked with ECS), dropped with every new state.
         self._exact: dict[str, dict[bytes, tuple[bytes, int]]] = {UDP: {}, TCP: {}}
+        self._by_state: dict[str, dict[bytes, tuple[bytes, int]]] = {UDP: {}, TCP: {}}
         # Service-name queries without ECS: (query bytes after the ID, sender) -> the same.
         self._by_source: dict[str, dict[tuple[bytes, str], tuple[bytes, int]]] = {
             UDP: {},
@@ -218,8 +222,8 @@ class Answerer:
         """After a state change or a new GeoIP database."""
         self._decisions.clear()
         self._encoded.clear()
-        for exact in self._exact.values():
-            exact.clear()
+        for by_state in self._by_state.values():
+            by_state.clear()
         for by_source in self._by_source.values():
             by_source.clear()
 
@@ -230,6 +234,7 @@ class Answerer:
         asked without ECS depends on the sender too, so it is cached by (bytes, sender).
         """
         cache_get = self._exact[transport].get
+        state_get = self._by_state[transport].get
         source_get = self._by_source[transport].get
         answer = self._answer
         counts = self.stats.counts[transport]
@@ -240,7 +245,9 @@ class Answerer:
         def handle(data: bytes, addr: tuple) -> bytes | None:
             hit = cache_get(data[2:])
             if hit is None:
-                hit = source_get((data[2:], addr[0]))
+                hit = state_get(data[2:])
+                if hit is None:
+                    hit = source_get((data[2:], addr[0]))
             if hit is not None:
                 counts[hit[1]] += 1
                 # A cached reply takes well under the first bound (10 us): it is counted
@@ -274,8 +281,8 @@ class Answerer:
             self.dropped += 1
             return None, DROPPED_ID
         key = counted if isinstance(counted, int) else self.stats.key_id(counted)
-        if cacheable is True:
-            exact = self._exact[transport]
+        if cacheable is True or cacheable == BY_STATE:
+            exact = (self._exact if cacheable is True else self._by_state)[transport]
             if len(exact) >= EXACT_CACHE_SIZE:
                 exact.clear()
             exact[data[2:]] = (reply[2:], key)
@@ -314,7 +321,16 @@ class Answerer:
             # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
             prepared = BADVERS
         else:
-            dynamic = self.geo.names.get(qname_key) or self.geo.version_host(qname_key)
+            dynamic = self.geo.names.get(qname_key)
+            if dynamic is None and self.geo.may_be_version_host(qname_key):
+                dynamic = self.geo.version_host(qname_key)
+                if dynamic is None:
+                    # v<version> of a service: NXDOMAIN until a region reports that version,
+                    # so the reply lives only as long as the state.
+                    prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
+                    key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
+                    reply, _ = self._render(prepared, qid, flags, question, query.edns, transport)
+                    return reply, BY_STATE, key
             if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
                 dynamic = None  # a CNAME query, say: the static answer is the right one
             if dynamic is not None and query.qclass == CLASS_IN:
@@ -386,7 +402,7 @@ class Answerer:
         reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope)
         # The bytes decide the reply only when they carry the client's subnet; without
         # one, the bytes and the sender's address do.
-        return reply, True if ecs is not None else BY_SOURCE, counted
+        return reply, BY_STATE if ecs is not None else BY_SOURCE, counted
 
     def _render(
         self,

@@ -137,15 +137,21 @@ class GeoAnswers:
     def decide(self, service: Service, client: Client, label: str | None = None) -> Decision:
         return route(client, service, self.state, self._latency.get(service.key), label)
 
+    def may_be_version_host(self, qname_key: bytes) -> bool:
+        """Whether `qname_key` is v<something> right under a service name."""
+        n = qname_key[0] if qname_key else 0
+        if n < 2 or qname_key[1] != 0x76:  # "v"
+            return False
+        parent = self.names.get(qname_key[1 + n :])
+        return parent is not None and parent.kind == SERVICE
+
     def version_host(self, qname_key: bytes) -> DynamicName | None:
         """v<version>.<service> for a version some region has reported; None otherwise
         (the name then does not exist: NXDOMAIN from the static side)."""
-        n = qname_key[0] if qname_key else 0
-        if n < 2 or qname_key[1] != 0x76:  # "v"
+        if not self.may_be_version_host(qname_key):
             return None
-        parent = self.names.get(qname_key[1 + n :])
-        if parent is None or parent.kind != SERVICE:
-            return None
+        n = qname_key[0]
+        parent = self.names[qname_key[1 + n :]]
         label = qname_key[1 : 1 + n].decode("ascii", "replace")
         if label not in self.version_labels(parent.service):
             return None

@@ -104,3 +104,22 @@ services:
     )
     records = [(r.priority, r.port, r.target.to_text()) for r in reply.answer[0]]
     assert sorted(records) == [(0, 8443, "b.api.example.net."), (1, 9001, "a.api.example.net.")]
+
+
+def test_a_new_state_keeps_static_replies_and_redecides_service_names() -> None:
+    from geodns.health.state import Health, RegionState, StateSnapshot
+
+    answerer = Answerer(ZONES)
+    static = dns.message.make_query("www.example.com", "A")
+    ask(answerer, static)
+    version_host = dns.message.make_query("v43.inference.example.com", "A")
+    assert ask(answerer, version_host).rcode() == dns.rcode.NXDOMAIN
+    answerer.set_state(
+        StateSnapshot().with_region(
+            "inference.example.com", "us-east-1", RegionState(Health.UP, version="43")
+        )
+    )
+    assert static.to_wire()[2:] in answerer._exact["udp"]  # not dropped with the state
+    reply = ask(answerer, version_host)  # now a version some region reports
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [r.address for r in reply.answer[0]] == ["192.0.2.10"]
