@@ -70,6 +70,13 @@ class StateView:
             self._maps_for = key
         return self._maps
 
+    def _rollout_phase(self, service: str, region: str) -> str | None:
+        """draining | updated while a rollout of the service is active, else None."""
+        rollout = self.plane.guard.rollouts.get(service)
+        if rollout is None or not rollout.active or region not in rollout.regions:
+            return None
+        return rollout.regions[region].phase
+
     def _versions(self, service: Service) -> dict[str, Any]:
         judged = self.plane.published.versions.get(service.key)
         rollout = self.plane.guard.rollouts.get(service.key)
@@ -112,6 +119,7 @@ class StateView:
                         if region.lat is None
                         else {"lat": region.lat, "lon": region.lon},
                         "color": PALETTE[i % len(PALETTE)],
+                        "rollout": self._rollout_phase(service.key, region.name),
                     }
                 )
             out_services.append(

@@ -102,6 +102,12 @@ def test_a_rolling_update_from_start_to_completion(zones_dir: Path) -> None:
         # One TTL (1 s here) after the drain began, a moment before this reply.
         assert body["server_time"] < body["deploy_after"] <= body["server_time"] + 1
         assert ask(srv) != US_EAST  # drained: its clients go elsewhere at once
+        region = http(srv, "/api/state")[1]["services"][0]["regions"][0]
+        assert (region["name"], region["state"], region["rollout"]) == (
+            "us-east-1",
+            "drain",
+            "draining",
+        )
         wait_for(lambda: http(srv, f"{API}/current/regions/us-east-1")[1]["may_deploy"], timeout=3)
 
         # Deploy: the region comes back on 42. It serves v42 hosts, not plain answers.

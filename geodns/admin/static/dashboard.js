@@ -403,7 +403,8 @@
     tb.querySelector(".swatch").style.background = color;
     setText(tb.querySelector(".addr"), (r.addresses || []).join("  "));
     const badge = tb.querySelector(".state .badge");
-    setText(badge, r.forced ? `${r.state} (forced)` : r.state);
+    // A drain the rollout guard holds is a forced one too, but says who holds it.
+    setText(badge, r.rollout === "draining" ? `${r.state} (rollout)` : r.forced ? `${r.state} (forced)` : r.state);
     setAttr(badge, "data-state", r.state);
     badge.classList.toggle("forced", !!r.forced);
     // the health checks' own verdict, when it is not what clients get
