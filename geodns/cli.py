@@ -1,4 +1,4 @@
-"""The `geodns` command: serve, check, import, export."""
+"""The `geodns` command: serve, demo, explain, rollout, check, import, export."""
 
 from __future__ import annotations
 
