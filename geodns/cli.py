@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(or set GEODNS_ADMIN_TOKEN); without one, changes are refused",
     )
     serve.add_argument(
+        "--rollouts-file",
+        metavar="FILE",
+        help="where rolling-update state is kept (default: .geodns-rollouts.json beside the "
+        "zones; point it elsewhere when the zones directory is read-only)",
+    )
+    serve.add_argument(
         "--watch-interval",
         type=float,
         default=1.0,
@@ -260,7 +266,12 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
     server_id = socket.gethostname() if args.server_id is None else args.server_id
     zones_path = _zones_path(args.zones)
     plane = ControlPlane(
-        ZoneSource(zones_path), zones, geoip, state, watch_interval=args.watch_interval
+        ZoneSource(zones_path),
+        zones,
+        geoip,
+        state,
+        watch_interval=args.watch_interval,
+        rollouts_file=Path(args.rollouts_file) if args.rollouts_file else None,
     )
     token = _admin_token(args) if demo is None else demo[1]
     regions = None

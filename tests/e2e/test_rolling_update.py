@@ -200,3 +200,17 @@ def test_the_rollout_cli_drives_a_real_server(zones_dir: Path) -> None:
         done = rollout_cli(srv, "status", SERVICE, "us-east-1", "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["phase"] == "draining"
+
+
+def test_the_rollouts_file_can_live_elsewhere(zones_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "state" / "rollouts.json"
+    elsewhere.parent.mkdir()
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        args = ("--watch-interval", "0", "--rollouts-file", str(elsewhere))
+        with running_server(zones_dir, *args, env={"GEODNS_ADMIN_TOKEN": TOKEN}) as srv:
+            assert post(srv, API, {"to": "42"})[0] == 201
+    assert json.loads(elsewhere.read_text())["rollouts"][SERVICE]["to"] == "42"
+    assert not (zones_dir / ".geodns-rollouts.json").exists()
