@@ -13,10 +13,15 @@ RUN apt-get update \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* /src
 COPY geodns/example/example.com.yaml /etc/geodns/zones/example.com.yaml
+# Rolling-update state: the zones are usually mounted read-only.
+RUN install -d -o geodns -g geodns /var/lib/geodns
 
 USER geodns
 EXPOSE 53/udp 53/tcp
 # Port 53 as a non-root user: Docker (20.10+) sets net.ipv4.ip_unprivileged_port_start=0
 # inside the container's network namespace, so no capability is needed.
 ENTRYPOINT ["geodns"]
-CMD ["serve", "--zones", "/etc/geodns/zones", "--listen", "0.0.0.0:53", "--workers", "2"]
+# The admin side stays on the container's loopback unless you publish it with a token:
+#   ... serve ... --http 0.0.0.0:8053 --admin-token-file /run/secrets/geodns-admin-token
+CMD ["serve", "--zones", "/etc/geodns/zones", "--listen", "0.0.0.0:53", "--workers", "2", \
+     "--rollouts-file", "/var/lib/geodns/rollouts.json"]
