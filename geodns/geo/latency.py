@@ -46,9 +46,16 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
-        """Read and validate a table; ConfigErrors (a ConfigError) lists every problem by line."""
-        doc = read_document(path)
-        return _Builder(doc).build()
+        """Read and validate a table; ConfigErrors (a ConfigError) lists every problem by line.
+
+        A file unchanged since it was last read is not read again: a zone load validates
+        the table and the server then uses it, and every reload does both again.
+        """
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _read(os.fspath(path), 0, 0)  # says what is wrong with the file
+        return _read(os.fspath(path), st.st_mtime_ns, st.st_size)
 
     @classmethod
     def default(cls) -> LatencyTable:
@@ -91,6 +98,13 @@ class LatencyTable:
             f"LatencyTable({self.file!r}, {len(self.regions)} regions,"
             f" {len(self.countries)} countries, {len(self.continents)} continents)"
         )
+
+
+@functools.lru_cache(maxsize=32)
+def _read(path: str, mtime_ns: int, size: int) -> LatencyTable:
+    # Keyed by the file's modification time and size too, so that an edit is read anew;
+    # a table that fails to load raises, and lru_cache keeps nothing of it.
+    return _Builder(read_document(path)).build()
 
 
 @functools.cache

@@ -192,3 +192,12 @@ def test_missing_regions(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "none.yaml"
     assert errors_of(path) == [f"{path}: No such file or directory"]
+
+
+def test_an_unchanged_file_is_read_once_and_an_edit_is_read_again(tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL)
+    first = LatencyTable.load(path)
+    assert LatencyTable.load(path) is first
+    path.write_text(SMALL.replace("test figures", "new figures"))
+    again = LatencyTable.load(path)
+    assert again is not first and again.source == "new figures"
