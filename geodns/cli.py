@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import secrets
+    import shutil
     import tempfile
 
     from geodns.demo.setup import REGIONS, demo_zone_text, free_ports
@@ -226,7 +227,8 @@ def _demo(args: argparse.Namespace) -> int:
     if listen.port == 0:
         listen = ListenAddress(listen.host, free_ports(1, listen.host)[0])
     ports = dict(zip([name for name, _ in REGIONS], free_ports(len(REGIONS)), strict=True))
-    zones_dir = Path(tempfile.mkdtemp(prefix="geodns-demo-")) / "zones"
+    workdir = Path(tempfile.mkdtemp(prefix="geodns-demo-"))
+    zones_dir = workdir / "zones"
     zones_dir.mkdir()
     (zones_dir / "example.com.yaml").write_text(demo_zone_text(ports))
     serve_args = build_parser().parse_args(["serve"])
@@ -235,7 +237,10 @@ def _demo(args: argparse.Namespace) -> int:
     serve_args.http = args.http
     serve_args.geoip_database = args.geoip_database
     token = _admin_token(serve_args) or secrets.token_urlsafe(12)
-    return _serve(serve_args, demo=(ports, token))
+    try:
+        return _serve(serve_args, demo=(ports, token))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = None) -> int:
