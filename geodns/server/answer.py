@@ -315,6 +315,7 @@ class Answerer:
             )
         question = data[12 : query.question_end]
         qname_key = query.qname.lower()
+        state_scoped = False
         if opcode != dns.opcode.QUERY:
             prepared = NOTIMP
         elif query.edns is not None and query.edns.version > 0:
@@ -324,20 +325,17 @@ class Answerer:
             dynamic = self.geo.names.get(qname_key)
             if dynamic is None and self.geo.may_be_version_host(qname_key):
                 dynamic = self.geo.version_host(qname_key)
-                if dynamic is None:
-                    # v<version> of a service: NXDOMAIN until a region reports that version,
-                    # so the reply lives only as long as the state.
-                    prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
-                    key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
-                    reply, _ = self._render(prepared, qid, flags, question, query.edns, transport)
-                    return reply, BY_STATE, key
+                # v<version> of a service is NXDOMAIN until a region reports that version,
+                # so that reply lives only as long as the state.
+                state_scoped = dynamic is None
             if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
                 dynamic = None  # a CNAME query, say: the static answer is the right one
             if dynamic is not None and query.qclass == CLASS_IN:
                 return self._geo_reply(dynamic, query, addr, qid, flags, question, transport)
             prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
         key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
-        return (*self._render(prepared, qid, flags, question, query.edns, transport), key)
+        reply, cacheable = self._render(prepared, qid, flags, question, query.edns, transport)
+        return reply, BY_STATE if state_scoped and cacheable else cacheable, key
 
     def _zone_of(self, qname_key: bytes) -> str:
         """The origin of the zone `qname_key` (lowercased wire) falls in, or ""."""
