@@ -77,6 +77,7 @@ from bench.run import (  # noqa: E402
     geodns_serve_argv,
     machine_info,
     pin,
+    print_logs,
     repo_relative,
     run_bench,
     run_dnsperf,
@@ -872,13 +873,7 @@ def print_report(report: dict) -> None:
         # PowerDNS and gdnsd clean up, then die by the signal again (exit status -15).
         if code != 0 and not (label != "geodns" and code == -signal.SIGTERM):
             print(f"WARNING: {label} exited with {code} when stopped with SIGTERM")
-    for label, lines in report["logs"].items():
-        if lines:
-            print(f"{label} log: {len(lines)} line(s) of note, first ones:")
-            for line in lines[:5]:
-                print(f"  | {line}")
-        else:
-            print(f"{label} log: nothing of note")
+    print_logs(report["logs"])
 
 
 if __name__ == "__main__":

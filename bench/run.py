@@ -142,6 +142,17 @@ def group_cpu(pgid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def print_logs(logs: dict[str, list[str]]) -> None:
+    """The first lines of note from each server's log, or that there were none."""
+    for label, lines in logs.items():
+        if lines:
+            print(f"{label} log: {len(lines)} line(s) of note, first ones:")
+            for line in lines[:5]:
+                print(f"  | {line}")
+        else:
+            print(f"{label} log: nothing of note")
+
+
 def geodns_serve_argv() -> list[str]:
     """`geodns serve` as the benchmarks start it: quiet, and no admin HTTP side."""
     return [sys.executable, "-m", "geodns", "--log-level", "warning", "serve", "--http", "off"]
@@ -875,13 +886,7 @@ def print_report(report: dict) -> None:
     for label, code in report["exit_codes_on_sigterm"].items():
         if code != 0:
             print(f"WARNING: {label} exited with {code} when stopped with SIGTERM")
-    for label, lines in report["logs"].items():
-        if lines:
-            print(f"{label} log: {len(lines)} line(s) of note, first ones:")
-            for line in lines[:5]:
-                print(f"  | {line}")
-        else:
-            print(f"{label} log: nothing of note")
+    print_logs(report["logs"])
 
 
 if __name__ == "__main__":

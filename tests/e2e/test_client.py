@@ -12,7 +12,7 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from geodns.client.load import run_load
 from geodns.demo.region import SimulatedRegion
 from tests.conftest import ServerProcess, running_server
 from tests.regions import simulated as regions
+from tests.regions import until
 
 SERVICE = "inference.example.com"
 NAMES = ("us-east-1", "eu-west-1", "ap-northeast-1")
@@ -69,14 +70,6 @@ def client_for(server: ServerProcess, **kw) -> FailoverClient:
         **kw,
     }
     return FailoverClient(SERVICE, **options)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def srv_queries(server: ServerProcess) -> int:

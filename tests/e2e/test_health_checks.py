@@ -11,7 +11,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.zones.loader import build_zone
 from geodns.zones.model import ZoneSet
 from geodns.zones.yamlsource import load_yaml
-from tests.regions import simulated
+from tests.regions import simulated, until
 
 SERVICE = "inference.example.com"
 # Short enough for quick tests, long enough that a loaded machine does not fail good probes.
@@ -69,14 +69,6 @@ class Recorder:
 
     def healths(self, region: str) -> list[Health]:
         return [s.get(SERVICE, region).health for s, _ in self.calls]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
