@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import dns.exception
 import dns.name
 import dns.rdatatype
 
