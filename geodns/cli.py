@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         "zones; point it elsewhere when the zones directory is read-only)",
     )
     serve.add_argument(
+        "--scope-cache",
+        metavar="DIR",
+        help="where merged ECS scopes are built and kept, or `off` to answer every scope with "
+        "the GeoIP network's prefix (default: $XDG_CACHE_HOME/geodns or ~/.cache/geodns)",
+    )
+    serve.add_argument(
         "--watch-interval",
         type=float,
         default=1.0,
@@ -277,6 +283,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         state,
         watch_interval=args.watch_interval,
         rollouts_file=Path(args.rollouts_file) if args.rollouts_file else None,
+        scope_cache=_scope_cache(args.scope_cache),
     )
     token = _admin_token(args) if demo is None else demo[1]
     regions = None
@@ -328,6 +335,14 @@ def _zones_path(option: str | None, quiet: bool = True) -> Path:
 
 def _load_zones(option: str | None) -> ZoneSet:
     return load_zones([_zones_path(option, quiet=False)])
+
+
+def _scope_cache(option: str | None) -> str | None:
+    from geodns.geo.scopebuild import default_cache_dir
+
+    if option == "off":
+        return None
+    return option or default_cache_dir()
 
 
 def _admin_token(args: argparse.Namespace) -> str | None:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,14 @@ EXAMPLE_ZONES = ROOT / "zones"
 _LISTENING = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?):(\d+)")
 _ADMIN = re.compile(r"admin HTTP on (http://[^ ]+/)")
 REQUIRE_TOOLS = os.environ.get("GEODNS_REQUIRE_TOOLS") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Servers the tests start (geodns demo among them) keep merged ECS scopes in a cache
+    # of this session's own, not in the user's ~/.cache.
+    cache = tempfile.mkdtemp(prefix="geodns-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = cache
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 @dataclass
@@ -67,8 +76,15 @@ def running_server(
     startup_timeout: float = 15.0,
     http: str = "127.0.0.1:0",
     env: dict[str, str] | None = None,
+    scope_cache: str = "off",
 ) -> Iterator[ServerProcess]:
-    """Start `geodns serve` on loopback port 0 and yield once every address listens."""
+    """Start `geodns serve` on loopback port 0 and yield once every address listens.
+
+    Merged ECS scopes are off unless `scope_cache` names a directory: a test asserting
+    a scope must know which one it gets, and a build in the background of every server
+    would only compete with the tests for the two cores. tests/e2e/test_merged_scopes.py
+    runs them; wait_for_scopes() waits for their build.
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -86,6 +102,8 @@ def running_server(
     for addr in listen:
         cmd += ["--listen", addr]
     cmd += list(args)
+    if "--scope-cache" not in args:
+        cmd += ["--scope-cache", scope_cache]
     proc = subprocess.Popen(
         cmd,
         stderr=subprocess.PIPE,
@@ -153,3 +171,14 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def wait_for_scopes(server: ServerProcess, timeout: float = 120.0) -> str:
+    """Wait for the server's log line saying merged ECS scopes are in use; that line.
+
+    The first build over the embedded database takes 10-20 s at the lowest priority."""
+    return wait_for(
+        lambda: next((line for line in server.lines if "ECS scopes merged" in line), None),
+        timeout,
+        interval=0.1,
+    )

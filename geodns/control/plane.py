@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geodns import __version__
+from geodns.control.scopes import ScopeMerger
 from geodns.control.zonesource import ZoneSource
 from geodns.errors import ConfigErrors
 from geodns.geo.geoip import GeoIPDatabase
+from geodns.geo.scopes import ScopeFiles
 from geodns.health.monitor import HealthMonitor
 from geodns.health.state import ALL_UP, ServiceVersions, StateSnapshot
 from geodns.server.channel import Channel
@@ -74,6 +76,7 @@ class ControlPlane:
     # Started before the first health-check round (the demo's simulated regions).
     prerequisites: list[Attachment] = field(default_factory=list)
     rollouts_file: Path | None = None  # default: .geodns-rollouts.json beside the zones
+    scope_cache: str | None = None  # where merged ECS scopes are built; None: not merged
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -95,6 +98,11 @@ class ControlPlane:
         self._answer_samples: deque[tuple[float, dict[tuple[str, str], int]]] = deque()
         self._tasks: list[asyncio.Future[Any]] = []
         self._reload_lock = asyncio.Lock()
+        self.scopes: ScopeMerger | None = None
+        if self.geoip is not None and self.scope_cache is not None:
+            self.scopes = ScopeMerger(
+                self.geoip, self.scope_cache, lambda: self.zones, self._publish_scopes
+            )
 
     @property
     def version(self) -> str:
@@ -122,6 +130,8 @@ class ControlPlane:
             self._tasks.append(asyncio.ensure_future(self._watch_zones()))
         self._tasks.append(asyncio.ensure_future(self._sample_answers()))
         self._tasks.append(asyncio.ensure_future(self._tick_rollouts()))
+        if self.scopes is not None:
+            self._tasks.append(asyncio.ensure_future(self.scopes.run()))
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -227,6 +237,12 @@ class ControlPlane:
             self.local.apply_state(snapshot)
         for link in self.children:
             link.send(("state", snapshot))
+
+    def _publish_scopes(self, scopes: ScopeFiles) -> None:
+        if self.local is not None:
+            self.local.apply_scopes(scopes)
+        for link in self.children:
+            link.send(("scopes", scopes))
 
     def force(self, service: str, region: str, mode: str) -> StateSnapshot:
         """drain | up | down | auto for one region; UnknownRegion or ValueError if wrong."""

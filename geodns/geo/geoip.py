@@ -72,6 +72,11 @@ def _signature(path: str) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def file_key(signature: tuple[int, ...] | None) -> str:
+    """Names one version of a database file: what derived data (merged scopes) is keyed by."""
+    return "-".join(str(x) for x in signature) if signature else "unknown"
+
+
 def _record(data: Any) -> GeoRecord | None:
     if not isinstance(data, dict):
         return None
@@ -156,6 +161,7 @@ class GeoIPDatabase:
         self.path = embedded_path() if path is None else os.fspath(path)
         self._signature = _signature(self.path)
         self._reader = _open(self.path)
+        self.file_key = file_key(self._signature)
         self._describe()
 
     def _describe(self) -> None:
@@ -205,6 +211,7 @@ class GeoIPDatabase:
         self._signature = signature
         new = _open(self.path)
         old, self._reader = self._reader, new
+        self.file_key = file_key(signature)
         self._describe()
         # Safe only because lookups are synchronous: none can be using the old map now.
         old.close()

@@ -62,6 +62,19 @@ class LatencyTable:
         """The table shipped in geodns/data/latency.yaml (AWS regions)."""
         return _default()
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Mapping proxies don't pickle; the scope builder gets tables in a child process.
+        return (
+            LatencyTable,
+            (
+                self.regions,
+                {k: dict(v) for k, v in self.countries.items()},
+                {k: dict(v) for k, v in self.continents.items()},
+                self.source,
+                self.file,
+            ),
+        )
+
     def rtt(self, country: str | None, continent: str | None, region: str) -> float | None:
         """The country row's RTT to `region` if it has one, else the continent row's, else None."""
         if country is not None:

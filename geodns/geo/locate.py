@@ -110,6 +110,9 @@ class Client:
     source_prefix: int | None  # the ECS SOURCE PREFIX-LENGTH; None without ECS
     network: IPNetwork  # the decision unit: one answer for all of it, cached by resolvers
     record: GeoRecord | None  # None: private, reserved, or unknown to the database
+    # The database's network decided `network` (not a special-purpose block, an
+    # IPv4-mapped address or a fallback): only then may a merged scope widen it.
+    from_database: bool = False
 
     @property
     def scope_prefix(self) -> int:
@@ -148,11 +151,14 @@ def locate(
         offset = 96
 
     record: GeoRecord | None = None
+    from_database = False
     prefix = special_prefix(target)
     if prefix is None:
         record, prefix = db.lookup(target)
+        from_database = offset == 0
         if record is None and _not_global(target):
             prefix = _FALLBACK_PREFIX[target.version]
+            from_database = False
     prefix += offset
     if source_prefix is not None and source_prefix < prefix:
         prefix = source_prefix
@@ -160,4 +166,4 @@ def locate(
     # and costs 6 us for IPv4 and 21 us for IPv6, more than the database lookup itself.
     value = int(address) & (_FULL[max_prefix] ^ ((1 << (max_prefix - prefix)) - 1))
     network = _NETWORK[max_prefix]((value, prefix))
-    return Client(address, source_prefix, network, record)
+    return Client(address, source_prefix, network, record, from_database)

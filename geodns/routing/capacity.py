@@ -17,6 +17,7 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     shed: list[Region] = []
     full: list[Region] = []
     notes = []
+    busy: list[float] = []  # in the shedding band: who is shed depends on the network
     for region in regions:
         u = ctx.state.get(key, region.name).utilization
         if u is None or u <= low:
@@ -25,6 +26,7 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
             full.append(region)
             notes.append(f"{region.name} full ({u:.0%} >= {high:.0%})")
         else:
+            busy.append(u)
             share = (u - low) / (high - low)
             if stable_fraction(network, key, region.name) < share:
                 shed.append(region)
@@ -37,5 +39,8 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
         return Narrowed(regions, "no region is busy")
     result = tuple(kept + shed)
     return Narrowed(
-        result, f"kept {names(result)}: {'; '.join(notes)}", demoted=frozenset(r.name for r in shed)
+        result,
+        f"kept {names(result)}: {'; '.join(notes)}",
+        demoted=frozenset(r.name for r in shed),
+        by_network=bool(busy),
     )

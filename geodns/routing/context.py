@@ -37,6 +37,9 @@ class Narrowed:
     demoted: frozenset[str] = frozenset()
     # Set when the step ends the decision without regions: refuse | servfail | nodata.
     outcome: str | None = None
+    # Set when the result hangs on a hash of the client network (capacity shedding, a
+    # canary share): two networks of one class may then get different answers.
+    by_network: bool = False
 
 
 def names(regions: tuple[Region, ...] | list[Region]) -> str:

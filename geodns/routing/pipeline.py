@@ -42,6 +42,9 @@ class Decision:
     regions: tuple[Region, ...]
     steps: tuple[StepRecord, ...]
     outcome: str | None = None  # refuse | servfail | nodata, when failing closed
+    # A step hashed the client network (shedding, canary): the decision holds for this
+    # network only, and its scope must not be widened to others of the same class.
+    by_network: bool = False
 
     @property
     def scope_prefix(self) -> int:
@@ -83,12 +86,14 @@ def route(
     ctx = RouteContext(client, service, state, latency, version_label=version_label)
     regions = service.regions
     records = []
+    by_network = False
     for name, step in STEPS:
         out = step(regions, ctx)
+        by_network = by_network or out.by_network
         records.append(StepRecord(name, tuple(r.name for r in out.regions), out.reason))
         if out.rule is not None or out.demoted:
             ctx = replace(ctx, rule=out.rule or ctx.rule, demoted=out.demoted or ctx.demoted)
         if out.outcome is not None:
-            return Decision(service, client, (), tuple(records), out.outcome)
+            return Decision(service, client, (), tuple(records), out.outcome, by_network)
         regions = out.regions
-    return Decision(service, client, regions, tuple(records))
+    return Decision(service, client, regions, tuple(records), by_network=by_network)

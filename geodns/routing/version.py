@@ -59,11 +59,17 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
                 on_canary,
                 f"canary network ({policy.canary_share:.0%} of networks) gets new version"
                 f" {canary}: {names(on_canary)}",
+                by_network=True,
             )
+        hashed = bool(on_canary)
+    else:
+        hashed = False
     kept = tuple(r for r in regions if versions[r.name] in approved)
     listed = ", ".join(sorted(approved)) or "none"
     if not kept:
-        return Narrowed(regions, f"no healthy region on an approved version ({listed}): all")
+        return Narrowed(
+            regions, f"no healthy region on an approved version ({listed}): all", by_network=hashed
+        )
     left = [f"{r.name} ({versions[r.name] or 'no version'})" for r in regions if r not in kept]
     out = f"; left out {', '.join(left)}" if left else ""
-    return Narrowed(kept, f"approved version {listed}: {names(kept)}{out}")
+    return Narrowed(kept, f"approved version {listed}: {names(kept)}{out}", by_network=hashed)

@@ -22,7 +22,9 @@ import dns.rrset
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, locate
+from geodns.geo.scopes import ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
+from geodns.routing.classes import class_fingerprint
 from geodns.routing.pipeline import Decision, route
 from geodns.versions.rollout import region_version
 from geodns.zones.lookup import Resolution, negative, resolve
@@ -124,6 +126,21 @@ class GeoAnswers:
         for dyn in self.names.values():
             if dyn.service.key not in self._latency:
                 self._latency[dyn.service.key] = latency_for(dyn.service)
+        # Merged scopes (geodns.geo.scopes) per service key, for the GeoIP file _runs_key.
+        self._runs: dict[str, ScopeRuns] = {}
+        self._runs_key: str | None = None
+
+    def set_scopes(self, file_key: str, runs: dict[str, ScopeRuns]) -> None:
+        """Runs by class fingerprint, built from the GeoIP file version `file_key`; they
+        are used only while that version is the one open."""
+        mine: dict[str, ScopeRuns] = {}
+        for dyn in self.names.values():
+            service = dyn.service
+            if service.key not in mine:
+                found = runs.get(class_fingerprint(service, self._latency[service.key]))
+                if found is not None:
+                    mine[service.key] = found
+        self._runs, self._runs_key = mine, file_key
 
     def locate(
         self,
@@ -168,9 +185,21 @@ class GeoAnswers:
     def resolve(self, dyn: DynamicName, qtype: int, client: Client) -> GeoResult:
         decision = self.decide(dyn.service, client, dyn.label)
         scope = decision.scope_prefix
+        # The debug TXT names the client's own network, so it holds for that one only.
+        if scope and not decision.by_network and qtype != RT.TXT:
+            scope = self._widened(dyn.service, client, scope)
         if client.source_prefix is not None:
             scope = min(scope, client.source_prefix)
         return GeoResult(dyn, qtype, decision, scope, self._signature(dyn, qtype, decision))
+
+    def _widened(self, service: Service, client: Client, scope: int) -> int:
+        """The largest network around the client whose addresses all get this decision."""
+        runs = self._runs.get(service.key)
+        if runs is None or self.geoip is None or self._runs_key != self.geoip.file_key:
+            return scope
+        if not client.from_database:
+            return scope  # a special-purpose block, an IPv4-mapped address: as located
+        return runs.scope(client.address, scope)
 
     @staticmethod
     def answered_regions(result: GeoResult) -> tuple[str, ...]:

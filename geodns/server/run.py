@@ -15,6 +15,7 @@ from typing import Protocol
 
 from geodns.errors import GeodnsError
 from geodns.geo.geoip import GeoIPDatabase
+from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel
@@ -72,6 +73,8 @@ class DnsWorker:
         self.answerer = Answerer(
             config.zones, config.options, config.state, config.geoip, self.stats
         )
+        self.scopes: tuple[str, dict[str, ScopeRuns]] | None = None
+        self._runs_loaded: dict[str, ScopeRuns] = {}
         self.udp: list[UDPServer] = []
         self.tcp_state = TCPState(
             self.answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections
@@ -83,6 +86,8 @@ class DnsWorker:
         answerer = Answerer(
             zones, self.config.options, self.answerer.state, self.config.geoip, self.stats
         )
+        if self.scopes is not None:
+            answerer.geo.set_scopes(*self.scopes)
         self.answerer = answerer
         for protocol in self.udp:
             protocol.set_handler(answerer.handler(UDP))
@@ -91,13 +96,33 @@ class DnsWorker:
     def apply_state(self, state: StateSnapshot) -> None:
         self.answerer.set_state(state)
 
+    def apply_scopes(self, scopes: ScopeFiles) -> None:
+        """Merged ECS scopes for the GeoIP file version `scopes.file_key`."""
+        loaded = {}
+        for fingerprint, path in scopes.files.items():
+            runs = self._runs_loaded.get(path)
+            if runs is None:
+                try:
+                    runs = ScopeRuns.load(path)
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("ECS scopes: cannot read %s: %s", path, exc)
+                    continue
+            loaded[fingerprint] = runs
+        self._runs_loaded = {scopes.files[fp]: runs for fp, runs in loaded.items()}
+        self.scopes = (scopes.file_key, loaded)
+        self.answerer.geo.set_scopes(*self.scopes)
+        self.answerer.drop_decisions()
+
     def apply(self, message: tuple) -> None:
-        """A message from the control plane: ("zones", ZoneSet) or ("state", snapshot)."""
+        """A message from the control plane: ("zones", ZoneSet), ("state", snapshot) or
+        ("scopes", ScopeFiles)."""
         kind, value = message
         if kind == "zones":
             self.apply_zones(value)
         elif kind == "state":
             self.apply_state(value)
+        elif kind == "scopes":
+            self.apply_scopes(value)
 
 
 def run(config: ServeConfig, control: Control | None = None) -> int:

@@ -25,7 +25,7 @@ class NoLookups:
 
 def test_source_address_without_ecs(city_db: GeoIPDatabase) -> None:
     client = locate(city_db, "81.2.69.142")
-    assert client == Client(ip("81.2.69.142"), None, net("81.2.69.0/24"), LONDON)
+    assert client == Client(ip("81.2.69.142"), None, net("81.2.69.0/24"), LONDON, True)
     assert client.scope_prefix == 24
 
 

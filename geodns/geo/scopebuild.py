@@ -1,0 +1,266 @@
+"""Build merged-scope runs (geodns.geo.scopes) for one database file and some services.
+
+Too slow for a serving process: the embedded DB-IP City Lite file has 11.6 million tree
+nodes and 493,000 distinct records, and reading one record costs about 13 us with the C
+reader, so a first build takes 10-15 s of CPU. It runs in a child process at the lowest
+priority (`python -m geodns.geo.scopebuild`, fed a pickled BuildRequest on stdin) and keeps
+its results in a cache directory: each record's location once per database file, and the
+runs once per database file and service class fingerprint. A server restarted on the same
+file and config loads its runs from the cache in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
+from geodns.geo.latency import LatencyTable
+from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
+from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs
+from geodns.routing.classes import latency_rows, residency_index
+from geodns.zones.model import Service
+
+log = logging.getLogger("geodns.scopes")
+
+KEEP_FILES = 24  # cache files kept per kind; older ones are removed after a build
+TIE_KM = 1e-6  # closer than this, two regions' distances count as tied (numpy vs math)
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "geodns")
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One service class: its fingerprint, and a service and table that have it."""
+
+    fingerprint: str
+    service: Service
+    latency: LatencyTable | None
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    database: str
+    file_key: str  # the version of the file the serving processes have open
+    classes: tuple[ClassSpec, ...]
+    cache_dir: str
+
+
+def result_path(cache_dir: str, key: str, fingerprint: str) -> str:
+    return os.path.join(cache_dir, f"scopes-{key}-{fingerprint}.npz")
+
+
+def cached(request: BuildRequest) -> dict[str, str] | None:
+    """{fingerprint: runs file} when every class is in the cache already, else None."""
+    out = {}
+    for spec in request.classes:
+        path = result_path(request.cache_dir, request.file_key, spec.fingerprint)
+        if not os.path.exists(path):
+            return None
+        out[spec.fingerprint] = path
+    return out
+
+
+@dataclass(frozen=True)
+class Features:
+    """What routing reads of each distinct record, as arrays (the last entry: unlocated)."""
+
+    offsets: np.ndarray  # data-section offsets, sorted
+    located: np.ndarray  # bool: the record has a country, continent or location
+    country: np.ndarray  # 'U8', "" for none
+    continent: np.ndarray
+    lat: np.ndarray  # float64, NaN for none
+    lon: np.ndarray
+
+
+def record_features(records: list[GeoRecord | None], offsets: np.ndarray) -> Features:
+    rows = [*records, None]  # the unlocated class, for networks without data
+    return Features(
+        offsets,
+        np.array([r is not None for r in rows], bool),
+        np.array([(r.country or "") if r else "" for r in rows], "U8"),
+        np.array([(r.continent or "") if r else "" for r in rows], "U8"),
+        np.array([r.lat if r and r.lat is not None else np.nan for r in rows], np.float64),
+        np.array([r.lon if r and r.lon is not None else np.nan for r in rows], np.float64),
+    )
+
+
+def record_classes(f: Features, service: Service, latency: LatencyTable | None) -> np.ndarray:
+    """A class id per record: equal ids exactly where routing.classes.client_class is equal
+    (or a record of its own, where two regions are too close to call in floating point)."""
+    n = len(f.located)
+    pair_text = np.char.add(np.char.add(f.country, "|"), f.continent)
+    pairs, pair_of = np.unique(pair_text, return_inverse=True)
+    group = np.empty(len(pairs), np.int64)
+    decided = np.empty(len(pairs), bool)
+    seen: dict[tuple, int] = {}
+    for i, text in enumerate(pairs.tolist()):
+        country, continent = (x or None for x in text.split("|"))
+        rule = residency_index(service, country, continent)
+        rows = latency_rows(service, latency, country, continent)
+        group[i] = seen.setdefault((rule, *rows), len(seen))
+        decided[i] = rows[2]
+    first = group[pair_of]
+    last = np.full(n, -1, np.int64)  # -1: the table decides the order
+    last[~decided[pair_of]] = -2  # -2: default order, until coordinates say otherwise
+    has_xy = f.located & ~np.isnan(f.lat) & ~decided[pair_of]
+    if has_xy.any():
+        last[has_xy] = _distance_codes(
+            f.lat[has_xy], f.lon[has_xy], service, np.flatnonzero(has_xy)
+        )
+    # Unlocated: as client_class(None), which equals a located record's class when nothing
+    # it has (country, continent, coordinates) is read.
+    first[~f.located] = seen.setdefault((-1, None, None, False), len(seen))
+    last[~f.located] = -2
+    _, ids = np.unique(np.stack([first, last], axis=1), axis=0, return_inverse=True)
+    return ids.ravel().astype(np.int64)
+
+
+def _distance_codes(
+    lat: np.ndarray, lon: np.ndarray, service: Service, index: np.ndarray
+) -> np.ndarray:
+    regions = service.regions
+    km = np.full((len(lat), len(regions)), np.inf)
+    p1 = np.radians(lat)
+    for j, r in enumerate(regions):
+        if r.lat is None or r.lon is None:
+            continue
+        p2 = np.radians(r.lat)
+        dp = p2 - p1
+        dl = np.radians(r.lon - lon)
+        a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+        km[:, j] = 2 * 6371.0 * np.arcsin(np.sqrt(a))
+    order = np.argsort(km, axis=1, kind="stable")
+    ranked = np.take_along_axis(km, order, axis=1)
+    with np.errstate(invalid="ignore"):
+        gaps = ranked[:, 1:] - ranked[:, :-1]
+    tied = ((gaps < TIE_KM) & np.isfinite(ranked[:, 1:])).any(axis=1)
+    _, codes = np.unique(order, axis=0, return_inverse=True)
+    codes = codes.ravel().astype(np.int64)
+    # A near tie may be ordered differently by numpy and by the order step's math: such a
+    # record gets a class of its own, so it never widens anyone's scope.
+    codes[tied] = 1_000_000_000 + index[tied]
+    return codes
+
+
+def _features(reader: object, nets: dict[int, Networks], cache_dir: str, key: str) -> Features:
+    path = os.path.join(cache_dir, f"features-{key}.npz")
+    try:
+        with np.load(path) as d:
+            return Features(*(d[name] for name in Features.__dataclass_fields__))
+    except (OSError, KeyError, ValueError):
+        pass
+    records = [(fam, n.records, n.starts) for fam, n in nets.items()]
+    offsets = np.unique(np.concatenate([r[1] for r in records]))
+    offsets = offsets[offsets >= 0]
+    # One address per record: the first network holding it.
+    where: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+    for fam, recs, starts in records:
+        keep = recs >= 0
+        uniq, first = np.unique(recs[keep], return_index=True)
+        firsts = starts[keep][first]
+        for off, start in zip(uniq.tolist(), firsts.tolist(), strict=True):
+            if off in where:
+                continue
+            if fam == 4:
+                where[off] = ipaddress.IPv4Address(start)
+            else:
+                where[off] = ipaddress.IPv6Address(bytes(start).ljust(16, b"\0"))
+    get = reader.get  # type: ignore[attr-defined]
+    decoded = [_record(get(where[off])) for off in offsets.tolist()]
+    feats = record_features(decoded, offsets)
+    _save(path, {name: getattr(feats, name) for name in Features.__dataclass_fields__})
+    return feats
+
+
+def _save(path: str, arrays: dict[str, np.ndarray]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def build(request: BuildRequest) -> dict[str, str]:
+    """Build (or find) the runs of every class in `request`: {fingerprint: runs file}."""
+    os.makedirs(request.cache_dir, exist_ok=True)
+    found = cached(request)
+    if found is not None:
+        return found
+    key = request.file_key
+    if file_key(_signature(request.database)) != key:
+        raise RuntimeError(f"{request.database} changed since the server opened it")
+    reader = _open(request.database)
+    try:
+        meta = reader.metadata()
+        tree = read_tree(request.database, meta.node_count, meta.record_size, meta.ip_version)
+        nets = networks(tree)
+        del tree
+        feats = _features(reader, nets, request.cache_dir, key)
+    finally:
+        reader.close()
+    if file_key(_signature(request.database)) != key:
+        raise RuntimeError(f"{request.database} changed during the build")
+    out = {}
+    for spec in request.classes:
+        classes = record_classes(feats, spec.service, spec.latency)
+        unlocated = classes[-1]
+        per_family = {}
+        for fam, net in nets.items():
+            slot = np.searchsorted(feats.offsets, net.records)
+            leaf = classes[slot]
+            leaf[net.records == EMPTY] = unlocated
+            leaf[net.records == ALIAS] = NO_WIDENING
+            per_family[fam] = build_runs(net, leaf)
+        runs = ScopeRuns(per_family[4], per_family.get(6))
+        path = result_path(request.cache_dir, key, spec.fingerprint)
+        runs.save(path)
+        out[spec.fingerprint] = path
+    _prune(request.cache_dir)
+    return out
+
+
+def _prune(cache_dir: str) -> None:
+    for prefix in ("scopes-", "features-"):
+        files = []
+        for name in os.listdir(cache_dir):
+            if name.startswith(prefix) and name.endswith(".npz"):
+                path = os.path.join(cache_dir, name)
+                try:
+                    files.append((os.stat(path).st_mtime, path))
+                except OSError:
+                    continue
+        files.sort(reverse=True)
+        for _, path in files[KEEP_FILES:]:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+def main() -> int:
+    """The child process: a pickled BuildRequest on stdin, {fingerprint: path} JSON out."""
+    with contextlib.suppress(OSError):
+        os.nice(19)  # the serving processes come first
+    request = pickle.load(sys.stdin.buffer)
+    started = time.monotonic()
+    try:
+        out = build(request)
+    except Exception as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps({"files": out, "seconds": round(time.monotonic() - started, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Widened ECS scopes: the largest network around a client over which every address gets
+the same decision, as gdnsd answers.
+
+A GeoIP network is often much smaller than the stretch of addresses that routing treats
+alike (a /24 of one city in a /14 of one country). Runs are the maximal stretches of
+consecutive addresses whose records are of one routing class (geodns.routing.classes);
+a client's scope is the shortest prefix whose network around it stays inside its run.
+Special-purpose blocks (private, documentation, ...) are their own runs and never widen,
+since the locator does not look them up.
+
+Runs are built out of process (geodns.geo.scopebuild) and looked up here, once per client
+network whose decision is not cached yet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from geodns.geo.locate import _SPECIAL_V4, _SPECIAL_V6
+from geodns.geo.mmdbtree import Networks
+
+NO_WIDENING = -1  # a class id for addresses whose scope stays the GeoIP network's
+
+_SPECIAL = {32: _SPECIAL_V4, 128: _SPECIAL_V6}
+
+
+def _key(value: int, bits: int) -> int | bytes:
+    return value if bits == 32 else value.to_bytes(16, "big")
+
+
+def _value(key: object, bits: int) -> int:
+    if bits == 32:
+        return int(key)  # type: ignore[call-overload]
+    # numpy drops trailing NUL bytes from an 'S16' element.
+    return int.from_bytes(bytes(key).ljust(16, b"\0"), "big")  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Runs:
+    """One family's runs: where each starts, and whether its addresses may share a scope."""
+
+    bits: int
+    starts: np.ndarray  # uint64 (IPv4) or 'S16' (IPv6), sorted, the first one 0
+    widen: np.ndarray  # bool: False for special-purpose blocks and mixed records
+
+    def scope(self, value: int, prefix: int) -> int:
+        """The shortest prefix whose network around `value` lies in one run, never longer
+        than `prefix` (the scope already known to hold)."""
+        bits = self.bits
+        key = self.starts.dtype.type(_key(value, bits))
+        i = int(np.searchsorted(self.starts, key, side="right")) - 1
+        if not self.widen[i]:
+            return prefix
+        shortest = 0
+        # A network of length q around `value` holds the address x iff the two agree on
+        # their first q bits, i.e. iff (value ^ x).bit_length() <= bits - q.
+        start = _value(self.starts[i], bits)
+        if start > 0:
+            shortest = bits + 1 - (value ^ (start - 1)).bit_length()
+        if i + 1 < len(self.starts):
+            after = _value(self.starts[i + 1], bits)
+            shortest = max(shortest, bits + 1 - (value ^ after).bit_length())
+        return min(shortest, prefix)
+
+
+def build_runs(nets: Networks, leaf_class: np.ndarray) -> Runs:
+    """Runs from a family's networks and each network's class id (NO_WIDENING, or >= 0)."""
+    bits = nets.bits
+    starts = nets.starts
+    classes = leaf_class.astype(np.int64)
+    # Cut at every special-purpose block's edges, and let nothing inside one widen.
+    edges = []
+    blocks = []
+    full = 1 << bits
+    for text in _SPECIAL[bits]:
+        net = ipaddress.ip_network(text)
+        first = int(net.network_address)
+        end = first + net.num_addresses
+        blocks.append((first, end))
+        edges.append(first)
+        if end < full:
+            edges.append(end)
+    extra = np.unique(np.array([_key(e, bits) for e in edges], dtype=starts.dtype))
+    at = np.searchsorted(starts, extra)
+    new = extra[(at == len(starts)) | (starts[np.minimum(at, len(starts) - 1)] != extra)]
+    at = np.searchsorted(starts, new)
+    cut = np.insert(starts, at, new)
+    classes = np.insert(classes, at, classes[at - 1])  # a cut inside a network: its class
+    scalar = starts.dtype.type
+    for first, end in blocks:
+        lo = np.searchsorted(cut, scalar(_key(first, bits)), side="left")
+        hi = np.searchsorted(cut, scalar(_key(end, bits))) if end < full else len(cut)
+        classes[lo:hi] = NO_WIDENING
+    # A run starts wherever the class changes; NO_WIDENING stretches are runs too, and a
+    # lookup in one keeps the GeoIP scope.
+    change = np.ones(len(cut), bool)
+    change[1:] = classes[1:] != classes[:-1]
+    return Runs(bits, cut[change], classes[change] != NO_WIDENING)
+
+
+@dataclass(frozen=True)
+class ScopeFiles:
+    """What a worker needs to widen scopes: runs files by class fingerprint, built from
+    the GeoIP file version `file_key`."""
+
+    file_key: str
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ScopeRuns:
+    """Both families' runs for one service class fingerprint and one database file."""
+
+    v4: Runs
+    v6: Runs | None  # None for an IPv4-only database: every IPv6 address is unlocated
+
+    def scope(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int) -> int:
+        if address.version == 4:
+            return self.v4.scope(int(address), prefix)
+        if self.v6 is None:
+            return prefix
+        return self.v6.scope(int(address), prefix)
+
+    def save(self, path: str) -> None:
+        """Write atomically (a reader never sees half a file)."""
+        arrays = {"v4_starts": self.v4.starts, "v4_widen": self.v4.widen}
+        if self.v6 is not None:
+            arrays |= {"v6_starts": self.v6.starts, "v6_widen": self.v6.widen}
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> ScopeRuns:
+        with np.load(path) as data:
+            v4 = Runs(32, data["v4_starts"], data["v4_widen"])
+            v6 = None
+            if "v6_starts" in data:
+                v6 = Runs(128, data["v6_starts"], data["v6_widen"])
+        return cls(v4, v6)
