@@ -27,7 +27,8 @@ from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
 from geodns.geo.latency import LatencyTable
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs
-from geodns.routing.classes import latency_rows, residency_index
+from geodns.routing.classes import candidates, latency_rows, residency_index
+from geodns.routing.order import EARTH_RADIUS_KM
 from geodns.zones.model import Service
 
 log = logging.getLogger("geodns.scopes")
@@ -103,23 +104,31 @@ def record_classes(f: Features, service: Service, latency: LatencyTable | None) 
     n = len(f.located)
     pair_text = np.char.add(np.char.add(f.country, "|"), f.continent)
     pairs, pair_of = np.unique(pair_text, return_inverse=True)
+    pair_of = pair_of.ravel()
     group = np.empty(len(pairs), np.int64)
-    decided = np.empty(len(pairs), bool)
-    seen: dict[tuple, int] = {}
+    pair_rule = np.empty(len(pairs), np.int64)
+    needs_order = np.empty(len(pairs), bool)
+    seen: dict[tuple[object, ...], int] = {}
     for i, text in enumerate(pairs.tolist()):
         country, continent = (x or None for x in text.split("|"))
         rule = residency_index(service, country, continent)
-        rows = latency_rows(service, latency, country, continent)
+        among = candidates(service, rule)
+        rows: tuple[object, ...] = (None, None, True)  # one region or none: no order
+        if len(among) > 1:
+            rows = latency_rows(service, latency, country, continent, among)
         group[i] = seen.setdefault((rule, *rows), len(seen))
-        decided[i] = rows[2]
+        pair_rule[i] = rule
+        needs_order[i] = not rows[2]
     first = group[pair_of]
-    last = np.full(n, -1, np.int64)  # -1: the table decides the order
-    last[~decided[pair_of]] = -2  # -2: default order, until coordinates say otherwise
-    has_xy = f.located & ~np.isnan(f.lat) & ~decided[pair_of]
-    if has_xy.any():
-        last[has_xy] = _distance_codes(
-            f.lat[has_xy], f.lon[has_xy], service, np.flatnonzero(has_xy)
-        )
+    last = np.full(n, -1, np.int64)  # -1: no distance order needed
+    needs = needs_order[pair_of]
+    last[needs] = -2  # -2: the default order, unless coordinates say otherwise
+    has_xy = f.located & ~np.isnan(f.lat) & needs
+    rules = pair_rule[pair_of]
+    for rule in np.unique(rules[has_xy]).tolist():
+        which = np.flatnonzero(has_xy & (rules == rule))
+        among = candidates(service, rule)
+        last[which] = _distance_codes(f.lat[which], f.lon[which], service, among, which)
     # Unlocated: as client_class(None), which equals a located record's class when nothing
     # it has (country, continent, coordinates) is read.
     first[~f.located] = seen.setdefault((-1, None, None, False), len(seen))
@@ -129,19 +138,24 @@ def record_classes(f: Features, service: Service, latency: LatencyTable | None) 
 
 
 def _distance_codes(
-    lat: np.ndarray, lon: np.ndarray, service: Service, index: np.ndarray
+    lat: np.ndarray,
+    lon: np.ndarray,
+    service: Service,
+    among: tuple[int, ...],
+    index: np.ndarray,
 ) -> np.ndarray:
-    regions = service.regions
-    km = np.full((len(lat), len(regions)), np.inf)
+    """An order code per record: equal codes, equal orders of the regions `among`."""
+    km = np.full((len(lat), len(among)), np.inf)
     p1 = np.radians(lat)
-    for j, r in enumerate(regions):
+    for j, i in enumerate(among):
+        r = service.regions[i]
         if r.lat is None or r.lon is None:
             continue
         p2 = np.radians(r.lat)
         dp = p2 - p1
         dl = np.radians(r.lon - lon)
         a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-        km[:, j] = 2 * 6371.0 * np.arcsin(np.sqrt(a))
+        km[:, j] = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
     order = np.argsort(km, axis=1, kind="stable")
     ranked = np.take_along_axis(km, order, axis=1)
     with np.errstate(invalid="ignore"):

@@ -36,7 +36,9 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     if not kept and not shed:
         return Narrowed(regions, f"every region is full: answering all ({'; '.join(notes)})")
     if not notes:
-        return Narrowed(regions, "no region is busy")
+        # Kept by the hash this time: another network of this client's class may be shed.
+        reason = "busy regions keep this network" if busy else "no region is busy"
+        return Narrowed(regions, reason, by_network=bool(busy))
     result = tuple(kept + shed)
     return Narrowed(
         result,

@@ -36,29 +36,44 @@ def residency_index(service: Service, country: str | None, continent: str | None
     return -1
 
 
+def candidates(service: Service, rule: int) -> tuple[int, ...]:
+    """Indexes of the regions the residency step leaves under `rule` (-1: all)."""
+    if rule < 0:
+        return tuple(range(len(service.regions)))
+    allowed = service.residency[rule].regions
+    return tuple(i for i, r in enumerate(service.regions) if r.name in allowed)
+
+
 def latency_rows(
-    service: Service, table: LatencyTable | None, country: str | None, continent: str | None
+    service: Service,
+    table: LatencyTable | None,
+    country: str | None,
+    continent: str | None,
+    among: tuple[int, ...],
 ) -> tuple[str | None, str | None, bool]:
     """The rows the order step may read for this client, and whether they always decide.
 
-    A row covering every region of the service covers every subset the earlier steps
-    leave, so distance never matters then; a country row that does cuts the continent out.
+    A row covering every region `among` the candidates covers every subset the later
+    steps leave, so distance never matters then; a country row that does cuts the
+    continent out.
     """
     if table is None:
         return None, None, False
-    everyone = [r.name for r in service.regions]
+    names = [service.regions[i].name for i in among]
     country_row = country if country is not None and country in table.countries else None
     continent_row = continent if continent is not None and continent in table.continents else None
-    if country_row is not None and all(r in table.countries[country_row] for r in everyone):
+    if country_row is not None and all(r in table.countries[country_row] for r in names):
         return country_row, None, True
-    if continent_row is not None and all(r in table.continents[continent_row] for r in everyone):
+    if continent_row is not None and all(r in table.continents[continent_row] for r in names):
         return country_row, continent_row, True
     return country_row, continent_row, False
 
 
-def distance_order(regions: tuple[Region, ...], lat: float, lon: float) -> tuple[int, ...]:
-    """Region indexes nearest first, as the order step sorts them (ties keep config order;
-    a region without a location goes last)."""
+def distance_order(
+    regions: tuple[Region, ...], lat: float, lon: float, among: tuple[int, ...] | None = None
+) -> tuple[int, ...]:
+    """Indexes of the regions `among` (default all), nearest first, as the order step sorts
+    them: ties keep config order, a region without a location goes last."""
 
     def km(i: int) -> float:
         r = regions[i]
@@ -66,7 +81,8 @@ def distance_order(regions: tuple[Region, ...], lat: float, lon: float) -> tuple
             return math.inf
         return great_circle_km(lat, lon, r.lat, r.lon)
 
-    return tuple(sorted(range(len(regions)), key=lambda i: (km(i), i)))
+    among = tuple(range(len(regions))) if among is None else among
+    return tuple(sorted(among, key=lambda i: (km(i), i)))
 
 
 def client_class(
@@ -76,19 +92,18 @@ def client_class(
         # Unlocated: no rule matches, no table row applies, the default order.
         return (-1, None, None, DEFAULT)
     rule = residency_index(service, record.country, record.continent)
+    among = candidates(service, rule)
+    if len(among) <= 1:
+        return (rule, None, None, None)  # one region or none: there is no order to choose
     country_row, continent_row, decided = latency_rows(
-        service, latency, record.country, record.continent
+        service, latency, record.country, record.continent, among
     )
     if decided:
         return (rule, country_row, continent_row, None)
     if record.lat is None or record.lon is None:
         return (rule, country_row, continent_row, DEFAULT)
-    return (
-        rule,
-        country_row,
-        continent_row,
-        distance_order(service.regions, record.lat, record.lon),
-    )
+    order = distance_order(service.regions, record.lat, record.lon, among)
+    return (rule, country_row, continent_row, order)
 
 
 def class_fingerprint(service: Service, latency: LatencyTable | None) -> str:
@@ -105,7 +120,7 @@ def class_fingerprint(service: Service, latency: LatencyTable | None) -> str:
         "format": 1,
         "regions": [[r.name, r.lat, r.lon] for r in service.regions],
         "residency": [
-            [sorted(rule.clients.countries), sorted(rule.clients.continents)]
+            [sorted(rule.clients.countries), sorted(rule.clients.continents), list(rule.regions)]
             for rule in service.residency
         ],
         "latency": rows,
