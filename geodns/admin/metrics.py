@@ -59,6 +59,12 @@ class PlaneCollector(Collector):
                 "Build date of the GeoIP database in use",
                 plane.geoip.build_date.timestamp(),
             )
+            yield GaugeMetricFamily(
+                "geodns_ecs_scopes_merged",
+                "1 when ECS scopes are merged for the GeoIP database in use, else 0 "
+                "(scopes are then the GeoIP networks)",
+                int(plane.scopes is not None and plane.scopes.merged),
+            )
 
     def _queries(self) -> Iterator[Metric]:
         stats = self.plane.query_stats()

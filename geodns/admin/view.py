@@ -148,6 +148,9 @@ class StateView:
                     "path": geoip.path,
                     "build_date": geoip.build_date.date().isoformat(),
                     "attribution": geoip.attribution,
+                    "ecs_scopes": {"state": "off"}
+                    if plane.scopes is None
+                    else plane.scopes.status(),
                 },
                 "demo": demo,
             },

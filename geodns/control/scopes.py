@@ -50,6 +50,7 @@ class ScopeMerger:
     interval: float = 1.0
     ready: ScopeFiles | None = None
     last_error: str | None = None
+    building: bool = False
     _wanted: tuple[str, tuple[str, ...]] | None = field(default=None, repr=False)
     _zones_seen: object = field(default=None, repr=False)
     _request: BuildRequest | None = field(default=None, repr=False)
@@ -65,6 +66,28 @@ class ScopeMerger:
                 self.geoip.path, self.geoip.file_key, self._request.classes, self.cache_dir
             )
         return self._request
+
+    def status(self) -> dict[str, object]:
+        """For /api/state: merged (for the file served now), building, failed or waiting."""
+        current = self.merged
+        if self.building:
+            state = "building"
+        elif self.last_error is not None:
+            state = "failed"
+        elif current:
+            state = "merged"
+        else:
+            state = "waiting"
+        return {
+            "state": state,
+            "classes": len(self.ready.files) if current and self.ready else 0,
+            "error": self.last_error,
+            "cache_dir": self.cache_dir,
+        }
+
+    @property
+    def merged(self) -> bool:
+        return self.ready is not None and self.ready.file_key == self.geoip.file_key
 
     async def run(self) -> None:
         while True:
@@ -83,6 +106,7 @@ class ScopeMerger:
             self.publish(self.ready)
             return
         started = time.monotonic()
+        self.building = True
         try:
             files = cached(request)
             if files is None:
@@ -95,6 +119,8 @@ class ScopeMerger:
             self.last_error = repr(exc)
             log.exception("ECS scopes stay the GeoIP networks: the build failed")
             return
+        finally:
+            self.building = False
         self.last_error = None
         self.ready = ScopeFiles(request.file_key, files)
         log.info(
