@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
     explain.add_argument("--state", metavar="FILE", help="region states, as for serve")
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
+    explain.add_argument(
+        "--scope-cache",
+        metavar="DIR",
+        help="where the server keeps merged ECS scopes (default: as serve), or `off`",
+    )
 
     check = sub.add_parser("check", parents=[common], help="validate zone files")
     check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
@@ -372,6 +377,14 @@ def _explain(args: argparse.Namespace) -> int:
     zones = _load_zones(args.zones)
     state = load_state_file(args.state, zones) if args.state else ALL_UP
     geo = GeoAnswers(zones, state, open_geoip(args.geoip_database))
+    cache = _scope_cache(args.scope_cache)
+    merged = None
+    if geo.geoip is not None and cache is not None:
+        from geodns.control.scopes import load_cached
+
+        merged = load_cached(geo.geoip, zones, cache)
+        if merged is not None:
+            geo.set_scopes(*merged)
     result = explain(geo, args.name, args.client, args.prefix)
     decision = result.decision
     if args.json:
@@ -380,7 +393,13 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"{decision.service.key} for {args.client}:")
         for line in decision.explain_lines():
             print(f"  {line}")
-        print(f"  ECS scope: /{result.scope_prefix} (of A answers)")
+        if decision.by_network:
+            how = "this network only: the network's hash decided"
+        elif merged is not None:
+            how = "merged: every address in it gets this answer"
+        else:
+            how = "the GeoIP network; merged scopes appear once a server has built them"
+        print(f"  ECS scope: /{result.scope_prefix} (of A answers; {how})")
     return 0
 
 

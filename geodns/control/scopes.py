@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopebuild import BuildRequest, ClassSpec, cached
-from geodns.geo.scopes import ScopeFiles
+from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.routing.classes import class_fingerprint
 from geodns.server.geoanswer import latency_for
 from geodns.zones.model import ZoneSet
@@ -39,6 +39,16 @@ def build_request(geoip: GeoIPDatabase, zones: ZoneSet, cache_dir: str) -> Build
         fp = class_fingerprint(service, latency)
         specs.setdefault(fp, ClassSpec(fp, service, latency))
     return BuildRequest(geoip.path, geoip.file_key, tuple(specs.values()), cache_dir)
+
+
+def load_cached(
+    geoip: GeoIPDatabase, zones: ZoneSet, cache_dir: str
+) -> tuple[str, dict[str, ScopeRuns]] | None:
+    """The runs a server has already built for this file and these services, if any."""
+    files = cached(build_request(geoip, zones, cache_dir))
+    if files is None:
+        return None
+    return geoip.file_key, {fp: ScopeRuns.load(path) for fp, path in files.items()}
 
 
 @dataclass

@@ -10,13 +10,22 @@ import ipaddress
 import json
 import random
 import shutil
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_ZONES, ServerProcess, running_server, wait_for, wait_for_scopes
+from tests.conftest import (
+    EXAMPLE_ZONES,
+    ROOT,
+    ServerProcess,
+    running_server,
+    wait_for,
+    wait_for_scopes,
+)
 from tests.e2e.test_geo import AP, EU, US, addresses, ask, scope
 from tests.geo_fixtures import build_test_mmdb
 
@@ -141,3 +150,30 @@ def test_an_unwritable_cache_leaves_geoip_scopes(tmp_path: Path) -> None:
         assert scope(ask(srv, "81.2.69.0/24")) == 24
         status = api_state(srv)["server"]["geoip"]["ecs_scopes"]
         assert status["state"] == "failed" and "not-a-dir" in status["error"]
+
+
+def test_explain_reads_the_scopes_a_server_built(embedded: ServerProcess, cache: Path) -> None:
+    def explain(*extra: str) -> str:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "geodns",
+                "explain",
+                "inference.example.com",
+                "81.2.69.142",
+                "--prefix",
+                "24",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        return out.stdout.splitlines()[-1].strip()
+
+    served = scope(ask(embedded, "81.2.69.0/24"))
+    merged = explain("--scope-cache", str(cache))
+    assert merged.startswith(f"ECS scope: /{served} (of A answers; merged"), merged
+    assert explain("--scope-cache", "off").startswith("ECS scope: /24 (of A answers; the GeoIP")
