@@ -276,6 +276,16 @@ class Server:
                     lines += log.read_text(errors="replace").splitlines()
         return lines
 
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Wait until the server's log has a line containing `text`."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.log_lines()):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BenchError(f"{self.label} exited\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.label}: no {text!r} within {timeout:.0f} s")
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 15) -> str:
         text = self.log_lines()
         return "\n".join(f"  | {x}" for x in text[-lines:]) or "  | (log is empty)"

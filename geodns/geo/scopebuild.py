@@ -27,7 +27,7 @@ from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
 from geodns.geo.latency import LatencyTable
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs
-from geodns.routing.classes import candidates, latency_rows, residency_index
+from geodns.routing.classes import candidates, default_order, latency_order, residency_index
 from geodns.routing.order import EARTH_RADIUS_KM
 from geodns.zones.model import Service
 
@@ -101,51 +101,58 @@ def record_features(records: list[GeoRecord | None], offsets: np.ndarray) -> Fea
 def record_classes(f: Features, service: Service, latency: LatencyTable | None) -> np.ndarray:
     """A class id per record: equal ids exactly where routing.classes.client_class is equal
     (or a record of its own, where two regions are too close to call in floating point)."""
-    n = len(f.located)
     pair_text = np.char.add(np.char.add(f.country, "|"), f.continent)
     pairs, pair_of = np.unique(pair_text, return_inverse=True)
     pair_of = pair_of.ravel()
+    orders: dict[tuple[int, ...], int] = {}  # an order's id, shared by every way to reach it
+    groups: dict[tuple[object, ...], int] = {}
     group = np.empty(len(pairs), np.int64)
     pair_rule = np.empty(len(pairs), np.int64)
-    needs_order = np.empty(len(pairs), bool)
-    seen: dict[tuple[object, ...], int] = {}
+    pair_last = np.full(len(pairs), -1, np.int64)  # -1: rows decide, no order needed
+    needs_position = np.zeros(len(pairs), bool)
     for i, text in enumerate(pairs.tolist()):
         country, continent = (x or None for x in text.split("|"))
         rule = residency_index(service, country, continent)
         among = candidates(service, rule)
-        rows: tuple[object, ...] = (None, None, True)  # one region or none: no order
-        if len(among) > 1:
-            rows = latency_rows(service, latency, country, continent, among)
-        group[i] = seen.setdefault((rule, *rows), len(seen))
+        rows = None
+        if len(among) <= 1:
+            pair_last[i] = orders.setdefault(among, len(orders))
+        else:
+            rows, order, decided = latency_order(service, latency, country, continent, among)
+            if order is not None:
+                pair_last[i] = orders.setdefault(order, len(orders))
+            elif not decided:
+                needs_position[i] = True
+                fallback = default_order(service, among)
+                pair_last[i] = orders.setdefault(fallback, len(orders))
+        group[i] = groups.setdefault((rule, rows), len(groups))
         pair_rule[i] = rule
-        needs_order[i] = not rows[2]
     first = group[pair_of]
-    last = np.full(n, -1, np.int64)  # -1: no distance order needed
-    needs = needs_order[pair_of]
-    last[needs] = -2  # -2: the default order, unless coordinates say otherwise
-    has_xy = f.located & ~np.isnan(f.lat) & needs
+    last = pair_last[pair_of]
     rules = pair_rule[pair_of]
+    has_xy = f.located & ~np.isnan(f.lat) & needs_position[pair_of]
     for rule in np.unique(rules[has_xy]).tolist():
         which = np.flatnonzero(has_xy & (rules == rule))
         among = candidates(service, rule)
-        last[which] = _distance_codes(f.lat[which], f.lon[which], service, among, which)
-    # Unlocated: as client_class(None), which equals a located record's class when nothing
-    # it has (country, continent, coordinates) is read.
-    first[~f.located] = seen.setdefault((-1, None, None, False), len(seen))
-    last[~f.located] = -2
+        last[which] = _distance_codes(f, service, among, which, orders)
+    # Unlocated: as client_class(None).
+    first[~f.located] = groups.setdefault((-1, None), len(groups))
+    everyone = default_order(service, candidates(service, -1))
+    last[~f.located] = orders.setdefault(everyone, len(orders))
     _, ids = np.unique(np.stack([first, last], axis=1), axis=0, return_inverse=True)
     return ids.ravel().astype(np.int64)
 
 
 def _distance_codes(
-    lat: np.ndarray,
-    lon: np.ndarray,
+    f: Features,
     service: Service,
     among: tuple[int, ...],
-    index: np.ndarray,
+    which: np.ndarray,
+    orders: dict[tuple[int, ...], int],
 ) -> np.ndarray:
-    """An order code per record: equal codes, equal orders of the regions `among`."""
-    km = np.full((len(lat), len(among)), np.inf)
+    """The id of each record's order of the regions `among` by distance."""
+    lat, lon = f.lat[which], f.lon[which]
+    km = np.full((len(which), len(among)), np.inf)
     p1 = np.radians(lat)
     for j, i in enumerate(among):
         r = service.regions[i]
@@ -156,17 +163,22 @@ def _distance_codes(
         dl = np.radians(r.lon - lon)
         a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
         km[:, j] = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
-    order = np.argsort(km, axis=1, kind="stable")
-    ranked = np.take_along_axis(km, order, axis=1)
+    # Stable: equal distances keep config order, as the order step's sort does.
+    columns = np.argsort(km, axis=1, kind="stable")
+    ranked = np.take_along_axis(km, columns, axis=1)
     with np.errstate(invalid="ignore"):
         gaps = ranked[:, 1:] - ranked[:, :-1]
     tied = ((gaps < TIE_KM) & np.isfinite(ranked[:, 1:])).any(axis=1)
-    _, codes = np.unique(order, axis=0, return_inverse=True)
-    codes = codes.ravel().astype(np.int64)
+    distinct, codes = np.unique(columns, axis=0, return_inverse=True)
+    ids = np.array(
+        [orders.setdefault(tuple(among[j] for j in row), len(orders)) for row in distinct.tolist()],
+        np.int64,
+    )
+    out = ids[codes.ravel()]
     # A near tie may be ordered differently by numpy and by the order step's math: such a
     # record gets a class of its own, so it never widens anyone's scope.
-    codes[tied] = 1_000_000_000 + index[tied]
-    return codes
+    out[tied] = 1_000_000_000 + which[tied]
+    return out
 
 
 def _features(reader: object, nets: dict[int, Networks], cache_dir: str, key: str) -> Features:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from geodns.routing.order import great_circle_km
@@ -21,11 +22,14 @@ if TYPE_CHECKING:
     from geodns.geo.geoip import GeoRecord
     from geodns.geo.latency import LatencyTable
 
-# (first matching residency rule or -1, the latency table's country row or None, its
-# continent row or None, the order by distance when the rows may not decide it:
-# region indexes, or "default" for a client without coordinates, or None)
-ClientClass = tuple[int, str | None, str | None, tuple[int, ...] | str | None]
-DEFAULT = "default"
+# (the residency rule the client falls under, or -1; the latency rows that order it when
+# they take turns by which regions are left, else None; the order of the candidate regions
+# as region indexes: the one that ranks every subset, or beside rows the one for subsets
+# no row holds; None when rows decide every subset)
+# Part of every fingerprint: a change to what a class means must not meet runs built
+# (and cached on disk) under the old meaning.
+CLASS_FORMAT = 2
+ClientClass = tuple[int, tuple[str | None, str | None] | None, tuple[int, ...] | None]
 
 
 def residency_index(service: Service, country: str | None, continent: str | None) -> int:
@@ -44,29 +48,47 @@ def candidates(service: Service, rule: int) -> tuple[int, ...]:
     return tuple(i for i, r in enumerate(service.regions) if r.name in allowed)
 
 
-def latency_rows(
+def latency_order(
     service: Service,
     table: LatencyTable | None,
     country: str | None,
     continent: str | None,
     among: tuple[int, ...],
-) -> tuple[str | None, str | None, bool]:
-    """The rows the order step may read for this client, and whether they always decide.
+) -> tuple[tuple[str | None, str | None] | None, tuple[int, ...] | None, bool]:
+    """How the table orders the regions `among`: (rows, total order, whether rows alone
+    decide every subset).
 
-    A row covering every region `among` the candidates covers every subset the later
-    steps leave, so distance never matters then; a country row that does cuts the
-    continent out.
+    One row holding every candidate orders every subset as it orders the whole (the step
+    sorts by milliseconds, then config order): that order is returned, and rows are None.
+    Otherwise the rows that exist take turns by which regions are left, and distance (or
+    the default order) orders the subsets no row holds, unless the continent row holds
+    them all.
     """
     if table is None:
         return None, None, False
     names = [service.regions[i].name for i in among]
-    country_row = country if country is not None and country in table.countries else None
-    continent_row = continent if continent is not None and continent in table.continents else None
-    if country_row is not None and all(r in table.countries[country_row] for r in names):
-        return country_row, None, True
-    if continent_row is not None and all(r in table.continents[continent_row] for r in names):
-        return country_row, continent_row, True
-    return country_row, continent_row, False
+    by_country = table.countries.get(country) if country is not None else None
+    by_continent = table.continents.get(continent) if continent is not None else None
+    continent_holds_all = by_continent is not None and all(n in by_continent for n in names)
+    if by_country is not None and all(n in by_country for n in names):
+        return None, _by(among, lambda i: by_country[service.regions[i].name]), True
+    if continent_holds_all and by_country is None:
+        assert by_continent is not None
+        return None, _by(among, lambda i: by_continent[service.regions[i].name]), True
+    if by_country is None and by_continent is None:
+        return None, None, False
+    rows = (country if by_country is not None else None, continent if by_continent else None)
+    return rows, None, continent_holds_all
+
+
+def _by(among: tuple[int, ...], value: Callable[[int], float]) -> tuple[int, ...]:
+    return tuple(sorted(among, key=lambda i: (value(i), i)))
+
+
+def default_order(service: Service, among: tuple[int, ...]) -> tuple[int, ...]:
+    """The order for clients the step cannot place: default_order, then config order."""
+    rank = {name: i for i, name in enumerate(service.default_order)}
+    return _by(among, lambda i: rank.get(service.regions[i].name, len(rank)))
 
 
 def distance_order(
@@ -82,28 +104,29 @@ def distance_order(
         return great_circle_km(lat, lon, r.lat, r.lon)
 
     among = tuple(range(len(regions))) if among is None else among
-    return tuple(sorted(among, key=lambda i: (km(i), i)))
+    return _by(among, km)
 
 
 def client_class(
     record: GeoRecord | None, service: Service, latency: LatencyTable | None
 ) -> ClientClass:
+    """Equal classes, equal decisions. A class is the client's rule and the order that
+    ranks its candidate regions, so that clients a table row orders one way and unlocated
+    clients whose default order is the same share a class (and a scope)."""
     if record is None:
-        # Unlocated: no rule matches, no table row applies, the default order.
-        return (-1, None, None, DEFAULT)
+        return (-1, None, default_order(service, candidates(service, -1)))
     rule = residency_index(service, record.country, record.continent)
     among = candidates(service, rule)
     if len(among) <= 1:
-        return (rule, None, None, None)  # one region or none: there is no order to choose
-    country_row, continent_row, decided = latency_rows(
-        service, latency, record.country, record.continent, among
-    )
+        return (rule, None, among)  # one region or none: there is no order to choose
+    rows, order, decided = latency_order(service, latency, record.country, record.continent, among)
+    if order is not None:
+        return (rule, None, order)
     if decided:
-        return (rule, country_row, continent_row, None)
+        return (rule, rows, None)
     if record.lat is None or record.lon is None:
-        return (rule, country_row, continent_row, DEFAULT)
-    order = distance_order(service.regions, record.lat, record.lon, among)
-    return (rule, country_row, continent_row, order)
+        return (rule, rows, default_order(service, among))
+    return (rule, rows, distance_order(service.regions, record.lat, record.lon, among))
 
 
 def class_fingerprint(service: Service, latency: LatencyTable | None) -> str:
@@ -117,7 +140,7 @@ def class_fingerprint(service: Service, latency: LatencyTable | None) -> str:
             for table in (latency.countries, latency.continents)
         ]
     doc = {
-        "format": 1,
+        "format": CLASS_FORMAT,
         "regions": [[r.name, r.lat, r.lon] for r in service.regions],
         "residency": [
             [sorted(rule.clients.countries), sorted(rule.clients.continents), list(rule.regions)]

@@ -79,8 +79,8 @@ def test_builder_classes_are_routing_classes(
 
 
 # Neighbouring networks, so that some runs span several of them: London and Manchester
-# are one class for the example service (the EU rule leaves eu-west-1 only), Seattle and
-# Portland are one (the table's US row decides), Tokyo next to Seoul is not.
+# are one class for the example service (the EU rule leaves eu-west-1 only); Seattle and
+# Portland are ordered by the table's US row, Tokyo and Seoul by their rows.
 NETWORKS = {
     "81.2.68.0/24": ("GB", "EU", None, 51.5, -0.13),
     "81.2.69.0/24": ("GB", "EU", None, 53.5, -2.2),
@@ -170,13 +170,17 @@ def test_runs_of_one_class_span_networks(neighbours: Path, tmp_path: Path) -> No
 
         # GB, GB, DE: one EU class (one region to answer) from 81.2.68.0 to 81.2.71.255.
         assert scope("81.2.69.1") == 22
-        # Portland and Seattle: the US row decides both.
-        assert scope("216.160.85.1") == 21
-        # Tokyo and Seoul rows differ.
-        assert scope("202.214.1.1") == 16
-        # Two networks of Brazil, 14/8 and 15/8, and the US-row 2001:480::/31.
-        assert scope("14.1.1.1") == 7
-        assert scope("2001:481::1") == 31
+        # Portland and Seattle: the US row orders both as the default order does, so they
+        # share a run with the unlocated space around them (as gdnsd would answer).
+        us = scope("216.160.85.1")
+        assert us < 21 and scope("216.160.81.1") == us
+        # Tokyo's row and Seoul's rank the three regions alike.
+        assert scope("202.214.1.1") == 15
+        # Brazil's row ranks as the default order: 14/8 and 15/8 join the unlocated 12/7;
+        # a /5 would hold 10/8, a special-purpose block.
+        assert scope("14.1.1.1") == 6
+        # The same for US over IPv6, up to the special 2001::/23 (gdnsd answers /22 too).
+        assert scope("2001:481::1") == 22
         # Special-purpose blocks keep the block's prefix.
         assert scope("10.1.2.3") == 8
 

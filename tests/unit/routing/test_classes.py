@@ -156,8 +156,13 @@ def test_classes_separate_what_routing_separates() -> None:
     assert client_class(us_east, WIDE, table) != client_class(us_west, WIDE, table)
     # The EU rule leaves one region: nothing to order, so every EU country is one class.
     assert client_class(gb, SERVICE, table) == client_class(de, SERVICE, table)
+    # Without it, rows order: GB's and DE's give one order, Japan's another; the US row
+    # gives the default order, so US clients share the class of unlocated ones.
     open_eu = replace(SERVICE, residency=())
-    assert client_class(gb, open_eu, table) != client_class(de, open_eu, table)
+    jp = GeoRecord("JP", "AS", None, 35.7, 139.7)
+    assert client_class(gb, open_eu, table) == client_class(de, open_eu, table)
+    assert client_class(gb, open_eu, table) != client_class(jp, open_eu, table)
+    assert client_class(us_east, open_eu, table) == client_class(None, open_eu, table)
     # Without a table, coordinates decide, and only through the order they give.
     assert client_class(us_east, WIDE, None) == client_class(
         GeoRecord("US", "NA", None, 41.0, -73.0), WIDE, None
