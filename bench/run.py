@@ -154,8 +154,10 @@ def print_logs(logs: dict[str, list[str]]) -> None:
 
 
 def geodns_serve_argv() -> list[str]:
-    """`geodns serve` as the benchmarks start it: quiet, and no admin HTTP side."""
-    return [sys.executable, "-m", "geodns", "--log-level", "warning", "serve", "--http", "off"]
+    """`geodns serve` as the benchmarks start it: quiet, no admin HTTP side, and no merged
+    ECS scopes to build beside the measurement (bench/geo.py asks for them, and waits)."""
+    argv = [sys.executable, "-m", "geodns", "--log-level", "warning", "serve", "--http", "off"]
+    return [*argv, "--scope-cache", "off"]
 
 
 def free_port(taken: set[int]) -> int:
