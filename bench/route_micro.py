@@ -133,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT))
     from bench.geo import git_revision
     from geodns import __version__
+    from geodns.control.scopes import build_request, load_cached
     from geodns.geo.geoip import GeoIPDatabase
     from geodns.geo.locate import locate
+    from geodns.geo.scopebuild import build, default_cache_dir
     from geodns.health.state import ALL_UP, Health, RegionState
     from geodns.routing.pipeline import route
     from geodns.server.answer import Answerer, Peer, encode_resolution
@@ -209,6 +211,22 @@ def main(argv: list[str] | None = None) -> int:
     for wire in queries:
         answerer.answer(wire, peer)
     results["Answerer.answer(), ECS /24"] = {
+        "mean_us": round((time.perf_counter_ns() - start) / len(queries) / 1000, 2),
+        "distinct_networks": len(networks24),
+    }
+    # The same with merged ECS scopes: one more binary search per uncached network. The
+    # runs come from the server's cache, or are built here first (untimed).
+    print("  timing Answerer.answer() with merged scopes...", file=sys.stderr)
+    request = build_request(db, zones, default_cache_dir())
+    build(request)
+    answerer = Answerer(zones, state=ALL_UP, geoip=db)
+    merged = load_cached(db, zones, default_cache_dir())
+    assert merged is not None
+    answerer.geo.set_scopes(*merged)
+    start = time.perf_counter_ns()
+    for wire in queries:
+        answerer.answer(wire, peer)
+    results["Answerer.answer(), ECS /24, merged scopes"] = {
         "mean_us": round((time.perf_counter_ns() - start) / len(queries) / 1000, 2),
         "distinct_networks": len(networks24),
     }

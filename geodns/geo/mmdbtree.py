@@ -24,8 +24,8 @@ class Networks:
     """The networks of one address family, sorted: where each starts and which record it has.
 
     `starts` is uint64 for IPv4, and for IPv6 big-endian 16-byte strings ('S16'), which
-    numpy compares as the addresses compare. `records` holds data-section offsets, or
-    EMPTY or ALIAS. Networks cover the family's whole address space without gaps.
+    numpy compares as the addresses compare. `records` (int32) holds data-section
+    offsets, or EMPTY or ALIAS. Networks cover the family's whole address space without gaps.
     """
 
     bits: int
@@ -46,22 +46,35 @@ def read_tree(path: str, node_count: int, record_size: int, ip_version: int) -> 
     if record_size not in (24, 28, 32):
         raise ValueError(f"{path}: unsupported record size {record_size}")
     width = record_size // 4
-    raw = np.fromfile(path, dtype=np.uint8, count=node_count * width)
-    if raw.size != node_count * width:
-        raise ValueError(f"{path}: search tree truncated")
-    b = raw.reshape(node_count, width).astype(np.uint32)
-    del raw
+    # Mapped, not read: the file's pages stay the page cache's to drop.
+    try:
+        raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(node_count * width,))
+    except ValueError as exc:  # the file is shorter than the tree
+        raise ValueError(f"{path}: search tree truncated") from exc
+    b = raw.reshape(node_count, width)
     half = width // 2
+    left = np.zeros(node_count, np.uint32)
+    right = np.zeros(node_count, np.uint32)
+    # One byte column at a time through one buffer: widening the whole tree to uint32 at
+    # once would take four times its size (over 300 MB for DB-IP City Lite).
+    tmp = np.empty(node_count, np.uint32)
+
+    parts: list[tuple[np.ndarray, int, int, int]] = []  # (into, byte column, shift, mask)
     if record_size == 28:
-        left = (b[:, 0] << 16) | (b[:, 1] << 8) | b[:, 2] | ((b[:, 3] & 0xF0) << 20)
-        right = (b[:, 4] << 16) | (b[:, 5] << 8) | b[:, 6] | ((b[:, 3] & 0x0F) << 24)
+        for i in range(3):
+            parts += [(left, i, 16 - 8 * i, 0xFF), (right, 4 + i, 16 - 8 * i, 0xFF)]
+        parts += [(left, 3, 20, 0xF0), (right, 3, 24, 0x0F)]
     else:
-        left = np.zeros(node_count, np.uint32)
-        right = np.zeros(node_count, np.uint32)
         for i in range(half):
-            shift = np.uint32(8 * (half - 1 - i))
-            left |= b[:, i] << shift
-            right |= b[:, half + i] << shift
+            shift = 8 * (half - 1 - i)
+            parts += [(left, i, shift, 0xFF), (right, half + i, shift, 0xFF)]
+    for into, i, shift, mask in parts:
+        np.copyto(tmp, b[:, i])
+        if mask != 0xFF:
+            np.bitwise_and(tmp, np.uint32(mask), out=tmp)
+        np.left_shift(tmp, np.uint32(shift), out=tmp)
+        np.bitwise_or(into, tmp, out=into)
+    del b, raw, tmp
     return Tree(node_count, ip_version, left, right)
 
 
@@ -116,27 +129,34 @@ def _walk(tree: Tree, root: int, bits: int, alias: int | None) -> Networks:
             if alias is not None:
                 aliased = child == alias
                 leaf |= aliased
+            # Offsets fit in 32 bits: a data section is far smaller than 2 GiB.
             rec = child[leaf].astype(np.int64)
-            rec = np.where(rec == n, EMPTY, rec - n - 16)
+            rec = np.where(rec == n, EMPTY, rec - n - 16).astype(np.int32)
             if alias is not None:
                 rec[aliased[leaf]] = ALIAS
             records.append(rec)
             starts_hi.append(c_hi[leaf])
-            starts_lo.append(c_lo[leaf])
+            if wide:
+                starts_lo.append(c_lo[leaf])
             inner = ~leaf
             next_nodes.append(child[inner])
             next_hi.append(c_hi[inner])
-            next_lo.append(c_lo[inner])
+            if wide:
+                next_lo.append(c_lo[inner])
         frontier = np.concatenate(next_nodes)
         hi = np.concatenate(next_hi)
-        lo = np.concatenate(next_lo)
+        if wide:
+            lo = np.concatenate(next_lo)
         depth += 1
     s_hi = np.concatenate(starts_hi)
+    del starts_hi
     recs = np.concatenate(records)
+    del records
     if not wide:
         order = np.argsort(s_hi, kind="stable")
         return Networks(bits, s_hi[order], recs[order])
     s_lo = np.concatenate(starts_lo)
+    del starts_lo
     order = np.lexsort((s_lo, s_hi))
     packed = np.empty((order.size, 2), ">u8")
     packed[:, 0] = s_hi[order]
