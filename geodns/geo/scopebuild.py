@@ -248,7 +248,7 @@ def build(request: BuildRequest) -> dict[str, str]:
             leaf = classes[slot]
             leaf[net.records == EMPTY] = unlocated
             leaf[net.records == ALIAS] = NO_WIDENING
-            per_family[fam] = build_runs(net, leaf)
+            per_family[fam] = build_runs(net, leaf, special_class=unlocated)
         runs = ScopeRuns(per_family[4], per_family.get(6))
         path = result_path(request.cache_dir, key, spec.fingerprint)
         runs.save(path)

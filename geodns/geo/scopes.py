@@ -5,8 +5,8 @@ A GeoIP network is often much smaller than the stretch of addresses that routing
 alike (a /24 of one city in a /14 of one country). Runs are the maximal stretches of
 consecutive addresses whose records are of one routing class (geodns.routing.classes);
 a client's scope is the shortest prefix whose network around it stays inside its run.
-Special-purpose blocks (private, documentation, ...) are their own runs and never widen,
-since the locator does not look them up.
+Special-purpose blocks (private, documentation, ...) are not looked up by the locator:
+their addresses are of the unlocated class, whatever the database holds for them.
 
 Runs are built out of process (geodns.geo.scopebuild) and looked up here, once per client
 network whose decision is not cached yet.
@@ -26,6 +26,7 @@ from geodns.geo.mmdbtree import Networks
 NO_WIDENING = -1  # a class id for addresses whose scope stays the GeoIP network's
 
 _SPECIAL = {32: _SPECIAL_V4, 128: _SPECIAL_V6}
+_MAPPED = "::ffff:0:0/96"
 
 
 def _key(value: int, bits: int) -> int | bytes:
@@ -67,20 +68,27 @@ class Runs:
         return min(shortest, prefix)
 
 
-def build_runs(nets: Networks, leaf_class: np.ndarray) -> Runs:
-    """Runs from a family's networks and each network's class id (NO_WIDENING, or >= 0)."""
+def build_runs(nets: Networks, leaf_class: np.ndarray, special_class: int = NO_WIDENING) -> Runs:
+    """Runs from a family's networks and each network's class id (NO_WIDENING, or >= 0).
+
+    Special-purpose blocks are not looked up: their clients are unlocated, so they take
+    `special_class` (the unlocated class, when the caller knows it), whatever the database
+    says. IPv4-mapped IPv6 addresses are looked up as IPv4 and never widen.
+    """
     bits = nets.bits
     starts = nets.starts
     classes = leaf_class.astype(np.int64)
-    # Cut at every special-purpose block's edges, and let nothing inside one widen.
     edges = []
-    blocks = []
+    blocks = []  # (first, end, class), applied in order: the mapped block comes last
     full = 1 << bits
-    for text in _SPECIAL[bits]:
+    texts = [(text, special_class) for text in _SPECIAL[bits]]
+    if bits == 128:
+        texts.append((_MAPPED, NO_WIDENING))
+    for text, cls in texts:
         net = ipaddress.ip_network(text)
         first = int(net.network_address)
         end = first + net.num_addresses
-        blocks.append((first, end))
+        blocks.append((first, end, cls))
         edges.append(first)
         if end < full:
             edges.append(end)
@@ -91,10 +99,10 @@ def build_runs(nets: Networks, leaf_class: np.ndarray) -> Runs:
     cut = np.insert(starts, at, new)
     classes = np.insert(classes, at, classes[at - 1])  # a cut inside a network: its class
     scalar = starts.dtype.type
-    for first, end in blocks:
+    for first, end, cls in blocks:
         lo = np.searchsorted(cut, scalar(_key(first, bits)), side="left")
         hi = np.searchsorted(cut, scalar(_key(end, bits))) if end < full else len(cut)
-        classes[lo:hi] = NO_WIDENING
+        classes[lo:hi] = cls
     # A run starts wherever the class changes; NO_WIDENING stretches are runs too, and a
     # lookup in one keeps the GeoIP scope.
     change = np.ones(len(cut), bool)

@@ -135,6 +135,9 @@ def test_no_widened_scope_claims_a_false_answer(
     with GeoIPDatabase(neighbours) as db:
         runs = _build(db, SERVICE, table, tmp_path)
         probes = [ipaddress.ip_network(n).network_address for n in NETWORKS]
+        # Beside special-purpose blocks, which are unlocated whatever the database says.
+        probes += [ipaddress.ip_address(a) for a in ("9.255.0.1", "11.0.0.1", "172.32.0.1")]
+        probes += [ipaddress.ip_address(a) for a in ("192.169.0.1", "::1:0:0:1", "2001:200::1")]
         probes += [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(150)]
         probes += [ipaddress.IPv6Address((0x2001 << 112) | rng.getrandbits(100)) for _ in range(50)]
         widened = 0
@@ -166,6 +169,8 @@ def test_runs_of_one_class_span_networks(neighbours: Path, tmp_path: Path) -> No
 
         def scope(text: str) -> int:
             client = locate(db, text)
+            if not client.from_database:  # as the server does (GeoAnswers._widened)
+                return client.network.prefixlen
             return runs.scope(client.address, client.network.prefixlen)
 
         # GB, GB, DE: one EU class (one region to answer) from 81.2.68.0 to 81.2.71.255.
@@ -176,11 +181,11 @@ def test_runs_of_one_class_span_networks(neighbours: Path, tmp_path: Path) -> No
         assert us < 21 and scope("216.160.81.1") == us
         # Tokyo's row and Seoul's rank the three regions alike.
         assert scope("202.214.1.1") == 15
-        # Brazil's row ranks as the default order: 14/8 and 15/8 join the unlocated 12/7;
-        # a /5 would hold 10/8, a special-purpose block.
-        assert scope("14.1.1.1") == 6
-        # The same for US over IPv6, up to the special 2001::/23 (gdnsd answers /22 too).
-        assert scope("2001:481::1") == 22
+        # Brazil's row ranks as the default order: 14/8 and 15/8 join the unlocated space
+        # around them, private 10/8 included (unlocated too), up to 81.2.68.0/22 (EU).
+        assert scope("14.1.1.1") == 2
+        # The same for US over IPv6: 2000::/5 holds no other class (2a02:2770::/32 is GB).
+        assert scope("2001:481::1") == 5
         # Special-purpose blocks keep the block's prefix.
         assert scope("10.1.2.3") == 8
 
@@ -191,3 +196,19 @@ def test_a_changed_file_is_not_built(neighbours: Path, tmp_path: Path) -> None:
         request = BuildRequest(db.path, "0-0-0-0", (ClassSpec(fp, SERVICE, None),), str(tmp_path))
         with pytest.raises(RuntimeError, match="changed since the server opened it"):
             build(request)
+
+
+def test_a_service_every_client_ranks_alike_answers_scope_0(
+    neighbours: Path, tmp_path: Path
+) -> None:
+    # No locations, no table, no rule: every client, located or not, gets the default order.
+    regions = tuple(replace(r, lat=None, lon=None) for r in SERVICE.regions)
+    same = replace(SERVICE, regions=regions, residency=())
+    with GeoIPDatabase(neighbours) as db:
+        runs = _build(db, same, None, tmp_path)
+        for address in ("81.2.69.1", "8.8.8.8", "202.214.1.1", "14.1.1.1"):
+            client = locate(db, address)
+            assert runs.scope(client.address, client.network.prefixlen) == 0
+        # Over IPv6 only the IPv4-mapped block (looked up as IPv4) is in the way.
+        client = locate(db, "2001:480::1")
+        assert runs.scope(client.address, client.network.prefixlen) == 3
