@@ -816,13 +816,11 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
 
 
 def log_findings(servers: list[Server]) -> dict[str, list[str]]:
-    """Lines worth a look in each server's log: anything geodns logs at warning or above
-    (bench/geo.py runs it at info), NSD's warnings and errors (its shutdown notice aside)."""
+    """Lines worth a look in each server's log: anything geodns logs at --log-level
+    warning, NSD's warnings and errors (its shutdown notice aside)."""
     findings = {}
     for server in servers:
         lines = server.log_lines()
-        if server.name == "geodns":
-            lines = [x for x in lines if not re.search(r" (INFO|DEBUG) ", x)]
         if server.name == "nsd":
             lines = [x for x in lines if re.search(r"error|warning", x, re.I)]
             lines = [x for x in lines if "signal received, shutting down" not in x]
