@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import pickle
 import sys
 import time
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from geodns.geo.geoip import GeoIPDatabase
-from geodns.geo.scopebuild import BuildRequest, ClassSpec, cached
+from geodns.geo.scopebuild import PARENT_ENV, BuildRequest, ClassSpec, cached
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.routing.classes import class_fingerprint
 from geodns.server.geoanswer import latency_for
@@ -150,6 +151,7 @@ async def _build_in_child(request: BuildRequest) -> dict[str, str]:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )
     try:
         out, err = await proc.communicate(pickle.dumps(request))

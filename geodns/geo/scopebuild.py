@@ -27,12 +27,14 @@ from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
 from geodns.geo.latency import LatencyTable
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs
+from geodns.lifetime import die_with_parent
 from geodns.routing.classes import candidates, default_order, latency_order, residency_index
 from geodns.routing.order import EARTH_RADIUS_KM
 from geodns.zones.model import Service
 
 log = logging.getLogger("geodns.scopes")
 
+PARENT_ENV = "GEODNS_SCOPE_BUILD_PARENT"  # the server's pid, set by geodns.control.scopes
 KEEP_FILES = 24  # cache files kept per kind; older ones are removed after a build
 TIE_KM = 1e-6  # closer than this, two regions' distances count as tied (numpy vs math)
 
@@ -277,6 +279,8 @@ def main() -> int:
     """The child process: a pickled BuildRequest on stdin, {fingerprint: path} JSON out."""
     with contextlib.suppress(OSError):
         os.nice(19)  # the serving processes come first
+    # A server killed with -9 leaves no build behind.
+    die_with_parent(int(os.environ.get(PARENT_ENV, "0")) or None)
     request = pickle.load(sys.stdin.buffer)
     started = time.monotonic()
     try:

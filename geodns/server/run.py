@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import socket
-import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +15,7 @@ from geodns.errors import GeodnsError
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
+from geodns.lifetime import die_with_parent
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel
 from geodns.server.sockets import ListenAddress, SocketSet, bind_all
@@ -136,7 +135,7 @@ def run(config: ServeConfig, control: Control | None = None) -> int:
         parent_end, child_end = socket.socketpair()
         pid = os.fork()
         if pid == 0:
-            _die_with_parent()
+            die_with_parent()  # a worker must not outlive the parent
             parent_end.close()
             for link in links:
                 link.sock.close()
@@ -180,14 +179,6 @@ async def _watch_geoip(db: GeoIPDatabase, worker: DnsWorker, interval: float) ->
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _die_with_parent() -> None:
-    # A worker must not outlive the parent (kill -9 of the parent included).
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _serve_worker(

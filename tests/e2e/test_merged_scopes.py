@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +178,32 @@ def test_explain_reads_the_scopes_a_server_built(embedded: ServerProcess, cache:
     merged = explain("--scope-cache", str(cache))
     assert merged.startswith(f"ECS scope: /{served} (of A answers; merged"), merged
     assert explain("--scope-cache", "off").startswith("ECS scope: /24 (of A answers; the GeoIP")
+
+
+def test_a_build_dies_with_a_killed_server(tmp_path: Path) -> None:
+    """SIGKILL leaves the server no chance to stop its builder: the kernel does."""
+    with running_server(
+        EXAMPLE_ZONES, scope_cache=str(tmp_path / "cache"), listen=("127.0.0.1:0",)
+    ) as srv:
+
+        def builder() -> int | None:
+            out = subprocess.run(
+                ["pgrep", "-P", str(srv.proc.pid), "-f", "geodns.geo.scopebuild"],
+                capture_output=True,
+                text=True,
+            )
+            return int(out.stdout.split()[0]) if out.stdout.strip() else None
+
+        child = wait_for(builder, 10)  # a first build over the embedded file: ~20 s
+        time.sleep(2)  # past its imports: the kernel's signal, not its own check, stops it
+        assert Path(f"/proc/{child}").exists()
+        srv.proc.kill()
+        srv.proc.wait()
+        wait_for(lambda: not Path(f"/proc/{child}").exists() or _zombie(child), 5)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
