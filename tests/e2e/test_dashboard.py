@@ -49,6 +49,8 @@ def test_the_dashboard_shows_and_drives_a_real_server(demo: Demo, browser_page: 
     us = page.locator(f'svg.map[data-service="{SERVICE}"] path[data-country="US"]')
     assert us.get_attribute("data-route") == "us-east-1"
     assert "DB-IP" in page.locator("#geoip-attribution").inner_text()
+    scopes = page.locator("#ecs-scopes")
+    assert scopes.get_attribute("data-state") in ("building", "waiting", "merged")
     meta = page.locator(f'section.service[data-service="{SERVICE}"] h2 .meta')
     wait_for(lambda: "version 42" in meta.inner_text(), timeout=5)
 
@@ -70,6 +72,9 @@ def test_the_dashboard_shows_and_drives_a_real_server(demo: Demo, browser_page: 
     drained = region_row(page, "ap-northeast-1").locator(".state .badge")
     wait_for(lambda: drained.get_attribute("data-state") == "drain", timeout=5)
     assert "forced" in region_row(page, "ap-northeast-1").locator(".state").inner_text()
+    # The demo's first merge of ECS scopes over the embedded database: about 20 s.
+    wait_for(lambda: scopes.get_attribute("data-state") == "merged", timeout=90)
+    assert scopes.inner_text() == "merged"
     assert not foreign, f"the dashboard fetched from elsewhere: {foreign}"
 
 

@@ -558,6 +558,18 @@
     setText($("geoip-path"), path.split("/").pop());
     setAttr($("geoip-path"), "title", path);
     setText($("geoip-build-date"), g.build_date || "?");
+    // Merged: the largest network with the same answer; otherwise the GeoIP network's.
+    const scopes = g.ecs_scopes || { state: "off" };
+    const scopeText = {
+      merged: "merged",
+      building: "building…",
+      waiting: "waiting",
+      failed: "GeoIP networks (build failed)",
+      off: "GeoIP networks",
+    }[scopes.state] || scopes.state;
+    setText($("ecs-scopes"), scopeText);
+    setAttr($("ecs-scopes"), "data-state", scopes.state);
+    setAttr($("ecs-scopes"), "title", scopes.error || scopes.cache_dir || "");
     const attr = $("geoip-attribution");
     if (attr.dataset.text !== (g.attribution || "")) {
       attr.dataset.text = g.attribution || "";
