@@ -2,7 +2,7 @@
 
 Too slow for a serving process: the embedded DB-IP City Lite file has 11.6 million tree
 nodes and 493,000 distinct records, and reading one record costs about 13 us with the C
-reader, so a first build takes 10-15 s of CPU. It runs in a child process at the lowest
+reader, so a first build takes about 20 s of CPU. It runs in a child process at the lowest
 priority (`python -m geodns.geo.scopebuild`, fed a pickled BuildRequest on stdin) and keeps
 its results in a cache directory: each record's location once per database file, and the
 runs once per database file and service class fingerprint. A server restarted on the same
@@ -66,11 +66,21 @@ def result_path(cache_dir: str, key: str, fingerprint: str) -> str:
 
 
 def cached(request: BuildRequest) -> dict[str, str] | None:
-    """{fingerprint: runs file} when every class is in the cache already, else None."""
+    """{fingerprint: runs file} when every class is in the cache already, else None.
+
+    A file that does not load (a disk error, someone's editing) is removed, so that it
+    is built again rather than refused by every worker forever.
+    """
     out = {}
     for spec in request.classes:
         path = result_path(request.cache_dir, request.file_key, spec.fingerprint)
         if not os.path.exists(path):
+            return None
+        try:
+            ScopeRuns.load(path)
+        except Exception:  # zipfile.BadZipFile, KeyError, ValueError, OSError ...
+            with contextlib.suppress(OSError):
+                os.remove(path)
             return None
         out[spec.fingerprint] = path
     return out
@@ -188,7 +198,7 @@ def _features(reader: object, nets: dict[int, Networks], cache_dir: str, key: st
     try:
         with np.load(path) as d:
             return Features(*(d[name] for name in Features.__dataclass_fields__))
-    except (OSError, KeyError, ValueError):
+    except Exception:  # missing or damaged (zipfile.BadZipFile among others): read again
         pass
     records = [(fam, n.records, n.starts) for fam, n in nets.items()]
     offsets = np.unique(np.concatenate([r[1] for r in records]))

@@ -46,7 +46,7 @@ class Runs:
 
     bits: int
     starts: np.ndarray  # uint64 (IPv4) or 'S16' (IPv6), sorted, the first one 0
-    widen: np.ndarray  # bool: False for special-purpose blocks and mixed records
+    widen: np.ndarray  # bool: False where scopes never widen (IPv4-mapped, aliased trees)
 
     def scope(self, value: int, prefix: int) -> int:
         """The shortest prefix whose network around `value` lies in one run, never longer

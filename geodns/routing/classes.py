@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from geodns.geo.geoip import GeoRecord
     from geodns.geo.latency import LatencyTable
 
+# Part of every fingerprint: a change to what a class means must not meet runs built
+# (and cached on disk) under the old meaning.
+CLASS_FORMAT = 2
 # (the residency rule the client falls under, or -1; the latency rows that order it when
 # they take turns by which regions are left, else None; the order of the candidate regions
 # as region indexes: the one that ranks every subset, or beside rows the one for subsets
 # no row holds; None when rows decide every subset)
-# Part of every fingerprint: a change to what a class means must not meet runs built
-# (and cached on disk) under the old meaning.
-CLASS_FORMAT = 2
 ClientClass = tuple[int, tuple[str | None, str | None] | None, tuple[int, ...] | None]
 
 
@@ -77,7 +77,10 @@ def latency_order(
         return None, _by(among, lambda i: by_continent[service.regions[i].name]), True
     if by_country is None and by_continent is None:
         return None, None, False
-    rows = (country if by_country is not None else None, continent if by_continent else None)
+    rows = (
+        country if by_country is not None else None,
+        continent if by_continent is not None else None,
+    )
     return rows, None, continent_holds_all
 
 
@@ -142,6 +145,7 @@ def class_fingerprint(service: Service, latency: LatencyTable | None) -> str:
     doc = {
         "format": CLASS_FORMAT,
         "regions": [[r.name, r.lat, r.lon] for r in service.regions],
+        "default_order": list(service.default_order),
         "residency": [
             [sorted(rule.clients.countries), sorted(rule.clients.continents), list(rule.regions)]
             for rule in service.residency

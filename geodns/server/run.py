@@ -103,8 +103,8 @@ class DnsWorker:
             if runs is None:
                 try:
                     runs = ScopeRuns.load(path)
-                except (OSError, ValueError, KeyError) as exc:
-                    log.warning("ECS scopes: cannot read %s: %s", path, exc)
+                except Exception as exc:  # a damaged file: zipfile.BadZipFile and others
+                    log.warning("ECS scopes: cannot read %s: %r", path, exc)
                     continue
             loaded[fingerprint] = runs
         self._runs_loaded = {scopes.files[fp]: runs for fp, runs in loaded.items()}

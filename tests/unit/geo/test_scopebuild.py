@@ -212,3 +212,16 @@ def test_a_service_every_client_ranks_alike_answers_scope_0(
         # Over IPv6 only the IPv4-mapped block (looked up as IPv4) is in the way.
         client = locate(db, "2001:480::1")
         assert runs.scope(client.address, client.network.prefixlen) == 3
+
+
+def test_a_damaged_cache_file_is_built_again(neighbours: Path, tmp_path: Path) -> None:
+    with GeoIPDatabase(neighbours) as db:
+        fp = class_fingerprint(SERVICE, None)
+        request = BuildRequest(db.path, db.file_key, (ClassSpec(fp, SERVICE, None),), str(tmp_path))
+        runs = Path(build(request)[fp])
+        (features,) = tmp_path.glob("features-*.npz")
+        runs.write_bytes(b"not a zip file")
+        features.write_bytes(b"PK\x03\x04 truncated")
+        assert cached(request) is None and not runs.exists()
+        assert Path(build(request)[fp]) == runs
+        assert ScopeRuns.load(str(runs)).v4.starts[0] == 0

@@ -186,5 +186,7 @@ def test_fingerprint_follows_what_classes_read() -> None:
     moved = replace(WIDE, regions=(replace(WIDE.regions[0], lat=10.0), *WIDE.regions[1:]))
     assert class_fingerprint(moved, table) != base
     assert class_fingerprint(replace(WIDE, residency=()), table) != base
+    backwards = replace(WIDE, default_order=tuple(reversed(WIDE.default_order)))
+    assert class_fingerprint(backwards, table) != base
     assert class_fingerprint(WIDE, None) != base
     assert class_fingerprint(WIDE, PARTIAL) != base
