@@ -35,7 +35,7 @@ from geodns.zones.model import Service
 log = logging.getLogger("geodns.scopes")
 
 PARENT_ENV = "GEODNS_SCOPE_BUILD_PARENT"  # the server's pid, set by geodns.control.scopes
-KEEP_FILES = 24  # cache files kept per kind; older ones are removed after a build
+KEEP_FILES = 24  # cache files kept per kind (more if one build makes more); older removed
 TIE_KM = 1e-6  # closer than this, two regions' distances count as tied (numpy vs math)
 
 
@@ -265,11 +265,11 @@ def build(request: BuildRequest) -> dict[str, str]:
         path = result_path(request.cache_dir, key, spec.fingerprint)
         runs.save(path)
         out[spec.fingerprint] = path
-    _prune(request.cache_dir)
+    _prune(request.cache_dir, max(KEEP_FILES, len(out)))
     return out
 
 
-def _prune(cache_dir: str) -> None:
+def _prune(cache_dir: str, keep: int) -> None:
     for prefix in ("scopes-", "features-"):
         files = []
         for name in os.listdir(cache_dir):
@@ -280,7 +280,7 @@ def _prune(cache_dir: str) -> None:
                 except OSError:
                     continue
         files.sort(reverse=True)
-        for _, path in files[KEEP_FILES:]:
+        for _, path in files[keep:]:
             with contextlib.suppress(OSError):
                 os.remove(path)
 
