@@ -207,3 +207,19 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_every_worker_gets_the_merged_scopes(embedded: ServerProcess, cache: Path) -> None:
+    with running_server(
+        EXAMPLE_ZONES, "--workers", "2", scope_cache=str(cache), listen=("127.0.0.1:0",)
+    ) as srv:
+        wait_for_scopes(srv)  # from the cache the module's first server filled
+        expected = scope(ask(embedded, "216.160.83.0/24"))
+        assert expected < 24
+
+        def every_worker_merged() -> bool:
+            # A new socket per query: SO_REUSEPORT spreads source ports over both workers.
+            return {scope(ask(srv, "216.160.83.0/24")) for _ in range(24)} == {expected}
+
+        # The second worker hears of the scopes over its channel just after the log line.
+        wait_for(every_worker_merged, 5)
