@@ -92,7 +92,7 @@ def networks(tree: Tree) -> dict[int, Networks]:
         node = int(tree.left[node])
     out = {}
     if node >= n:
-        out[4] = Networks(32, np.zeros(1, np.uint64), np.array([_record(node, n)], np.int64))
+        out[4] = Networks(32, np.zeros(1, np.uint64), np.array([_record(node, n)], np.int32))
         v4_root = None
     else:
         out[4] = _walk(tree, node, 32, alias=None)
