@@ -92,7 +92,7 @@ def networks(tree: Tree) -> dict[int, Networks]:
         node = int(tree.left[node])
     out = {}
     if node >= n:
-        out[4] = Networks(32, np.zeros(1, np.uint64), np.array([_record(node, n)], np.int32))
+        out[4] = Networks(32, np.zeros(1, np.uint64), _records(np.array([node]), n))
         v4_root = None
     else:
         out[4] = _walk(tree, node, 32, alias=None)
@@ -101,8 +101,11 @@ def networks(tree: Tree) -> dict[int, Networks]:
     return out
 
 
-def _record(pointer: int, n: int) -> int:
-    return EMPTY if pointer == n else pointer - n - 16
+def _records(pointers: np.ndarray, n: int) -> np.ndarray:
+    """Leaf records as Networks holds them: data-section offsets, or EMPTY."""
+    wide = pointers.astype(np.int64)
+    # Offsets fit in 32 bits: a data section is far smaller than 2 GiB.
+    return np.where(wide == n, EMPTY, wide - n - 16).astype(np.int32)
 
 
 def _walk(tree: Tree, root: int, bits: int, alias: int | None) -> Networks:
@@ -129,9 +132,7 @@ def _walk(tree: Tree, root: int, bits: int, alias: int | None) -> Networks:
             if alias is not None:
                 aliased = child == alias
                 leaf |= aliased
-            # Offsets fit in 32 bits: a data section is far smaller than 2 GiB.
-            rec = child[leaf].astype(np.int64)
-            rec = np.where(rec == n, EMPTY, rec - n - 16).astype(np.int32)
+            rec = _records(child[leaf], n)
             if alias is not None:
                 rec[aliased[leaf]] = ALIAS
             records.append(rec)

@@ -26,7 +26,7 @@ import numpy as np
 from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
 from geodns.geo.latency import LatencyTable
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
-from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs
+from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs, key_value
 from geodns.lifetime import die_with_parent
 from geodns.routing.classes import candidates, default_order, latency_order, residency_index
 from geodns.routing.order import EARTH_RADIUS_KM
@@ -215,7 +215,7 @@ def _features(reader: object, nets: dict[int, Networks], cache_dir: str, key: st
             if fam == 4:
                 where[off] = ipaddress.IPv4Address(start)
             else:
-                where[off] = ipaddress.IPv6Address(bytes(start).ljust(16, b"\0"))
+                where[off] = ipaddress.IPv6Address(key_value(start, 128))
     get = reader.get  # type: ignore[attr-defined]
     decoded = [_record(get(where[off])) for off in offsets.tolist()]
     feats = record_features(decoded, offsets)

@@ -33,7 +33,8 @@ def _key(value: int, bits: int) -> int | bytes:
     return value if bits == 32 else value.to_bytes(16, "big")
 
 
-def _value(key: object, bits: int) -> int:
+def key_value(key: object, bits: int) -> int:
+    """The address a run or network start stands for (uint64, or an 'S16' element)."""
     if bits == 32:
         return int(key)  # type: ignore[call-overload]
     # numpy drops trailing NUL bytes from an 'S16' element.
@@ -59,11 +60,11 @@ class Runs:
         shortest = 0
         # A network of length q around `value` holds the address x iff the two agree on
         # their first q bits, i.e. iff (value ^ x).bit_length() <= bits - q.
-        start = _value(self.starts[i], bits)
+        start = key_value(self.starts[i], bits)
         if start > 0:
             shortest = bits + 1 - (value ^ (start - 1)).bit_length()
         if i + 1 < len(self.starts):
-            after = _value(self.starts[i + 1], bits)
+            after = key_value(self.starts[i + 1], bits)
             shortest = max(shortest, bits + 1 - (value ^ after).bit_length())
         return min(shortest, prefix)
 
