@@ -73,7 +73,6 @@ class DnsWorker:
             config.zones, config.options, config.state, config.geoip, self.stats
         )
         self.scopes: tuple[str, dict[str, ScopeRuns]] | None = None
-        self._runs_loaded: dict[str, ScopeRuns] = {}
         self.udp: list[UDPServer] = []
         self.tcp_state = TCPState(
             self.answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections
@@ -97,9 +96,13 @@ class DnsWorker:
 
     def apply_scopes(self, scopes: ScopeFiles) -> None:
         """Merged ECS scopes for the GeoIP file version `scopes.file_key`."""
+        # Runs already loaded for this file version stay (a reload changed another class).
+        previous: dict[str, ScopeRuns] = {}
+        if self.scopes is not None and self.scopes[0] == scopes.file_key:
+            previous = self.scopes[1]
         loaded = {}
         for fingerprint, path in scopes.files.items():
-            runs = self._runs_loaded.get(path)
+            runs = previous.get(fingerprint)
             if runs is None:
                 try:
                     runs = ScopeRuns.load(path)
@@ -107,7 +110,6 @@ class DnsWorker:
                     log.warning("ECS scopes: cannot read %s: %r", path, exc)
                     continue
             loaded[fingerprint] = runs
-        self._runs_loaded = {scopes.files[fp]: runs for fp, runs in loaded.items()}
         self.scopes = (scopes.file_key, loaded)
         self.answerer.geo.set_scopes(*self.scopes)
         self.answerer.drop_decisions()
