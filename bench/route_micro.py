@@ -223,6 +223,16 @@ def main(argv: list[str] | None = None) -> int:
             "distinct_networks": len(networks24),
         }
 
+    # The ECS scope each client's answer claims: the GeoIP network's prefix, then merged.
+    scopes: dict[str, dict[str, float]] = {}
+    for kind, runs in (("GeoIP networks", {}), ("merged", merged[1])):
+        geo.set_scopes(merged[0], runs)
+        prefixes = [geo.resolve(dyn, rt_a, c).scope_prefix for c in clients]
+        scopes[kind] = {
+            "median": statistics.median(prefixes),
+            "mean": round(statistics.fmean(prefixes), 2),
+        }
+
     # What the clients were: how the order step decided, and residency.
     located = sum(c.record is not None for c in clients)
     how: Counter[str] = Counter()
@@ -253,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "order_by": dict(how),
         "first_region": dict(regions),
         "timings": results,
+        "ecs_scope": scopes,
         "target_route_us": TARGET_ROUTE_US,
     }
     print()
@@ -273,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(Answerer.answer(): {len(queries):,} queries from {len(networks24):,} distinct "
         "client networks, so about "
         f"{100 * (1 - len(networks24) / len(queries)):.0f}% of them hit the decision cache)"
+    )
+    print(
+        "ECS scope of these clients' answers, median (mean): "
+        + ", ".join(f"{k} /{v['median']:g} ({v['mean']:g})" for k, v in scopes.items())
     )
     if args.profile:
         profile_route(clients, lambda c: route(c, service, ALL_UP, latency))
