@@ -83,6 +83,7 @@ from bench.run import (  # noqa: E402
     run_bench,
     run_dnsperf,
     tool_version,
+    write_json,
 )
 
 DEFAULT_ZONE = ROOT / "zones" / "example.com.yaml"
@@ -688,10 +689,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             f"averaged): {', '.join(disturbed)}; those figures are disturbed"
         )
     print_report(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nJSON written to {args.json}")
+    write_json(args.json, report)
     return 0
 
 

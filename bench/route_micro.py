@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import gc
 import ipaddress
-import json
 import platform
 import random
 import statistics
@@ -132,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from bench.geo import git_revision
+    from bench.run import write_json
     from geodns import __version__
     from geodns.control.scopes import build_request, load_cached
     from geodns.geo.geoip import GeoIPDatabase
@@ -294,10 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     route_us = results["route(), all regions idle"]["mean_us"]
     verdict = "met" if route_us < TARGET_ROUTE_US else "MISSED"
     print(f"target: route() under {TARGET_ROUTE_US:g} us: {route_us:.1f} us, {verdict}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"JSON written to {args.json}")
+    write_json(args.json, report)
     return 0
 
 

@@ -808,11 +808,17 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
         for r in results[1:]
     }
     print_report(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nJSON written to {args.json}")
+    write_json(args.json, report)
     return 0
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """The report as JSON at `path`, when one was asked for (--json)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nJSON written to {path}")
 
 
 def log_findings(servers: list[Server]) -> dict[str, list[str]]:
