@@ -80,6 +80,7 @@ from bench.run import (  # noqa: E402
     pin,
     print_logs,
     repo_relative,
+    result_cells,
     run_bench,
     run_dnsperf,
     tool_version,
@@ -829,11 +830,7 @@ def print_report(report: dict) -> None:
     print(header)
     print("-" * len(header))
     for r in report["results"]:
-        med = r["median"]
-        qps = [run["qps"] for run in r["runs"]]
-        spread = f"{min(qps):,.0f}-{max(qps):,.0f}" if len(qps) > 1 else ""
-        busy = med["core_busy_pct"]
-        us_q = f"{med['server_user_us_per_query']:.1f}+{med['server_sys_us_per_query']:.1f}"
+        med, spread, busy, us_q = result_cells(r)
         print(
             f"{r['server']:<9} {r['threads']:<27} {med['qps']:>9,.0f} {spread:>17} "
             f"{med['avg_latency_s'] * 1000:>7.3f} {med['max_latency_s'] * 1000:>7.2f} "

@@ -834,6 +834,16 @@ def log_findings(servers: list[Server]) -> dict[str, list[str]]:
     return findings
 
 
+def result_cells(result: dict) -> tuple[dict, str, dict, str]:
+    """What both benchmarks' tables show of one server's runs: the median run, the qps
+    range over the runs, each core's busy share, and CPU us per query (user+sys)."""
+    med = result["median"]
+    qps = [run["qps"] for run in result["runs"]]
+    spread = f"{min(qps):,.0f}-{max(qps):,.0f}" if len(qps) > 1 else ""
+    us_q = f"{med['server_user_us_per_query']:.1f}+{med['server_sys_us_per_query']:.1f}"
+    return med, spread, med["core_busy_pct"], us_q
+
+
 def print_report(report: dict) -> None:
     m, c = report["machine"], report["config"]
     print()
@@ -858,11 +868,7 @@ def print_report(report: dict) -> None:
     print(header)
     print("-" * len(header))
     for r in report["results"]:
-        med = r["median"]
-        qps = [run["qps"] for run in r["runs"]]
-        spread = f"{min(qps):,.0f}-{max(qps):,.0f}" if len(qps) > 1 else ""
-        busy = med["core_busy_pct"]
-        us_q = f"{med['server_user_us_per_query']:.1f}+{med['server_sys_us_per_query']:.1f}"
+        med, spread, busy, us_q = result_cells(r)
         print(
             f"{r['server']:<8} {r['workers']:>7} {r['pinning']:>7} {med['qps']:>9,.0f} "
             f"{spread:>17} {med['avg_latency_s'] * 1000:>7.3f} "
