@@ -108,16 +108,11 @@ class Client:
 
     address: IPAddress  # the address looked up: the ECS address, or the packet's source
     source_prefix: int | None  # the ECS SOURCE PREFIX-LENGTH; None without ECS
-    network: IPNetwork  # the decision unit: one answer for all of it, cached by resolvers
+    network: IPNetwork  # the record's network: the decision unit, and the cache key
     record: GeoRecord | None  # None: private, reserved, or unknown to the database
     # The database's network decided `network` (not a special-purpose block, an
     # IPv4-mapped address or a fallback): only then may a merged scope widen it.
     from_database: bool = False
-
-    @property
-    def scope_prefix(self) -> int:
-        """The ECS SCOPE PREFIX-LENGTH a reply decided for this client may carry."""
-        return self.network.prefixlen
 
 
 def locate(
@@ -125,13 +120,14 @@ def locate(
     address: str | IPAddress,
     source_prefix: int | None = None,
 ) -> Client:
-    """Look `address` up and find the network over which the answer holds.
+    """Look `address` up and find the network its record holds for.
 
     The network is the database's network covering the address, or for special-purpose
-    addresses (private, documentation, loopback, ...) their block, without a lookup; with
-    ECS it is never longer than the source prefix: the decision was made from those bits
-    only, and a longer scope would merely tell the resolver the source was too short (RFC
-    7871 section 7.2.1) while it caches at the source length anyway (section 7.3.1).
+    addresses (private, documentation, loopback, ...) their block. Those are looked up
+    too, since a database of an organisation's own may place its internal networks, but
+    their network is never widened (`from_database` False). The network does not depend on
+    `source_prefix`: the ECS scope a reply claims is decided from it in one place
+    (geodns.server.geoanswer), and may be longer than the source (RFC 7871 7.2.1).
 
     Runs on the query path for every network not yet in the decision cache, so it stays a
     handful of integer operations around one database lookup.
@@ -150,18 +146,22 @@ def locate(
         target = address.ipv4_mapped
         offset = 96
 
-    record: GeoRecord | None = None
     from_database = False
-    prefix = special_prefix(target)
-    if prefix is None:
-        record, prefix = db.lookup(target)
+    special = special_prefix(target)
+    record, prefix = db.lookup(target)
+    if special is not None:
+        if record is None:
+            prefix = special
+        else:
+            # A record the database holds inside a special block (an internal network):
+            # used, within the block, and never widened past it.
+            prefix = max(prefix, special)
+    else:
         from_database = offset == 0
         if record is None and _not_global(target):
             prefix = _FALLBACK_PREFIX[target.version]
             from_database = False
     prefix += offset
-    if source_prefix is not None and source_prefix < prefix:
-        prefix = source_prefix
     # From the masked integer: ip_network((address, prefix), strict=False) goes through text
     # and costs 6 us for IPv4 and 21 us for IPv6, more than the database lookup itself.
     value = int(address) & (_FULL[max_prefix] ^ ((1 << (max_prefix - prefix)) - 1))

@@ -260,7 +260,9 @@ def build(request: BuildRequest) -> dict[str, str]:
             leaf = classes[slot]
             leaf[net.records == EMPTY] = unlocated
             leaf[net.records == ALIAS] = NO_WIDENING
-            per_family[fam] = build_runs(net, leaf, special_class=unlocated)
+            per_family[fam] = build_runs(
+                net, leaf, special_class=unlocated, has_data=net.records != EMPTY
+            )
         runs = ScopeRuns(per_family[4], per_family.get(6))
         path = result_path(request.cache_dir, key, spec.fingerprint)
         runs.save(path)

@@ -69,12 +69,20 @@ class Runs:
         return min(shortest, prefix)
 
 
-def build_runs(nets: Networks, leaf_class: np.ndarray, special_class: int = NO_WIDENING) -> Runs:
+def build_runs(
+    nets: Networks,
+    leaf_class: np.ndarray,
+    special_class: int = NO_WIDENING,
+    has_data: np.ndarray | None = None,
+) -> Runs:
     """Runs from a family's networks and each network's class id (NO_WIDENING, or >= 0).
 
-    Special-purpose blocks are not looked up: their clients are unlocated, so they take
-    `special_class` (the unlocated class, when the caller knows it), whatever the database
-    says. IPv4-mapped IPv6 addresses are looked up as IPv4 and never widen.
+    Special-purpose blocks where the database holds no data (`has_data`, per network) are
+    unlocated, so they take `special_class` (the unlocated class, when the caller knows
+    it). One where it does (an organisation's own database placing its internal networks)
+    is located network by network and never widens (geodns.geo.locate), so it is
+    NO_WIDENING: no neighbour's run reaches into it. IPv4-mapped IPv6 addresses are
+    looked up as IPv4 and never widen.
     """
     bits = nets.bits
     starts = nets.starts
@@ -99,10 +107,13 @@ def build_runs(nets: Networks, leaf_class: np.ndarray, special_class: int = NO_W
     at = np.searchsorted(starts, new)
     cut = np.insert(starts, at, new)
     classes = np.insert(classes, at, classes[at - 1])  # a cut inside a network: its class
+    data = None if has_data is None else np.insert(has_data, at, has_data[at - 1])
     scalar = starts.dtype.type
     for first, end, cls in blocks:
         lo = np.searchsorted(cut, scalar(_key(first, bits)), side="left")
         hi = np.searchsorted(cut, scalar(_key(end, bits))) if end < full else len(cut)
+        if data is not None and data[lo:hi].any():
+            cls = NO_WIDENING
         classes[lo:hi] = cls
     # A run starts wherever the class changes; NO_WIDENING stretches are runs too, and a
     # lookup in one keeps the GeoIP scope.

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
 # Part of every fingerprint: a change to what a class means must not meet runs built
 # (and cached on disk) under the old meaning.
-CLASS_FORMAT = 2
-# (the residency rule the client falls under, or -1; the latency rows that order it when
+CLASS_FORMAT = 3
+# (the residency rule the client falls under, -1 for none, UNLOCATED_CLOSED for unlocated
+# clients the service fails closed; the latency rows that order it when
 # they take turns by which regions are left, else None; the order of the candidate regions
 # as region indexes: the one that ranks every subset, or beside rows the one for subsets
 # no row holds; None when rows decide every subset)
+UNLOCATED_CLOSED = -2
 ClientClass = tuple[int, tuple[str | None, str | None] | None, tuple[int, ...] | None]
 
 
@@ -116,10 +118,14 @@ def client_class(
     """Equal classes, equal decisions. A class is the client's rule and the order that
     ranks its candidate regions, so that clients a table row orders one way and unlocated
     clients whose default order is the same share a class (and a scope)."""
-    if record is None:
-        return (-1, None, default_order(service, candidates(service, -1)))
-    rule = residency_index(service, record.country, record.continent)
+    country = record.country if record is not None else None
+    continent = record.continent if record is not None else None
+    rule = residency_index(service, country, continent)
+    if rule < 0 and country is None and continent is None and service.unlocated is not None:
+        return (UNLOCATED_CLOSED, None, ())  # the residency step fails closed for all of them
     among = candidates(service, rule)
+    if record is None:
+        return (rule, None, default_order(service, among))
     if len(among) <= 1:
         return (rule, None, among)  # one region or none: there is no order to choose
     rows, order, decided = latency_order(service, latency, record.country, record.continent, among)
@@ -147,9 +153,15 @@ def class_fingerprint(service: Service, latency: LatencyTable | None) -> str:
         "regions": [[r.name, r.lat, r.lon] for r in service.regions],
         "default_order": list(service.default_order),
         "residency": [
-            [sorted(rule.clients.countries), sorted(rule.clients.continents), list(rule.regions)]
+            [
+                sorted(rule.clients.countries),
+                sorted(rule.clients.continents),
+                list(rule.regions),
+                rule.clients.unlocated,
+            ]
             for rule in service.residency
         ],
+        "unlocated_closed": service.unlocated is not None,
         "latency": rows,
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))

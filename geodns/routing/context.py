@@ -35,8 +35,10 @@ class Narrowed:
     reason: str
     rule: ResidencyRule | None = None
     demoted: frozenset[str] = frozenset()
-    # Set when the step ends the decision without regions: refuse | servfail | nodata.
+    # Set when the step ends the decision without regions: refuse | servfail | nodata |
+    # answer (then `fallback` holds the addresses to answer with).
     outcome: str | None = None
+    fallback: tuple[str, ...] = ()
     # Set when the result hangs on a hash of the client network (capacity shedding, a
     # canary share): two networks of one class may then get different answers.
     by_network: bool = False

@@ -15,11 +15,13 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
         return Narrowed(up, reason + (f" (left out: {', '.join(out)})" if out else ""))
     if ctx.rule is not None:
         # Residency fails closed: never leak a client to another jurisdiction.
+        fail = ctx.rule.when_none
         return Narrowed(
             (),
             f"no allowed region is healthy ({', '.join(out) or 'none allowed'}):"
-            f" failing closed ({ctx.rule.when_none})",
-            outcome=ctx.rule.when_none,
+            f" failing closed ({fail})",
+            outcome=fail.mode,
+            fallback=fail.addresses,
         )
     if ctx.service.when_all_down == "servfail":
         return Narrowed(

@@ -10,7 +10,7 @@ from geodns.health.state import StateSnapshot
 from geodns.routing import capacity, health, order, residency, version
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.routing.select import select
-from geodns.zones.model import Region, Service
+from geodns.zones.model import Region, ResidencyRule, Service
 
 if TYPE_CHECKING:
     from geodns.geo.latency import LatencyTable
@@ -41,17 +41,12 @@ class Decision:
     client: Client
     regions: tuple[Region, ...]
     steps: tuple[StepRecord, ...]
-    outcome: str | None = None  # refuse | servfail | nodata, when failing closed
+    outcome: str | None = None  # refuse | servfail | nodata | answer, when failing closed
     # A step hashed the client network (shedding, canary): the decision holds for this
     # network only, and its scope must not be widened to others of the same class.
     by_network: bool = False
-
-    @property
-    def scope_prefix(self) -> int:
-        """ECS scope: the client network the decision holds for; 0 when it can't differ."""
-        if len(self.service.regions) <= 1:
-            return 0
-        return self.client.network.prefixlen
+    fallback: tuple[str, ...] = ()  # outcome answer: the addresses to answer with
+    rule: ResidencyRule | None = None  # the residency rule the client fell under
 
     def select(self, family: int) -> tuple[tuple[Region, tuple[str, ...]], ...]:
         return select(self.regions, self.service.answers, family)
@@ -66,7 +61,9 @@ class Decision:
             )
         lines = [f"client {self.client.address} in network {self.client.network} ({where})"]
         lines += [f"{s.step}: {s.reason}" for s in self.steps]
-        if self.outcome is not None:
+        if self.outcome == "answer":
+            lines.append(f"answer: fail closed with {', '.join(self.fallback)}")
+        elif self.outcome is not None:
             lines.append(f"answer: {self.outcome}")
         else:
             for family, rdtype in ((4, "A"), (6, "AAAA")):
@@ -94,6 +91,15 @@ def route(
         if out.rule is not None or out.demoted:
             ctx = replace(ctx, rule=out.rule or ctx.rule, demoted=out.demoted or ctx.demoted)
         if out.outcome is not None:
-            return Decision(service, client, (), tuple(records), out.outcome, by_network)
+            return Decision(
+                service,
+                client,
+                (),
+                tuple(records),
+                out.outcome,
+                by_network,
+                out.fallback,
+                ctx.rule,
+            )
         regions = out.regions
-    return Decision(service, client, regions, tuple(records), by_network=by_network)
+    return Decision(service, client, regions, tuple(records), by_network=by_network, rule=ctx.rule)

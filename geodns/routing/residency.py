@@ -13,11 +13,22 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     for rule in ctx.service.residency:
         if rule.clients.matches(country, continent):
             allowed = tuple(r for r in regions if r.name in rule.regions)
+            who = country or continent or "an unknown location"
             return Narrowed(
                 allowed,
-                f"client in {country or continent} matches residency rule "
-                f"({rule.clients.description}): only {names(allowed)}",
+                f"client in {who} matches {rule.describe()}: only {names(allowed)}",
                 rule=rule,
             )
-    where = country or continent or "an unknown location"
-    return Narrowed(regions, f"no residency rule for {where}: all regions allowed")
+    if country is None and continent is None:
+        fail = ctx.service.unlocated
+        if fail is not None:
+            # A strict operator's choice: a client whose jurisdiction is unknown is not
+            # routed to any region at all.
+            return Narrowed(
+                (),
+                f"client cannot be located: failing closed (unlocated: {fail})",
+                outcome=fail.mode,
+                fallback=fail.addresses,
+            )
+        return Narrowed(regions, "no residency rule for an unknown location: all regions allowed")
+    return Narrowed(regions, f"no residency rule for {country or continent}: all regions allowed")

@@ -184,13 +184,31 @@ class GeoAnswers:
 
     def resolve(self, dyn: DynamicName, qtype: int, client: Client) -> GeoResult:
         decision = self.decide(dyn.service, client, dyn.label)
-        scope = decision.scope_prefix
-        # The debug TXT names the client's own network, so it holds for that one only.
-        if scope and not decision.by_network and qtype != RT.TXT:
+        signature = self._signature(dyn, qtype, decision)
+        return GeoResult(dyn, qtype, decision, self.ecs_scope(dyn, qtype, decision), signature)
+
+    def ecs_scope(self, dyn: DynamicName, qtype: int, decision: Decision) -> int:
+        """The ECS SCOPE PREFIX-LENGTH of a reply: the one place it is decided.
+
+        It claims that every address of the network it names gets this same reply, so it
+        is never wider than the truth, whatever the source prefix: it may be longer than
+        the source (RFC 7871 7.2.1, "the source was not specific enough"), never shorter
+        than the network the decision is known to hold for.
+        """
+        client = decision.client
+        if client.source_prefix == 0:
+            # RFC 7871 7.1.2: the resolver sent no client address, so the decision was
+            # made from the resolver's own; scope 0 (7.2.1) lets it share that answer with
+            # its clients, all of whom it would get for them without ECS anyway.
+            return 0
+        if _same_for_everyone(dyn, qtype, decision.service):
+            return 0  # a NODATA by type, or one region and no rule: the scope names no one
+        scope = client.network.prefixlen
+        # The debug TXT names the client's own network, so it holds for that one only; a
+        # step that hashed the network (shedding, canary) decided for it alone too.
+        if scope and not decision.by_network and not (qtype == RT.TXT and dyn.zone.debug):
             scope = self._widened(dyn.service, client, scope)
-        if client.source_prefix is not None:
-            scope = min(scope, client.source_prefix)
-        return GeoResult(dyn, qtype, decision, scope, self._signature(dyn, qtype, decision))
+        return scope
 
     def _widened(self, service: Service, client: Client, scope: int) -> int:
         """The largest network around the client whose addresses all get this decision."""
@@ -215,6 +233,8 @@ class GeoAnswers:
     def _signature(
         self, dyn: DynamicName, qtype: int, decision: Decision
     ) -> tuple[object, ...] | None:
+        if not _holds_addresses(dyn, qtype):
+            return (dyn.kind, dyn.label, qtype, "nodata")
         if dyn.kind == ALIAS:
             # The encoded answer holds the chain, so it is shared only by the same alias.
             service_part = self._signature(
@@ -222,20 +242,19 @@ class GeoAnswers:
             )
             return None if service_part is None else (ALIAS, dyn.chain[0].name, *service_part)
         if decision.outcome is not None:
-            return (dyn.kind, dyn.label, qtype, decision.outcome)
+            # The refusal's EDE text names the rule and the regions' states.
+            reason = decision.steps[-1].reason if decision.outcome in _OUTCOME_RCODE else None
+            rule = None if decision.rule is None else decision.rule.index
+            return (dyn.kind, dyn.label, qtype, decision.outcome, decision.fallback, rule, reason)
         if dyn.kind == VERSION:
-            if qtype not in (RT.A, RT.AAAA, RT.ANY):
-                return (VERSION, dyn.label, qtype, "nodata")
             family = 6 if qtype == RT.AAAA else 4
             return (VERSION, dyn.label, qtype, tuple(r.name for r, _ in decision.select(family)))
         if dyn.kind == SRV:
             return (SRV, qtype, tuple(r.name for r in decision.regions))
-        if qtype == RT.TXT and dyn.zone.debug:
-            return None
-        if qtype in (RT.A, RT.AAAA, RT.ANY):
-            family = 6 if qtype == RT.AAAA else 4
-            return (SERVICE, qtype, tuple(r.name for r, _ in decision.select(family)))
-        return (SERVICE, qtype, "nodata")
+        if qtype == RT.TXT:
+            return None  # the debug TXT (_holds_addresses let it through)
+        family = 6 if qtype == RT.AAAA else 4
+        return (SERVICE, qtype, tuple(r.name for r, _ in decision.select(family)))
 
     def resolution(self, result: GeoResult) -> Resolution:
         """The sections of the answer, built with dnspython: once per signature."""
@@ -248,19 +267,26 @@ class GeoAnswers:
             return replace(res, answer=(*dyn.chain, *res.answer))
         dyn, qtype, decision = result.dynamic, result.qtype, result.decision
         zone, service = dyn.zone, dyn.service
-        if decision.outcome in _OUTCOME_RCODE:
-            return Resolution(_OUTCOME_RCODE[decision.outcome], authoritative=False)
         nodata = negative(zone, Rcode.NOERROR)
+        if not _holds_addresses(dyn, qtype):
+            # The types a name holds are the same for every client, whatever its decision.
+            return nodata
+        if decision.outcome in _OUTCOME_RCODE:
+            why = decision.steps[-1].reason
+            if decision.rule is not None:
+                why = f"{decision.rule.describe()}: {why}"
+            # RFC 8914 18 (Prohibited): a resolver's log says why it was turned away.
+            return Resolution(
+                _OUTCOME_RCODE[decision.outcome], authoritative=False, ede=(18, why[:200])
+            )
         if decision.outcome == "nodata":
             return nodata
         if dyn.kind == SRV:
-            if qtype not in (RT.SRV, RT.ANY):
-                return nodata
             return self._srv(zone, service, decision)
         owner = service.name
         if dyn.kind == VERSION:
             owner = dns.name.Name((dyn.label.encode(), *service.name.labels))
-        elif qtype == RT.TXT and zone.debug:
+        elif qtype == RT.TXT:
             txt = dns.rrset.RRset(service.name, dns.rdataclass.IN, RT.TXT)
             for i, line in enumerate(decision.explain_lines()):
                 chunk = f"{i} {line}".encode()[:255]  # one string each, in order
@@ -268,18 +294,26 @@ class GeoAnswers:
             return Resolution(Rcode.NOERROR, True, answer=(txt,))
         if qtype == RT.ANY:
             qtype = RT.A  # RFC 8482: one RRset is enough
-        if qtype not in (RT.A, RT.AAAA):
+        if decision.outcome == "answer":
+            # Failing closed with the in-jurisdiction "unavailable" endpoint: a positive
+            # answer, cached per client subnet like any other.
+            want = 6 if qtype == RT.AAAA else 4
+            addresses = [a for a in decision.fallback if (":" in a) == (want == 6)]
+        else:
+            chosen = decision.select(4 if qtype == RT.A else 6)
+            addresses = [a for _, addrs in chosen for a in addrs]
+        if not addresses:
             return nodata
-        chosen = decision.select(4 if qtype == RT.A else 6)
-        if not chosen:
-            return nodata
-        addresses = [a for _, addrs in chosen for a in addrs]
         rrset = dns.rrset.from_text_list(owner, service.ttl, "IN", RT(qtype).name, addresses)
         return Resolution(Rcode.NOERROR, True, answer=(rrset,))
 
     def _srv(self, zone: Zone, service: Service, decision: Decision) -> Resolution:
         owner = srv_name(service)
         rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, RT.SRV)
+        if decision.outcome == "answer":
+            # RFC 2782: a target of "." means the service is decidedly not available here.
+            rrset.add(dns.rdata.from_text("IN", "SRV", "0 0 0 ."), ttl=service.ttl)
+            return Resolution(Rcode.NOERROR, True, answer=(rrset,))
         additional = []
         for rank, region in enumerate(decision.regions):
             host = region_host(service, region.name)
@@ -290,6 +324,23 @@ class GeoAnswers:
             node = zone.nodes.get(host, {})
             additional += [node[t] for t in (RT.A, RT.AAAA) if t in node]
         return Resolution(Rcode.NOERROR, True, answer=(rrset,), additional=tuple(additional))
+
+
+def _holds_addresses(dyn: DynamicName, qtype: int) -> bool:
+    """Whether a query of `qtype` at this name is answered per client at all: the rest get
+    NODATA, the same for every client."""
+    if dyn.kind == SRV:
+        return qtype in (RT.SRV, RT.ANY)
+    if qtype == RT.TXT:
+        return dyn.kind == SERVICE and dyn.zone.debug
+    return qtype in (RT.A, RT.AAAA, RT.ANY)
+
+
+def _same_for_everyone(dyn: DynamicName, qtype: int, service: Service) -> bool:
+    """Whether the reply cannot differ between clients, whatever the state."""
+    if not _holds_addresses(dyn, qtype):
+        return True
+    return len(service.regions) <= 1 and not service.residency and service.unlocated is None
 
 
 def _unlocated(

@@ -37,6 +37,8 @@ class Resolution:
     additional: tuple[RRset, ...] = ()
     # A referral's glue must not be dropped to fit a UDP size: truncate instead (RFC 9471).
     glue_required: bool = False
+    # An Extended DNS Error (RFC 8914): (INFO-CODE, EXTRA-TEXT), sent when the query had EDNS.
+    ede: tuple[int, str] | None = None
 
 
 REFUSED = Resolution(Rcode.REFUSED, authoritative=False)

@@ -38,25 +38,58 @@ class Region:
 
 @dataclass(frozen=True, slots=True)
 class ClientMatch:
-    """Which clients a residency rule holds: by continent, country list or named group."""
+    """Which clients a residency rule holds: by continent, country list or named group, and
+    optionally the clients that cannot be located at all."""
 
     continents: frozenset[str] = frozenset()
     countries: frozenset[str] = frozenset()
     description: str = ""
+    # Clients with neither a country nor a continent: no ECS and an unknown resolver, a
+    # private or special-purpose address, a GeoIP miss.
+    unlocated: bool = False
 
     def matches(self, country: str | None, continent: str | None) -> bool:
+        if country is None and continent is None:
+            return self.unlocated
         return (country is not None and country in self.countries) or (
             continent is not None and continent in self.continents
         )
 
 
 @dataclass(frozen=True, slots=True)
+class FailClosed:
+    """What a client gets when it must not be routed: refuse | servfail | nodata | answer.
+
+    `answer` is the recommended mode: `addresses` (an in-jurisdiction "unavailable"
+    endpoint) are answered as any positive answer, with the client's ECS scope and the
+    service TTL, which resolvers cache per client subnet like any other answer. REFUSED
+    makes RFC 7871 resolvers retry without ECS from their own address (RFC 7871 7.3), and
+    negative answers are cached for every client of a resolver (7.4).
+    """
+
+    mode: str = "refuse"
+    addresses: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.mode == "answer":
+            return f"answer {', '.join(self.addresses)}"
+        return self.mode
+
+
+@dataclass(frozen=True, slots=True)
 class ResidencyRule:
-    """Clients matching `clients` are answered only from `regions`, or not at all."""
+    """Clients matching `clients` are answered only from `regions`, or fail closed."""
 
     clients: ClientMatch
     regions: tuple[str, ...]
-    when_none: str = "refuse"  # refuse | servfail | nodata: nothing allowed is healthy
+    when_none: FailClosed = FailClosed()  # nothing allowed is healthy
+    # The rollout guard keeps at least this many of `regions` healthy on an approved
+    # version while another of them is updated (never the last one).
+    min_old: int = 1
+    index: int = 0  # its place in the service's list, for messages: "residency rule 0"
+
+    def describe(self) -> str:
+        return f"residency rule {self.index} ({self.clients.description})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +135,9 @@ class Service:
     capacity: Capacity = Capacity()
     residency: tuple[ResidencyRule, ...] = ()
     when_all_down: str = "answer_all"  # answer_all | servfail
+    # Clients that cannot be located and that no residency rule claims: None routes them
+    # by default_order over every region; a FailClosed answers them that way instead.
+    unlocated: FailClosed | None = None
     latency: str | None = "default"  # "default" (shipped table), a file path, or None
     version: VersionPolicy = VersionPolicy()
 

@@ -14,6 +14,7 @@ from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import (
     Capacity,
     ClientMatch,
+    FailClosed,
     Region,
     ResidencyRule,
     Service,
@@ -34,10 +35,11 @@ SERVICE_KEYS = {
     "latency",
     "health",
     "version",
+    "unlocated",
 }
 REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version"}
-RULE_KEYS = {"clients", "regions", "when_none"}
-CLIENT_KEYS = {"continent", "countries", "group"}
+RULE_KEYS = {"clients", "regions", "when_none", "min_old"}
+CLIENT_KEYS = {"continent", "countries", "group", "unlocated"}
 CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 WHEN_NONE = ("refuse", "servfail", "nodata")
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -105,6 +107,14 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
         b.add_error((*path, "latency"), "must be `default`, a file path, or null (no table)")
         latency = None
     version = _version_policy(b, (*path, "version"), spec.get("version", "consistent"))
+    unlocated = None
+    if spec.get("unlocated", "route") != "route":
+        unlocated = fail_closed(b, (*path, "unlocated"), spec["unlocated"], allow_route=True)
+        if residency and any(rule.clients.unlocated for rule in residency):
+            b.add_error(
+                (*path, "unlocated"),
+                "a residency rule already holds unlocated clients (clients: {unlocated: true})",
+            )
     if answers is None or port is None or capacity is None or residency is None or version is None:
         return None
     return Service(
@@ -119,6 +129,7 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
         when_all_down=when_all_down,
         latency=latency,
         version=version,
+        unlocated=unlocated,
     )
 
 
@@ -280,31 +291,63 @@ def _residency(
         b.unknown_keys(rpath, rule_spec, RULE_KEYS)
         clients = _clients(b, (*rpath, "clients"), rule_spec.get("clients"))
         regions = _region_list(b, (*rpath, "regions"), rule_spec.get("regions"), known)
-        when_none = rule_spec.get("when_none", "refuse")
-        if when_none not in WHEN_NONE:
-            b.add_error(
-                (*rpath, "when_none"), f"{when_none!r} is not one of {', '.join(WHEN_NONE)}"
-            )
-            continue
-        if clients is None or not regions:
+        when_none = fail_closed(b, (*rpath, "when_none"), rule_spec.get("when_none", "refuse"))
+        min_old = b.int_value(
+            (*rpath, "min_old"), rule_spec.get("min_old", 1), 0, 16, "a count of regions"
+        )
+        if clients is None or not regions or when_none is None or min_old is None:
             continue
         for j, earlier in enumerate(rules):
             overlap = (clients.countries & earlier.clients.countries) | (
                 clients.continents & earlier.clients.continents
             )
+            if clients.unlocated and earlier.clients.unlocated:
+                overlap = overlap | {"unlocated"}
             if overlap:
                 b.add_error(
                     (*rpath, "clients"),
                     f"overlaps rule {j} ({', '.join(sorted(overlap))}):"
                     " a client must match one rule only",
                 )
-        rules.append(ResidencyRule(clients, tuple(regions), when_none))
+        rules.append(ResidencyRule(clients, tuple(regions), when_none, min_old, i))
     return tuple(rules)
+
+
+def fail_closed(b: Builder, path: Path, spec: Any, allow_route: bool = False) -> FailClosed | None:
+    """refuse | servfail | nodata | {answer: [ADDRESS, ...]}."""
+    expected = "refuse, servfail, nodata or {answer: [ADDRESS, ...]}"
+    if allow_route:
+        expected = "route, " + expected
+    if isinstance(spec, str) and spec in WHEN_NONE:
+        return FailClosed(spec)
+    if not isinstance(spec, dict) or set(spec) != {"answer"}:
+        b.add_error(path, f"{spec!r} is not one of {expected}")
+        return None
+    addresses = spec["answer"]
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    if not isinstance(addresses, list) or not addresses:
+        b.add_error((*path, "answer"), "needs at least one address (an 'unavailable' endpoint)")
+        return None
+    good = []
+    for i, text in enumerate(addresses):
+        ip = parse_address(text)
+        if ip is None:
+            b.add_error((*path, "answer", i), f"{text!r} is not an IP address")
+        else:
+            good.append(str(ip))
+    if len(good) != len(addresses):
+        return None
+    return FailClosed("answer", tuple(good))
 
 
 def _clients(b: Builder, path: Path, spec: Any) -> ClientMatch | None:
     if not isinstance(spec, dict) or not spec:
-        b.add_error(path, "must be {continent: EU} or {countries: [DE, FR]} or {group: EEA}")
+        b.add_error(
+            path,
+            "must be {continent: EU} or {countries: [DE, FR]} or {group: EEA},"
+            " optionally with unlocated: true",
+        )
         return None
     b.unknown_keys(path, spec, CLIENT_KEYS)
     continents: set[str] = set()
@@ -336,9 +379,15 @@ def _clients(b: Builder, path: Path, spec: Any) -> ClientMatch | None:
         else:
             countries |= groups[value]
             described.append(f"group {value}")
-    if not continents and not countries:
+    unlocated = spec.get("unlocated", False)
+    if not isinstance(unlocated, bool):
+        b.add_error((*path, "unlocated"), f"{unlocated!r} is not true or false")
+        unlocated = False
+    if unlocated:
+        described.append("unlocated clients")
+    if not continents and not countries and not unlocated:
         return None
-    return ClientMatch(frozenset(continents), frozenset(countries), "; ".join(described))
+    return ClientMatch(frozenset(continents), frozenset(countries), "; ".join(described), unlocated)
 
 
 def _country_groups(b: Builder, path: Path) -> dict[str, frozenset[str]]:

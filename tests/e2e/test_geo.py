@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -72,12 +73,23 @@ def test_ecs_clients_get_their_region(
     assert addresses(reply) == [expected]
     assert reply.answer[0].ttl == 30
     assert scope(reply) == expected_scope
-    assert scope(reply) <= int(subnet.split("/")[1])
 
 
-def test_scope_never_longer_than_the_source(geo: ServerProcess) -> None:
-    reply = ask(geo, "81.2.0.0/16")
-    assert scope(reply) <= 16
+@pytest.mark.parametrize(
+    ("subnet", "inside"),
+    [("81.2.0.0/16", "81.2.69.0/24"), ("89.0.0.0/8", "89.160.20.0/24")],
+)
+def test_a_short_source_gets_a_scope_that_claims_only_its_own_answer(
+    geo: ServerProcess, subnet: str, inside: str
+) -> None:
+    """RFC 7871 7.2.1: a scope longer than the source says the source was not specific
+    enough; a scope as short as the source would claim `inside`'s different answer."""
+    reply = ask(geo, subnet)
+    claimed = ipaddress.ip_network((subnet.split("/")[0], scope(reply)))
+    other = ask(geo, inside)
+    assert addresses(other) != addresses(reply)
+    assert not claimed.overlaps(ipaddress.ip_network(inside))
+    assert scope(reply) > int(subnet.split("/")[1])
 
 
 def test_aaaa(geo: ServerProcess) -> None:
@@ -88,7 +100,7 @@ def test_aaaa(geo: ServerProcess) -> None:
 def test_ecs_zero_prefix_gets_scope_zero(geo: ServerProcess) -> None:
     reply = ask(geo, "0.0.0.0/0")
     assert scope(reply) == 0
-    assert addresses(reply) == [US]  # loopback resolver: unlocated, the default order
+    assert addresses(reply) == [US]  # 127.0.0.1 resolver: unlocated, the default order
 
 
 def test_without_ecs_the_source_address_decides(geo: ServerProcess) -> None:
@@ -197,7 +209,7 @@ def explain(*args: str) -> str:
 def test_explain_cli(mmdb: Path) -> None:
     out = explain("81.2.69.142", "--geoip-database", str(mmdb))
     assert "client 81.2.69.142 in network 81.2.69.0/24 (GB, EU, ENG)" in out
-    assert "residency: client in GB matches residency rule (continent EU): only eu-west-1" in out
+    assert "residency: client in GB matches residency rule 0 (continent EU): only eu-west-1" in out
     assert "select A: eu-west-1 192.0.2.20" in out
     data = json.loads(explain("216.160.83.56", "--geoip-database", str(mmdb), "--json"))
     assert data["regions"][0] == "us-east-1"

