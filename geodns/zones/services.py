@@ -297,7 +297,7 @@ def _residency(
         )
         if clients is None or not regions or when_none is None or min_old is None:
             continue
-        for j, earlier in enumerate(rules):
+        for earlier in rules:
             overlap = (clients.countries & earlier.clients.countries) | (
                 clients.continents & earlier.clients.continents
             )
@@ -306,7 +306,7 @@ def _residency(
             if overlap:
                 b.add_error(
                     (*rpath, "clients"),
-                    f"overlaps rule {j} ({', '.join(sorted(overlap))}):"
+                    f"overlaps rule {earlier.index} ({', '.join(sorted(overlap))}):"
                     " a client must match one rule only",
                 )
         rules.append(ResidencyRule(clients, tuple(regions), when_none, min_old, i))

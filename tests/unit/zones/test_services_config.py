@@ -8,6 +8,7 @@ import pytest
 
 from geodns.errors import ConfigErrors
 from geodns.zones.loader import load_zone_file
+from geodns.zones.model import FailClosed
 
 HEAD = """\
 zone: example.com
@@ -149,3 +150,65 @@ def test_region_port_and_version(tmp_path: Path) -> None:
     )
     assert ":7: services.inference.regions.us-east-1.port: " in out
     assert ":7: services.inference.regions.us-east-1.version: [1] is not a model version" in out
+
+
+def test_fail_closed_answers_unlocated_clients_and_min_old(tmp_path: Path) -> None:
+    path = tmp_path / "z.yaml"
+    path.write_text(
+        HEAD
+        + REGIONS
+        + """\
+    residency:
+      - clients: {continent: EU, unlocated: true}
+        regions: [eu-west-1]
+        when_none: {answer: [192.0.2.99, "2001:db8::99"]}
+        min_old: 0
+      - clients: {countries: [US]}
+        regions: [us-east-1]
+"""
+    )
+    (service,) = load_zone_file(path).services.values()
+    eu, us = service.residency
+    assert eu.when_none == FailClosed("answer", ("192.0.2.99", "2001:db8::99"))
+    assert eu.clients.unlocated and eu.clients.matches(None, None)
+    assert not us.clients.matches(None, None)
+    assert (eu.min_old, us.min_old) == (0, 1)
+    assert us.when_none == FailClosed("refuse")
+    assert eu.describe() == "residency rule 0 (continent EU; unlocated clients)"
+    assert service.unlocated is None
+
+
+def test_service_level_unlocated(tmp_path: Path) -> None:
+    path = tmp_path / "z.yaml"
+    path.write_text(HEAD + REGIONS + "    unlocated: {answer: 192.0.2.99}\n")
+    (service,) = load_zone_file(path).services.values()
+    assert service.unlocated == FailClosed("answer", ("192.0.2.99",))
+
+
+def test_fail_closed_errors(tmp_path: Path) -> None:
+    out = errors(
+        tmp_path,
+        REGIONS
+        + """\
+    unlocated: {answer: []}
+    residency:
+      - clients: {unlocated: yes please}
+        regions: [eu-west-1]
+        when_none: {answer: [not-an-address]}
+        min_old: -1
+      - clients: {continent: EU, unlocated: true}
+        regions: [eu-west-1]
+      - clients: {countries: [US], unlocated: true}
+        regions: [us-east-1]
+        when_none: {refuse: true}
+      - clients: {countries: [JP], unlocated: true}
+        regions: [us-east-1]
+""",
+    )
+    assert ":9: services.inference.unlocated.answer: needs at least one address" in out
+    assert "residency[0].clients.unlocated: 'yes please' is not true or false" in out
+    assert "residency[0].when_none.answer[0]: 'not-an-address' is not an IP address" in out
+    assert "residency[0].min_old:" in out
+    assert "residency[2].when_none: {'refuse': True} is not one of refuse, servfail," in out
+    assert "residency[3].clients: overlaps rule 1 (unlocated)" in out
+    assert "services.inference.unlocated: a residency rule already holds unlocated" in out
