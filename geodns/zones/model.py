@@ -63,11 +63,12 @@ class FailClosed:
     `answer` is the recommended mode: `addresses` (an in-jurisdiction "unavailable"
     endpoint) are answered as any positive answer, with the client's ECS scope and the
     service TTL, which resolvers cache per client subnet like any other answer. REFUSED
-    makes RFC 7871 resolvers retry without ECS from their own address (RFC 7871 7.3), and
-    negative answers are cached for every client of a resolver (7.4).
+    makes RFC 7871 resolvers retry without ECS from their own address (RFC 7871 7.3),
+    which leaks the client to wherever the resolver is; a negative answer is cached for
+    every client of a resolver (7.4) but leaks nothing, hence the default `nodata`.
     """
 
-    mode: str = "refuse"
+    mode: str = "nodata"
     addresses: tuple[str, ...] = ()
 
     def __str__(self) -> str:

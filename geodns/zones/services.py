@@ -279,6 +279,8 @@ def _capacity(b: Builder, path: Path, spec: Any) -> Capacity | None:
 def _residency(
     b: Builder, path: Path, spec: Any, known: set[str]
 ) -> tuple[ResidencyRule, ...] | None:
+    # `when_none` defaults to nodata, the mode that never leaks whatever resolvers do
+    # (FailClosed says why); `{answer: [...]}` is the one the README recommends.
     if not isinstance(spec, list):
         b.add_error(path, "must be a list of rules {clients, regions, when_none}")
         return None
@@ -291,7 +293,7 @@ def _residency(
         b.unknown_keys(rpath, rule_spec, RULE_KEYS)
         clients = _clients(b, (*rpath, "clients"), rule_spec.get("clients"))
         regions = _region_list(b, (*rpath, "regions"), rule_spec.get("regions"), known)
-        when_none = fail_closed(b, (*rpath, "when_none"), rule_spec.get("when_none", "refuse"))
+        when_none = fail_closed(b, (*rpath, "when_none"), rule_spec.get("when_none", "nodata"))
         min_old = b.int_value(
             (*rpath, "min_old"), rule_spec.get("min_old", 1), 0, 16, "a count of regions"
         )

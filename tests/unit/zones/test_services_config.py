@@ -173,7 +173,7 @@ def test_fail_closed_answers_unlocated_clients_and_min_old(tmp_path: Path) -> No
     assert eu.clients.unlocated and eu.clients.matches(None, None)
     assert not us.clients.matches(None, None)
     assert (eu.min_old, us.min_old) == (0, 1)
-    assert us.when_none == FailClosed("refuse")
+    assert us.when_none == FailClosed("nodata")  # the default: it never leaks
     assert eu.describe() == "residency rule 0 (continent EU; unlocated clients)"
     assert service.unlocated is None
 
