@@ -1,5 +1,9 @@
 """The admin HTTP side (aiohttp): dashboard, /api/state, /api/explain, /healthz, /metrics, and
-the token-protected routes that force region states, reload the zones, or drive the demo."""
+the token-protected routes that force region states, reload the zones, or drive the demo.
+
+Every request must name this server in `Host:` (geodns.admin.hosts: DNS rebinding), and
+every reply forbids framing (clickjacking of the dashboard's buttons).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from geodns.admin.hosts import HostPolicy
 from geodns.admin.metrics import registry_for
 from geodns.admin.view import StateView
+from geodns.control.forces import ForceStoreError
 from geodns.control.plane import ControlPlane
 from geodns.errors import GeodnsError
 from geodns.health.monitor import UnknownRegion
-from geodns.server.explain import decision_json, explain
+from geodns.server.explain import explain, explain_body, live_state
 from geodns.server.sockets import ListenAddress
 from geodns.versions import rollout as rollouts
 from geodns.versions.rollout import RolloutNotFound, RolloutRefused
@@ -31,6 +37,15 @@ rollout_log = logging.getLogger("geodns.rollout")
 DEFAULT_ADMIN = "127.0.0.1:8053"
 TOKEN_ENV = "GEODNS_ADMIN_TOKEN"
 STATIC = Path(str(resources.files("geodns") / "admin" / "static"))
+# On every reply: no page of another site may frame the dashboard (CSP Level 2
+# frame-ancestors; X-Frame-Options for browsers that predate it), and no reply is read as
+# another content type than the one it says.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
+BY_MAX = 200  # characters of an operator's `by` kept with a force
 
 
 class DemoControls(Protocol):
@@ -67,16 +82,22 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 class AdminApp:
     def __init__(
-        self, plane: ControlPlane, token: str | None, demo: DemoControls | None = None
+        self,
+        plane: ControlPlane,
+        token: str | None,
+        demo: DemoControls | None = None,
+        hosts: HostPolicy | None = None,
     ) -> None:
         self.plane = plane
         self.token = token
         self.demo = demo
+        self.hosts = hosts or HostPolicy()
         self.view = StateView(plane)
         self.registry = registry_for(plane)
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._host, self._auth])
+        app.on_response_prepare.append(_secure)
         app.add_routes(
             [
                 web.get("/", self.index),
@@ -105,6 +126,21 @@ class AdminApp:
             ]
         )
         return app
+
+    @web.middleware
+    async def _host(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        header = request.headers.get("Host")
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local = sockname[0] if sockname else None
+        if not self.hosts.allows(header, local):
+            log.debug("admin HTTP: refused Host %r from %s", header, request.remote)
+            # 421 Misdirected Request (RFC 9110 15.5.20): not a name this server answers for.
+            return _error(
+                421,
+                f"Host {header!r} is not a name of this server; allow it with"
+                " `geodns serve --http-host NAME`",
+            )
+        return await handler(request)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -143,19 +179,22 @@ class AdminApp:
         if not name or not client:
             return _error(400, "name and client are required: /api/explain?name=...&client=IP")
         prefix_text = request.query.get("prefix")
-        local = self.plane.local
+        plane = self.plane
+        local = plane.local
         if local is None:
             return _error(503, "not serving yet")
+        geo = local.answerer.geo
         try:
             prefix = int(prefix_text) if prefix_text else None
-            result = explain(local.answerer.geo, name, client, prefix)
+            result = explain(geo, name, client, prefix)
         except ValueError:
             return _error(400, f"prefix {prefix_text!r} is not a number")
         except GeodnsError as exc:
             return _error(400, str(exc))
-        body = decision_json(result.decision, result.scope_prefix)
-        body["explain"] = result.decision.explain_lines()
-        return web.json_response(body)
+        merged = plane.scopes is not None and plane.scopes.merged
+        # The worker's own state: the one this server's answers are decided on now.
+        state = live_state(geo.state.version, plane.published_at)
+        return web.json_response(explain_body(result, merged, state))
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -175,14 +214,21 @@ class AdminApp:
         service = request.match_info["service"]
         region = request.match_info["region"]
         mode = body.get("state")
+        by = body.get("by")
+        if by is not None and not isinstance(by, str):
+            return _error(400, "`by` must be text: who sets this state, or why")
+        by = (by or "").strip()[:BY_MAX] or f"admin API from {request.remote}"
         try:
-            snapshot = self.plane.force(service, region, str(mode))
+            snapshot = self.plane.force(service, region, str(mode), by)
         except UnknownRegion as exc:
             return _error(404, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
+        except ForceStoreError as exc:
+            log.error("forces: %s", exc)
+            return _error(500, f"{exc} (the state was not changed)")
         st = snapshot.get(service.rstrip("."), region)
-        log.info("admin API: %s of %s set to %s", region, service, mode)
+        log.info("admin API: %s of %s set to %s by %s", region, service, mode, by)
         return web.json_response(
             {
                 "ok": True,
@@ -319,10 +365,11 @@ class AdminServer:
         listen: ListenAddress,
         token: str | None,
         demo: DemoControls | None = None,
+        host_names: tuple[str, ...] = (),
     ) -> None:
         check_bind(listen, token)
         self.listen = listen
-        self.app = AdminApp(plane, token, demo)
+        self.app = AdminApp(plane, token, demo, HostPolicy(host_names))
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -347,3 +394,8 @@ class AdminServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+async def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)

@@ -1,9 +1,16 @@
-"""What the dashboard and /api/state show: the control plane's state as plain JSON."""
+"""What the dashboard and /api/state show: the control plane's state as plain JSON.
+
+No filesystem path is shown: files by their name only (the GeoIP database), and an
+absolute path inside a message (a reload or scope-build error) cut to its last two parts,
+`…/zones/example.com.yaml`. The server's log has them whole.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -31,6 +38,18 @@ PALETTE = (
 # A stand-in network for a whole country: capacity shedding hashes the client network,
 # and one fixed network shows what a typical network of that country gets.
 _COUNTRY_NETWORK = ipaddress.ip_network("0.0.0.0/0")
+# An absolute path inside a message: "/" starting a word, then "/"-separated parts.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w./:])/(?:[^\s/'\":,()\[\]]+/)*[^\s/'\":,()\[\]]+")
+
+
+def without_paths(text: str) -> str:
+    """`text` with each absolute path cut to its last two parts: which file, not where."""
+
+    def cut(match: re.Match[str]) -> str:
+        parts = match.group(0).split("/")[1:]
+        return match.group(0) if len(parts) <= 2 else "…/" + "/".join(parts[-2:])
+
+    return _ABSOLUTE_PATH.sub(cut, text)
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +106,24 @@ class StateView:
             "rollout": None if rollout is None else to_json(rollout),
         }
 
+    def _force_of(self, service: str, region: str, forced: object) -> dict[str, Any]:
+        """Who set the operator force a region is under now, and when; None for a rollout's
+        drain or no force."""
+        kept = self.plane.kept_force(service, region)
+        if kept is None or kept.state != forced:
+            return {"forced_by": None, "forced_at": None}
+        return {"forced_by": kept.by, "forced_at": kept.set_at}
+
+    def _scopes(self) -> dict[str, Any]:
+        scopes = self.plane.scopes
+        if scopes is None:
+            return {"state": "off"}
+        status = dict(scopes.status())
+        status.pop("cache_dir", None)  # a path
+        if isinstance(status.get("error"), str):
+            status["error"] = without_paths(status["error"])
+        return status
+
     def state(self, demo: bool = False) -> dict[str, Any]:
         plane = self.plane
         snapshot = plane.state
@@ -105,6 +142,7 @@ class StateView:
                         "state": str(st.health),
                         "checked": None if st.checked is None else str(st.checked),
                         "forced": None if st.forced is None else str(st.forced),
+                        **self._force_of(service.key, region.name, st.forced),
                         "since": st.since,
                         "last_check": st.last_check,
                         "latency_ms": None
@@ -141,17 +179,29 @@ class StateView:
                 "config_loaded": plane.config_loaded,
                 "reload_error": None
                 if reload_error is None
-                else {"time": reload_error.time, "errors": list(reload_error.errors)},
+                else {
+                    "time": reload_error.time,
+                    "errors": [without_paths(e) for e in reload_error.errors],
+                },
                 "geoip": None
                 if geoip is None
                 else {
-                    "path": geoip.path,
+                    "file": os.path.basename(geoip.path),
                     "build_date": geoip.build_date.date().isoformat(),
                     "attribution": geoip.attribution,
-                    "ecs_scopes": {"state": "off"}
-                    if plane.scopes is None
-                    else plane.scopes.status(),
+                    "ecs_scopes": self._scopes(),
                 },
+                # Kept operator forces of regions the zones do not have (geodns.control.forces).
+                "ignored_forces": [
+                    {
+                        "service": f.service,
+                        "region": f.region,
+                        "state": str(f.state),
+                        "set_at": f.set_at,
+                        "by": f.by,
+                    }
+                    for f in plane.ignored_forces()
+                ],
                 "demo": demo,
             },
             "services": out_services,

@@ -15,18 +15,20 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from geodns import __version__
+from geodns.control.forces import Force, ForceStore
+from geodns.control.forces import default_path as default_forces_path
 from geodns.control.scopes import ScopeMerger
 from geodns.control.zonesource import ZoneSource
 from geodns.errors import ConfigErrors
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles
-from geodns.health.monitor import HealthMonitor
-from geodns.health.state import ALL_UP, ServiceVersions, StateSnapshot
+from geodns.health.monitor import HealthMonitor, UnknownRegion
+from geodns.health.state import ALL_UP, ServiceVersions, StateSnapshot, effective_health
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
 from geodns.server.stats import QueryTotals, combine
@@ -76,6 +78,8 @@ class ControlPlane:
     # Started before the first health-check round (the demo's simulated regions).
     prerequisites: list[Attachment] = field(default_factory=list)
     rollouts_file: Path | None = None  # default: .geodns-rollouts.json beside the zones
+    # Operator forces kept across restarts; default: .geodns-forces.json beside the rollouts.
+    forces_file: Path | None = None
     scope_cache: str | None = None  # where merged ECS scopes are built; None: not merged
 
     def __post_init__(self) -> None:
@@ -85,16 +89,25 @@ class ControlPlane:
         self.last_reload: ReloadResult | None = None
         self.reload_error: ReloadResult | None = None
         self.reloads = ReloadCounts()
-        self.guard = RolloutGuard(
-            RolloutStore(self.rollouts_file or default_path(self.source.path)), self.clock
-        )
+        rollouts_path = self.rollouts_file or default_path(self.source.path)
+        rollout_store = RolloutStore(rollouts_path)
+        rollout_store.remove_stale_temps()
+        self.guard = RolloutGuard(rollout_store, self.clock)
+        self.force_store = ForceStore(self.forces_file or default_forces_path(rollouts_path))
+        self.force_store.remove_stale_temps()
+        # Every kept force, those of regions the zones no longer have included: such a force
+        # is ignored (and logged) while its region is absent, and holds again if it returns.
+        self.forces: dict[tuple[str, str], Force] = self.force_store.load()
         self._guard_drained: set[tuple[str, str]] = set()
         self._seen_versions: dict[str, set[str]] = {}
-        self.monitor = HealthMonitor(self.zones, self._on_state, initial=self.initial_state)
+        # Kept forces are in the very first snapshot: the first answer already obeys them.
+        initial = self._with_kept_forces(self.initial_state)
+        self.monitor = HealthMonitor(self.zones, self._on_state, initial=initial)
         self.local: DnsWorker | None = None
         self.children: list[Channel] = []
         self._child_stats: dict[int, dict[str, Any]] = {}
         self.published = self.monitor.snapshot.with_versions({})
+        self.published_at = self.clock()
         self._answer_samples: deque[tuple[float, dict[tuple[str, str], int]]] = deque()
         self._tasks: list[asyncio.Future[Any]] = []
         self._reload_lock = asyncio.Lock()
@@ -193,7 +206,9 @@ class ControlPlane:
         for service, region in sorted(wanted - before):
             self._force_quietly(service, region, "drain")
         for service, region in sorted(before - wanted):
-            self._force_quietly(service, region, "auto")
+            # Released: back to the operator's force if one is kept, else to the checks.
+            kept = self.forces.get((service, region))
+            self._force_quietly(service, region, "auto" if kept is None else str(kept.state))
 
     def _force_quietly(self, service: str, region: str, mode: str) -> None:
         try:
@@ -233,6 +248,7 @@ class ControlPlane:
         """
         snapshot = snapshot.with_versions(self._versions(snapshot))
         self.published = snapshot
+        self.published_at = self.clock()
         if self.local is not None:
             self.local.apply_state(snapshot)
         for link in self.children:
@@ -244,9 +260,97 @@ class ControlPlane:
         for link in self.children:
             link.send(("scopes", scopes))
 
-    def force(self, service: str, region: str, mode: str) -> StateSnapshot:
-        """drain | up | down | auto for one region; UnknownRegion or ValueError if wrong."""
-        return self.monitor.force(service, region, mode)
+    def force(self, service: str, region: str, mode: str, by: str = "") -> StateSnapshot:
+        """drain | up | down | auto for one region, kept in the forces file across restarts.
+
+        Raises UnknownRegion or ValueError if wrong, ForceStoreError (nothing changed) if
+        the forces file cannot be written. `auto` also clears a kept force of a region the
+        zones no longer have.
+        """
+        key = (service.strip().rstrip(".").lower(), region)
+        try:
+            before = self.monitor.snapshot.get(*key)
+            snapshot = self.monitor.force(service, region, mode)
+        except UnknownRegion:
+            if key in self.forces and str(mode).strip().lower() == "auto":
+                forces = dict(self.forces)
+                del forces[key]
+                self.force_store.save(forces)
+                self.forces = forces
+                log.info("forced state of absent region %s of %s cleared", key[1], key[0])
+                return self.monitor.snapshot
+            raise
+        forced = snapshot.get(*key).forced
+        forces = dict(self.forces)
+        if forced is None:
+            forces.pop(key, None)
+        else:
+            forces[key] = Force(key[0], key[1], forced, self.clock(), by)
+        if forces != self.forces:
+            try:
+                self.force_store.save(forces)
+            except Exception:
+                # Not kept, so not applied: a restart would otherwise quietly undo it.
+                old = "auto" if before.forced is None else str(before.forced)
+                self.monitor.force(service, region, old)
+                raise
+            self.forces = forces
+        return snapshot
+
+    def _with_kept_forces(self, state: StateSnapshot) -> StateSnapshot:
+        """`state` with every kept force of a region the zones have; the others logged."""
+        known = {(s.key, r.name) for s in self.zones.services() for r in s.regions}
+        regions = dict(state.regions)
+        for key, force in sorted(self.forces.items()):
+            if key not in known:
+                log.warning(
+                    "forced %s of region %s of %s (set %s by %s) is kept in %s but ignored:"
+                    " the zones have no such region",
+                    force.state,
+                    key[1],
+                    key[0],
+                    _iso(force.set_at),
+                    force.by or "?",
+                    self.force_store.path.name,
+                )
+                continue
+            old = state.get(*key)
+            health = effective_health(old.checked, force.state)
+            regions[key] = replace(old, forced=force.state, health=health)
+            log.info(
+                "region %s of %s: forced %s, as set %s by %s",
+                key[1],
+                key[0],
+                force.state,
+                _iso(force.set_at),
+                force.by or "?",
+            )
+        return state.with_regions(regions) if regions != dict(state.regions) else state
+
+    def _reapply_kept_forces(self) -> None:
+        """After a reload: a region back in the zones takes its kept force again."""
+        known = {(s.key, r.name) for s in self.zones.services() for r in s.regions}
+        for key, force in sorted(self.forces.items()):
+            if key not in known:
+                log.warning(
+                    "forced %s of region %s of %s is kept but ignored: the zones have no such"
+                    " region",
+                    force.state,
+                    key[1],
+                    key[0],
+                )
+            elif self.monitor.snapshot.get(*key).forced is None and key not in self._guard_drained:
+                log.info("region %s of %s is back: forced %s again", key[1], key[0], force.state)
+                self._force_quietly(key[0], key[1], str(force.state))
+
+    def kept_force(self, service: str, region: str) -> Force | None:
+        """The operator force kept for a region, if any (a rollout may outrank it now)."""
+        return self.forces.get((service, region))
+
+    def ignored_forces(self) -> list[Force]:
+        """Kept forces of regions the zones do not have."""
+        known = {(s.key, r.name) for s in self.zones.services() for r in s.regions}
+        return [f for k, f in sorted(self.forces.items()) if k not in known]
 
     # --- reload ----------------------------------------------------------------------
 
@@ -274,6 +378,7 @@ class ControlPlane:
             self.config_version += 1
             self.config_loaded = now
             self.monitor.set_zones(zones)
+            self._reapply_kept_forces()
             if self.local is not None:
                 self.local.apply_zones(zones)
             for link in self.children:
@@ -343,3 +448,7 @@ class ControlPlane:
             return now
         _, then = self._answer_samples[0]
         return {k: n - then.get(k, 0) for k, n in now.items()}
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -1,9 +1,23 @@
 """One routing decision, asked for by name and client address: for `geodns explain` and the
-admin API's /api/explain."""
+admin API's /api/explain, and the one way both print it.
+
+/api/explain answers `explain_body()`; `geodns explain` prints `explain_lines()` of that
+body, whether a live server sent it or the CLI decided offline, so that the two read alike
+and each says which region state it shows (`state`):
+
+    {"source": "live" | "offline",
+     "server": admin URL asked | null,        live: filled in by the CLI
+     "version": state snapshot version | null, live: the one answers are decided on now
+     "published": epoch seconds | null,        live: when that state reached the workers
+     "file": state file name | null,           offline with --state FILE
+     "note": why offline | null}
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import time
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -59,3 +73,70 @@ def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:
         },
         "scope_prefix": scope_prefix,
     }
+
+
+def scope_how(decision: Decision, merged: bool) -> str:
+    """Why the ECS scope is what it is, in a few words."""
+    if decision.by_network:
+        return "this network only: the network's hash decided"
+    if merged:
+        return "merged: every address in it gets this answer"
+    return "the GeoIP network; merged scopes appear once a server has built them"
+
+
+def live_state(version: int, published: float) -> dict[str, Any]:
+    """`state` of an explanation a running server decided on its published state."""
+    return {
+        "source": "live",
+        "server": None,
+        "version": version,
+        "published": published,
+        "file": None,
+        "note": None,
+    }
+
+
+def offline_state(file: str | None, note: str | None) -> dict[str, Any]:
+    """`state` of an explanation decided offline: every region up, or as in `file`."""
+    return {
+        "source": "offline",
+        "server": None,
+        "version": None,
+        "published": None,
+        "file": file,
+        "note": note,
+    }
+
+
+def explain_body(result: GeoResult, merged: bool, state: dict[str, Any]) -> dict[str, Any]:
+    """What /api/explain answers and `geodns explain --json` prints."""
+    body = decision_json(result.decision, result.scope_prefix)
+    body["explain"] = result.decision.explain_lines()
+    body["scope"] = {"prefix": result.scope_prefix, "how": scope_how(result.decision, merged)}
+    body["state"] = state
+    return body
+
+
+def state_line(state: dict[str, Any]) -> str:
+    """Which region state an explanation shows, in one line."""
+    if state.get("source") == "live":
+        published = state.get("published")
+        when = "" if published is None else f", published {_iso(published)}"
+        where = state.get("server") or "a running server"
+        return f"live server at {where} (state version {state.get('version')}{when})"
+    shown = f"regions as in {state['file']}" if state.get("file") else "every region up"
+    note = f" ({state['note']})" if state.get("note") else ""
+    return f"offline, {shown}{note}"
+
+
+def explain_lines(body: dict[str, Any], client: str) -> list[str]:
+    """`geodns explain`'s text, the same for a live server's body and an offline one."""
+    lines = [f"{body['service']} for {client}:", f"  state: {state_line(body['state'])}"]
+    lines += [f"  {line}" for line in body["explain"]]
+    scope = body["scope"]
+    lines.append(f"  ECS scope: /{scope['prefix']} (of A answers; {scope['how']})")
+    return lines
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -1,4 +1,5 @@
-"""Rollouts on disk: one small JSON file next to the zones, replaced atomically.
+"""Rollouts on disk: one small JSON file next to the zones, replaced atomically
+(geodns.atomicfile).
 
     {"format": 1, "rollouts": {"inference.example.com": {...to_json...}}}
 
@@ -8,13 +9,12 @@ take each rollout step for a zone change.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from geodns.atomicfile import remove_stale_temps, write_atomically
 from geodns.errors import GeodnsError
 from geodns.versions.rollout import Rollout, from_json, to_json
 
@@ -75,33 +75,11 @@ class RolloutStore:
         """Replace the file in one step: a crash leaves the old file or the new, never half."""
         doc = {"format": FORMAT, "rollouts": {k: to_json(r) for k, r in sorted(rollouts.items())}}
         data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-        directory = self.path.parent
         try:
-            # Same directory: os.replace is atomic only within one file system.
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            write_atomically(self.path, data)
         except OSError as exc:
-            raise RolloutStoreError(f"{self.path}: cannot write: {exc.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise RolloutStoreError(f"{self.path}: cannot write: {exc.strerror}") from exc
-            raise
-        _fsync_dir(directory)
+            raise RolloutStoreError(f"{self.path}: cannot write: {exc.strerror}") from exc
 
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself is durable only once the directory entry is on disk.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)
+    def remove_stale_temps(self) -> list[Path]:
+        """At start: the temp files of writes that a kill -9 interrupted."""
+        return remove_stale_temps(self.path)

@@ -1,10 +1,14 @@
-"""The admin HTTP side of a real `geodns serve`: state, explain, metrics, auth, forced states."""
+"""The admin HTTP side of a real `geodns serve`: state, explain, metrics, auth, forced states,
+and its defences: Host names (DNS rebinding), framing, no filesystem paths."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from http import client as http_client
+from pathlib import Path
 from typing import Any
 
 import dns.message
@@ -12,9 +16,10 @@ import dns.rcode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import EXAMPLE_ZONES, ServerProcess, running_server, wait_for
+from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server, wait_for
 
 TOKEN = "s3cret-admin-token"
+EXPLAIN_X = "/api/explain?name=inference.example.com&client=81.2.69.142"
 GB = "81.2.69.0/24"
 US = "216.160.83.0/24"
 
@@ -70,9 +75,16 @@ def metrics(server: ServerProcess) -> dict[str, dict[tuple, float]]:
     return out
 
 
+def state_files(directory: Path) -> tuple[str, ...]:
+    """Options that keep a server's rollouts and forces files in `directory`: a force set on
+    the shared example zones would otherwise be kept beside them for the next server."""
+    return ("--rollouts-file", str(directory / ".geodns-rollouts.json"))
+
+
 @pytest.fixture(scope="module")
-def admin_server():
-    with running_server(env={"GEODNS_ADMIN_TOKEN": TOKEN}) as srv:
+def admin_server(tmp_path_factory: pytest.TempPathFactory):
+    state = state_files(tmp_path_factory.mktemp("state"))
+    with running_server(EXAMPLE_ZONES, *state, env={"GEODNS_ADMIN_TOKEN": TOKEN}) as srv:
         yield srv
 
 
@@ -177,9 +189,14 @@ def test_no_admin_beyond_loopback_without_a_token() -> None:
         pass
 
 
-def test_two_workers_follow_forced_states_and_report_counts() -> None:
+def test_two_workers_follow_forced_states_and_report_counts(tmp_path: Path) -> None:
     with running_server(
-        EXAMPLE_ZONES, "--workers", "2", listen=("127.0.0.1:0",), env={"GEODNS_ADMIN_TOKEN": TOKEN}
+        EXAMPLE_ZONES,
+        "--workers",
+        "2",
+        *state_files(tmp_path),
+        listen=("127.0.0.1:0",),
+        env={"GEODNS_ADMIN_TOKEN": TOKEN},
     ) as srv:
         path = "/api/services/inference.example.com/regions/eu-west-1/state"
         assert http(srv, path, {"state": "down"}, token=TOKEN)[0] == 200
@@ -195,3 +212,110 @@ def test_two_workers_follow_forced_states_and_report_counts() -> None:
             return total >= 40
 
         wait_for(counted, timeout=5, interval=0.2)
+
+
+def with_host(
+    server: ServerProcess,
+    path: str,
+    host: str | None,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> tuple[int, http_client.HTTPMessage, bytes]:
+    """A request with a Host header of our choosing (None: none at all), as a browser
+    sends it for a rebound name."""
+    assert server.admin_url is not None
+    url = urllib.parse.urlsplit(server.admin_url)
+    conn = http_client.HTTPConnection(url.hostname, url.port, timeout=5)
+    try:
+        conn.putrequest("GET" if body is None else "POST", path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        data = b"" if body is None else json.dumps(body).encode()
+        if body is not None:
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(data)))
+        if token is not None:
+            conn.putheader("Authorization", f"Bearer {token}")
+        conn.endheaders(data or None)
+        reply = conn.getresponse()
+        return reply.status, reply.headers, reply.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",  # a rebinding page's name, as the browser sends it
+        "evil.example:{port}",
+        "127.0.0.1.evil.example:{port}",
+        "localhost.evil.example:{port}",
+        "192.0.2.1:{port}",  # an address this server does not listen on
+    ],
+)
+@pytest.mark.parametrize(
+    "path", ["/", "/api/state", "/api/explain?name=x&client=1.2.3.4", "/metrics"]
+)
+def test_a_foreign_host_name_is_refused(admin_server: ServerProcess, host: str, path: str) -> None:
+    port = urllib.parse.urlsplit(admin_server.admin_url or "").port
+    status, _, raw = with_host(admin_server, path, host.format(port=port))
+    assert status == 421
+    assert "is not a name of this server" in json.loads(raw)["error"]
+    assert b"inference.example.com" not in raw
+
+
+def test_a_foreign_host_name_changes_nothing(admin_server: ServerProcess) -> None:
+    path = "/api/services/inference.example.com/regions/eu-west-1/state"
+    status, _, _ = with_host(admin_server, path, "evil.example", {"state": "down"}, TOKEN)
+    assert status == 421
+    assert answer_of(ask(admin_server, GB)) == ["192.0.2.20"]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:{port}",
+        "127.0.0.1",
+        "localhost:{port}",
+        "localhost",
+        "LocalHost.:{port}",
+    ],
+)
+def test_the_servers_own_names_are_answered(admin_server: ServerProcess, host: str | None) -> None:
+    port = urllib.parse.urlsplit(admin_server.admin_url or "").port
+    status, _, raw = with_host(
+        admin_server, "/api/state", None if host is None else host.format(port=port)
+    )
+    assert status == 200
+    assert json.loads(raw)["services"][0]["name"] == "inference.example.com"
+
+
+def test_no_page_may_frame_the_dashboard(admin_server: ServerProcess) -> None:
+    for path in ("/", "/static/dashboard.js", "/api/state"):
+        status, headers, _ = with_host(admin_server, path, "127.0.0.1")
+        assert status == 200
+        assert headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_state_shows_no_filesystem_paths(admin_server: ServerProcess) -> None:
+    _, state = http(admin_server, "/api/state")
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    texts = strings(state)
+    assert texts
+    for text in texts:
+        assert not text.startswith("/"), text
+        assert str(ROOT) not in text and "site-packages" not in text, text
+    geoip = state["server"]["geoip"]
+    assert "path" not in geoip
+    assert geoip["file"].endswith(".mmdb") and "/" not in geoip["file"]
+    dashboard = (ROOT / "geodns" / "admin" / "static" / "dashboard.js").read_text()
+    assert "g.path" not in dashboard and "cache_dir" not in dashboard

@@ -407,6 +407,8 @@
     setText(badge, r.rollout === "draining" ? `${r.state} (rollout)` : r.forced ? `${r.state} (forced)` : r.state);
     setAttr(badge, "data-state", r.state);
     badge.classList.toggle("forced", !!r.forced);
+    // an operator's force is kept across restarts: say who set it and when
+    setAttr(badge, "title", r.forced_by ? `forced ${r.forced} by ${r.forced_by}, ${iso(r.forced_at)}` : null);
     // the health checks' own verdict, when it is not what clients get
     let sub = "";
     if (r.checked === null || r.checked === undefined) sub = "not checked";
@@ -554,9 +556,8 @@
     setAttr($("config-loaded"), "title", iso(server.config_loaded));
     setText($("server-uptime"), duration(server.now - server.started));
     const g = server.geoip || {};
-    const path = g.path || "none";
-    setText($("geoip-path"), path.split("/").pop());
-    setAttr($("geoip-path"), "title", path);
+    // The file's name only: /api/state shows no filesystem paths.
+    setText($("geoip-path"), g.file || "none");
     setText($("geoip-build-date"), g.build_date || "?");
     // Merged: the largest network with the same answer; otherwise the GeoIP network's.
     const scopes = g.ecs_scopes || { state: "off" };
@@ -569,7 +570,7 @@
     }[scopes.state] || scopes.state;
     setText($("ecs-scopes"), scopeText);
     setAttr($("ecs-scopes"), "data-state", scopes.state);
-    setAttr($("ecs-scopes"), "title", scopes.error || scopes.cache_dir || "");
+    setAttr($("ecs-scopes"), "title", scopes.error || "");
     const attr = $("geoip-attribution");
     if (attr.dataset.text !== (g.attribution || "")) {
       attr.dataset.text = g.attribution || "";
