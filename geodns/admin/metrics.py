@@ -114,6 +114,15 @@ class PlaneCollector(Collector):
         decisions.add_metric(["hit"], stats.decision_hits)
         decisions.add_metric(["miss"], stats.decision_misses)
         yield decisions
+        rrl = CounterMetricFamily(
+            "geodns_rrl_replies",
+            "UDP replies over the response rate limit: sent truncated (slipped) or not sent "
+            "(dropped); also counted in geodns_queries_total as answered",
+            labels=["action"],
+        )
+        rrl.add_metric(["slipped"], stats.rrl_slipped)
+        rrl.add_metric(["dropped"], stats.rrl_dropped)
+        yield rrl
 
     def _health(self) -> Iterator[Metric]:
         plane = self.plane

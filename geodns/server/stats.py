@@ -50,6 +50,8 @@ class QueryTotals:
     latency_sum: float = 0.0
     decision_hits: int = 0
     decision_misses: int = 0
+    rrl_slipped: int = 0  # UDP replies over the rate limit sent truncated (TC=1)
+    rrl_dropped: int = 0  # UDP replies over the rate limit not sent
 
 
 class QueryStats:
@@ -67,6 +69,8 @@ class QueryStats:
         self.latency_sum = 0.0
         self.decision_hits = 0
         self.decision_misses = 0
+        self.rrl_slipped = 0
+        self.rrl_dropped = 0
         self.key_id(DROPPED)
 
     def key_id(self, key: ReplyKey) -> int:
@@ -83,6 +87,21 @@ class QueryStats:
         self.latency_buckets[bisect_left(LATENCY_BOUNDS, seconds)] += 1
         self.latency_sum += seconds
 
+    def add(self, export: dict) -> None:
+        """Count on from another process's export: a worker that replaces a killed one
+        starts where that one's last report was, so counters never go backwards."""
+        for transport, counts in export["replies"].items():
+            mine = self.counts.setdefault(transport, [0] * len(self.keys))
+            for key, n in counts.items():
+                mine[self.key_id(key)] += n
+        for i, n in enumerate(export["latency_buckets"]):
+            self.latency_buckets[i] += n
+        self.latency_sum += export["latency_sum"]
+        self.decision_hits += export["decision_hits"]
+        self.decision_misses += export["decision_misses"]
+        self.rrl_slipped += export.get("rrl_slipped", 0)
+        self.rrl_dropped += export.get("rrl_dropped", 0)
+
     def export(self) -> dict:
         """A picklable copy, to send across a pipe."""
         return {
@@ -94,6 +113,8 @@ class QueryStats:
             "latency_sum": self.latency_sum,
             "decision_hits": self.decision_hits,
             "decision_misses": self.decision_misses,
+            "rrl_slipped": self.rrl_slipped,
+            "rrl_dropped": self.rrl_dropped,
         }
 
 
@@ -110,4 +131,6 @@ def combine(exports: list[dict]) -> QueryTotals:
         total.latency_sum += e["latency_sum"]
         total.decision_hits += e["decision_hits"]
         total.decision_misses += e["decision_misses"]
+        total.rrl_slipped += e.get("rrl_slipped", 0)
+        total.rrl_dropped += e.get("rrl_dropped", 0)
     return total
