@@ -51,3 +51,46 @@ class Channel:
             self._writer.close()
         else:
             self.sock.close()
+
+
+class WorkerLink(Channel):
+    """The control plane's end of a worker's channel, which outlives the worker: when a
+    killed worker is replaced, `replace()` points it at the new one, and a `receive()`
+    waiting on the dead one carries on with the new one (the control plane's readers
+    and senders keep the same object)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._generation = 0
+        self._replaced: asyncio.Event | None = None
+        self.last_stats: Any = None  # the worker's last ("stats", ...) report
+
+    async def receive(self) -> Any:
+        while True:
+            reader = self._reader
+            generation = self._generation
+            assert reader is not None
+            try:
+                message = await read_message(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # The worker is gone: wait for its successor (the supervisor starts one).
+                while self._generation == generation:
+                    if self._replaced is None:
+                        self._replaced = asyncio.Event()
+                    await self._replaced.wait()
+                continue
+            if isinstance(message, tuple) and message and message[0] == "stats":
+                self.last_stats = message[1]
+            return message
+
+    async def replace(self, sock: socket.socket) -> None:
+        """Talk to a new worker from now on; what was sent to the old one is lost."""
+        old = self._writer
+        self.sock = sock
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=sock)
+        self._generation += 1
+        if old is not None:
+            old.close()
+        waiting, self._replaced = self._replaced, None
+        if waiting is not None:
+            waiting.set()

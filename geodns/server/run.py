@@ -1,4 +1,14 @@
-"""Run the server: bind, fork workers sharing the port, serve until SIGINT/SIGTERM."""
+"""Run the server: bind, fork workers sharing the port, serve until SIGINT/SIGTERM.
+
+    geodns serve (process 0: control plane + DNS worker 0)
+      worker supervisor (forked before any event loop; restarts a killed worker)
+        DNS worker 1 .. N-1 (each with a channel to process 0)
+
+The supervisor, not process 0, forks the workers: process 0 runs an event loop (and the
+admin side's threads), which a fork must not copy. A worker killed by a signal or dying
+of an error is forked again from the supervisor; the supervisor hands process 0 the new
+worker's end of a channel, and process 0 replays the current zones, scopes and state to it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,8 @@ import logging
 import os
 import signal
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,8 +29,9 @@ from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.lifetime import die_with_parent
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
-from geodns.server.channel import Channel
-from geodns.server.sockets import ListenAddress, SocketSet, bind_all
+from geodns.server.channel import Channel, WorkerLink
+from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
+from geodns.server.sockets import LISTEN_BACKLOG, ListenAddress, SocketSet, bind_all
 from geodns.server.stats import QueryStats
 from geodns.server.tcp import TCPConnection, TCPState
 from geodns.server.udp import UDPServer
@@ -27,6 +40,7 @@ from geodns.zones.model import ZoneSet
 log = logging.getLogger("geodns.server")
 
 SHUTDOWN_GRACE = 2.0  # seconds for open TCP connections to flush their replies
+RESTART_PAUSE = 1.0  # seconds before restarting a worker that died within this of starting
 STATS_INTERVAL = 1.0  # seconds between a worker's reports of its counts
 
 
@@ -41,6 +55,9 @@ class ServeConfig:
     state: StateSnapshot = ALL_UP
     geoip: GeoIPDatabase | None = None
     geoip_reload_interval: float = 10.0  # seconds between looks at the .mmdb file
+    rrl: RRLConfig = field(default_factory=RRLConfig)
+    # A query that proves its source address (a valid server cookie) is never limited.
+    rrl_exempt: Exemption | None = None
 
 
 def install_event_loop() -> str:
@@ -73,7 +90,15 @@ class DnsWorker:
             config.zones, config.options, config.state, config.geoip, self.stats
         )
         self.scopes: tuple[str, dict[str, ScopeRuns]] | None = None
+        self.zones = config.zones  # the zones served now (the config's until a reload)
+        self.scope_files: ScopeFiles | None = None  # the last scopes the control plane sent
         self.udp: list[UDPServer] = []
+        # One table for every UDP socket of the worker, kept across reloads.
+        self.limiter = (
+            ResponseRateLimiter(config.rrl, config.rrl_exempt, self.stats)
+            if config.rrl.enabled
+            else None
+        )
         self.tcp_state = TCPState(
             self.answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections
         )
@@ -86,6 +111,7 @@ class DnsWorker:
         )
         if self.scopes is not None:
             answerer.geo.set_scopes(*self.scopes)
+        self.zones = zones
         self.answerer = answerer
         for protocol in self.udp:
             protocol.set_handler(answerer.handler(UDP))
@@ -111,12 +137,13 @@ class DnsWorker:
                     continue
             loaded[fingerprint] = runs
         self.scopes = (scopes.file_key, loaded)
+        self.scope_files = scopes
         self.answerer.geo.set_scopes(*self.scopes)
         self.answerer.drop_decisions()
 
     def apply(self, message: tuple) -> None:
-        """A message from the control plane: ("zones", ZoneSet), ("state", snapshot) or
-        ("scopes", ScopeFiles)."""
+        """A message from the control plane: ("zones", ZoneSet), ("state", snapshot),
+        ("scopes", ScopeFiles), or ("counts", export) to count on from (a replaced worker's)."""
         kind, value = message
         if kind == "zones":
             self.apply_zones(value)
@@ -124,6 +151,21 @@ class DnsWorker:
             self.apply_state(value)
         elif kind == "scopes":
             self.apply_scopes(value)
+        elif kind == "counts":
+            self.stats.add(value)
+
+    def replay(self, last_stats: dict | None) -> list[tuple]:
+        """What makes a new worker current, as messages; ends with the state, which is
+        what a starting worker waits for before it answers."""
+        messages: list[tuple] = []
+        if last_stats is not None:
+            messages.append(("counts", last_stats))
+        if self.zones is not self.config.zones:
+            messages.append(("zones", self.zones))
+        if self.scope_files is not None:
+            messages.append(("scopes", self.scope_files))
+        messages.append(("state", self.answerer.state))
+        return messages
 
 
 def run(config: ServeConfig, control: Control | None = None) -> int:
@@ -131,38 +173,191 @@ def run(config: ServeConfig, control: Control | None = None) -> int:
     # Until each worker's loop takes over, SIGTERM stops it like Ctrl-C: cleanly, exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
     sets = bind_all(config.listen, config.workers)
-    children: list[int] = []
-    links: list[Channel] = []
-    for index in range(1, config.workers):
-        parent_end, child_end = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            die_with_parent()  # a worker must not outlive the parent
-            parent_end.close()
-            for link in links:
-                link.sock.close()
-            for i, s in enumerate(sets):
-                if i != index:
-                    s.close()
-            code = 1
-            try:
-                code = _serve_worker(config, sets[index], index, Channel(child_end))
-            finally:
-                os._exit(code)
-        child_end.close()
-        links.append(Channel(parent_end))
-        children.append(pid)
+    links: list[WorkerLink] = []
+    supervisor: tuple[int, socket.socket] | None = None
+    if config.workers > 1:
+        child_ends: dict[int, socket.socket] = {}
+        for index in range(1, config.workers):
+            parent_end, child_end = socket.socketpair()
+            links.append(WorkerLink(parent_end))
+            child_ends[index] = child_end
+        supervisor = _start_supervisor(config, sets, child_ends, links)
     for s in sets[1:]:
         s.close()
     try:
-        return _serve_worker(config, sets[0], 0, control=control, children=links)
+        return _serve_worker(
+            config,
+            sets[0],
+            0,
+            control=control,
+            children=links,
+            supervisor=None if supervisor is None else supervisor[1],
+        )
     finally:
-        for pid in children:
+        if supervisor is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in children:
+                os.kill(supervisor[0], signal.SIGTERM)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+                os.waitpid(supervisor[0], 0)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT in the supervisor."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+def _start_supervisor(
+    config: ServeConfig,
+    sets: list[SocketSet],
+    child_ends: dict[int, socket.socket],
+    links: list[WorkerLink],
+) -> tuple[int, socket.socket]:
+    """Fork the process that forks (and re-forks) workers 1..N-1; returns its pid and
+    process 0's end of the link on which it hands over new workers' channels."""
+    # SEQPACKET: one handover per message, its descriptor with it.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            die_with_parent(parent)  # the supervisor, and so its workers, go with process 0
+            ours.close()
+            for link in links:
+                link.sock.close()
+            sets[0].close()
+            code = _supervise(config, sets, child_ends, theirs)
+        finally:
+            os._exit(code)
+    theirs.close()
+    for end in child_ends.values():
+        end.close()
+    return pid, ours
+
+
+def _fork_worker(
+    config: ServeConfig, sets: list[SocketSet], index: int, end: socket.socket, close: list
+) -> int:
+    supervisor = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            die_with_parent(supervisor)  # a worker must not outlive the supervisor
+            signal.signal(signal.SIGTERM, _interrupt)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for item in close:
+                item.close()
+            for i, s in enumerate(sets):
+                if i != index:
+                    s.close()
+            code = _serve_worker(config, sets[index], index, Channel(end))
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _supervise(
+    config: ServeConfig,
+    sets: list[SocketSet],
+    child_ends: dict[int, socket.socket],
+    link: socket.socket,
+) -> int:
+    """Start the workers; start a worker again when one is killed or crashes."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+    try:
+        for index, end in child_ends.items():
+            others = [e for i, e in child_ends.items() if i != index]
+            workers[_fork_worker(config, sets, index, end, [link, *others])] = (
+                index,
+                time.monotonic(),
+            )
+        for end in child_ends.values():
+            end.close()
+        while workers:
+            pid, status = os.wait()
+            found = workers.pop(pid, None)
+            if found is None:
+                continue
+            index, started = found
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                continue  # it stopped as asked (SIGTERM to it, or process 0 gone)
+            how = (
+                f"was killed by signal {os.WTERMSIG(status)}"
+                if os.WIFSIGNALED(status)
+                else f"exited with status {os.WEXITSTATUS(status)}"
+            )
+            log.warning("DNS worker %d (pid %d) %s: starting a new one", index, pid, how)
+            if time.monotonic() - started < RESTART_PAUSE:
+                time.sleep(RESTART_PAUSE)  # a worker that dies at start must not spin
+            ours, theirs = socket.socketpair()
+            try:
+                socket.send_fds(link, [index.to_bytes(4, "big")], [ours.fileno()])
+            except OSError:
+                break  # process 0 is gone: so is the server
+            finally:
+                ours.close()
+            new = _fork_worker(config, sets, index, theirs, [link])
+            theirs.close()
+            workers[new] = (index, time.monotonic())
+            log.info("DNS worker %d restarted (pid %d)", index, new)
+    except _Stop:
+        pass
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in workers:
+        with contextlib.suppress(ChildProcessError, _Stop):
+            os.waitpid(pid, 0)
+    return 0
+
+
+def _adopt_workers(
+    supervisor: socket.socket, links: list[WorkerLink], worker: DnsWorker
+) -> Callable[[], None]:
+    """Process 0's side of a restart: take the new worker's channel from the supervisor,
+    point the worker's link at it, and replay what makes the new worker current.
+    Returns what stops listening."""
+    loop = asyncio.get_running_loop()
+    supervisor.setblocking(False)
+    fd = supervisor.fileno()
+    pending: set[asyncio.Future] = set()
+
+    async def adopt(index: int, sock: socket.socket) -> None:
+        link = links[index - 1]
+        await link.replace(sock)
+        for message in worker.replay(link.last_stats):
+            link.send(message)
+
+    def readable() -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(supervisor, 16, 4)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            loop.remove_reader(fd)
+            log.error("the worker supervisor is gone: workers killed now are not restarted")
+            return
+        index = int.from_bytes(data[:4], "big")
+        if not fds or not 1 <= index <= len(links):
+            for extra in fds:
+                os.close(extra)
+            return
+        for extra in fds[1:]:
+            os.close(extra)
+        task = asyncio.ensure_future(adopt(index, socket.socket(fileno=fds[0])))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_reader(fd, readable)
+    return lambda: loop.remove_reader(fd)
 
 
 async def _watch_geoip(db: GeoIPDatabase, worker: DnsWorker, interval: float) -> None:
@@ -189,7 +384,8 @@ def _serve_worker(
     index: int,
     channel: Channel | None = None,
     control: Control | None = None,
-    children: list[Channel] | None = None,
+    children: list[WorkerLink] | None = None,
+    supervisor: socket.socket | None = None,
 ) -> int:
     loop_name = install_event_loop()
     if index == 0:
@@ -203,6 +399,7 @@ def _serve_worker(
                 channel=channel,
                 control=control,
                 children=children or [],
+                supervisor=supervisor,
             )
         )
     return 0
@@ -215,7 +412,8 @@ async def serve(
     announce: bool = True,
     channel: Channel | None = None,
     control: Control | None = None,
-    children: list[Channel] | None = None,
+    children: list[WorkerLink] | None = None,
+    supervisor: socket.socket | None = None,
 ) -> None:
     """Serve `sockets` until `stop` is set or SIGINT/SIGTERM arrives.
 
@@ -231,10 +429,19 @@ async def serve(
     background: list[asyncio.Future] = []
     if channel is not None:
         await channel.open()
-        worker.apply(await channel.receive())
+        # Answer nothing before the control plane's state (a restarted worker is first
+        # sent its counts, the zones and scopes if they changed, then the state).
+        while True:
+            message = await channel.receive()
+            worker.apply(message)
+            if message[0] == "state":
+                break
         background.append(asyncio.ensure_future(_follow(channel, worker, stop)))
     for link in children or []:
         await link.open()
+    stop_adopting = (
+        _adopt_workers(supervisor, children or [], worker) if supervisor is not None else None
+    )
     if control is not None:
         await control.start(worker, children or [])
     else:
@@ -243,14 +450,18 @@ async def serve(
     transports = []
     servers = []
     for sock in sockets.udp:
-        protocol = UDPServer(worker.answerer.handler(UDP))
+        protocol = UDPServer(
+            worker.answerer.handler(UDP), worker.limiter, udp_size=config.options.udp_size
+        )
         worker.udp.append(protocol)
         transport, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
         transports.append(transport)
     # The first state may have come with a new answerer; the TCP side takes the current one.
     worker.tcp_state.handler = worker.answerer.handler(TCP)
     for sock in sockets.tcp:
-        server = await loop.create_server(lambda: TCPConnection(worker.tcp_state), sock=sock)
+        server = await loop.create_server(
+            lambda: TCPConnection(worker.tcp_state), sock=sock, backlog=LISTEN_BACKLOG
+        )
         servers.append(server)
     if announce:
         workers = f" with {config.workers} workers" if config.workers > 1 else ""
@@ -263,6 +474,8 @@ async def serve(
         )
     await stop.wait()
     log.info("shutting down")
+    if stop_adopting is not None:
+        stop_adopting()
     for task in background:
         task.cancel()
     if control is not None:
@@ -276,6 +489,8 @@ async def serve(
     deadline = loop.time() + SHUTDOWN_GRACE
     while worker.tcp_state.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
+    for conn in list(worker.tcp_state.connections):
+        conn.abort("shutting down with replies unsent")  # a client that is not reading
 
 
 async def _follow(channel: Channel, worker: DnsWorker, stop: asyncio.Event) -> None:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from geodns.errors import GeodnsError
 
 DEFAULT_PORT = 5300
+# Pending TCP connections the kernel queues (capped by net.core.somaxconn). asyncio's
+# create_server(sock=...) calls listen() again, with 100 unless told: pass this to it too.
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,7 @@ def _socket(addr: ListenAddress, kind: int, port: int, reuse_port: bool) -> sock
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         sock.bind((addr.host, port))
         if kind == socket.SOCK_STREAM:
-            sock.listen(1024)
+            sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
