@@ -56,6 +56,23 @@ _SPECIAL_V6 = (
     "ff00::/8",  # multicast
 )
 
+# Of those, the blocks an organisation numbers its own networks from: its own GeoIP
+# database may place them (an internal resolver at 10.1.0.53 is in Frankfurt), so they
+# are looked up and used when the database has a record there. The others are never
+# looked up: public databases hold garbage for some (DB-IP puts 4000::/3 in CH).
+INTERNAL_BLOCKS = frozenset(
+    {
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fc00::/7",
+    }
+)
+_INTERNAL = {ipaddress.ip_network(b) for b in INTERNAL_BLOCKS}
+
 _Table = tuple[tuple[int, int, frozenset[int]], ...]
 
 
@@ -123,11 +140,12 @@ def locate(
     """Look `address` up and find the network its record holds for.
 
     The network is the database's network covering the address, or for special-purpose
-    addresses (private, documentation, loopback, ...) their block. Those are looked up
-    too, since a database of an organisation's own may place its internal networks, but
-    their network is never widened (`from_database` False). The network does not depend on
-    `source_prefix`: the ECS scope a reply claims is decided from it in one place
-    (geodns.server.geoanswer), and may be longer than the source (RFC 7871 7.2.1).
+    addresses (private, documentation, loopback, ...) their block. Of those, internal
+    blocks (INTERNAL_BLOCKS) are looked up too, since an organisation's own database may
+    place its networks, but they are never widened (`from_database` False). The network
+    does not depend on `source_prefix`: the ECS scope a reply claims is decided from it
+    in one place (geodns.server.geoanswer), and may be longer than the source (RFC 7871
+    7.2.1).
 
     Runs on the query path for every network not yet in the decision cache, so it stays a
     handful of integer operations around one database lookup.
@@ -146,21 +164,23 @@ def locate(
         target = address.ipv4_mapped
         offset = 96
 
+    record: GeoRecord | None = None
     from_database = False
     special = special_prefix(target)
-    record, prefix = db.lookup(target)
-    if special is not None:
-        if record is None:
-            prefix = special
-        else:
-            # A record the database holds inside a special block (an internal network):
-            # used, within the block, and never widened past it.
-            prefix = max(prefix, special)
-    else:
+    if special is None:
+        record, prefix = db.lookup(target)
         from_database = offset == 0
         if record is None and _not_global(target):
             prefix = _FALLBACK_PREFIX[target.version]
             from_database = False
+    else:
+        prefix = special
+        if ipaddress.ip_network((target, special), strict=False) in _INTERNAL:
+            # An internal network the database may place: used within its block, and
+            # never widened past it.
+            found, found_prefix = db.lookup(target)
+            if found is not None:
+                record, prefix = found, max(found_prefix, special)
     prefix += offset
     # From the masked integer: ip_network((address, prefix), strict=False) goes through text
     # and costs 6 us for IPv4 and 21 us for IPv6, more than the database lookup itself.

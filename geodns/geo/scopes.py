@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geodns.geo.locate import _SPECIAL_V4, _SPECIAL_V6
+from geodns.geo.locate import _SPECIAL_V4, _SPECIAL_V6, INTERNAL_BLOCKS
 from geodns.geo.mmdbtree import Networks
 
 NO_WIDENING = -1  # a class id for addresses whose scope stays the GeoIP network's
@@ -77,18 +77,18 @@ def build_runs(
 ) -> Runs:
     """Runs from a family's networks and each network's class id (NO_WIDENING, or >= 0).
 
-    Special-purpose blocks where the database holds no data (`has_data`, per network) are
-    unlocated, so they take `special_class` (the unlocated class, when the caller knows
-    it). One where it does (an organisation's own database placing its internal networks)
-    is located network by network and never widens (geodns.geo.locate), so it is
-    NO_WIDENING: no neighbour's run reaches into it. IPv4-mapped IPv6 addresses are
-    looked up as IPv4 and never widen.
+    Special-purpose blocks are not looked up, so they take `special_class` (the unlocated
+    class, when the caller knows it), except an internal block (geodns.geo.locate
+    INTERNAL_BLOCKS) where the database has data (`has_data`, per network): an
+    organisation's own database placing its networks. Those are located network by
+    network and never widen, so the block is NO_WIDENING: no neighbour's run reaches in.
+    IPv4-mapped IPv6 addresses are looked up as IPv4 and never widen.
     """
     bits = nets.bits
     starts = nets.starts
     classes = leaf_class.astype(np.int64)
     edges = []
-    blocks = []  # (first, end, class), applied in order: the mapped block comes last
+    blocks = []  # (text, first, end, class), applied in order: the mapped block comes last
     full = 1 << bits
     texts = [(text, special_class) for text in _SPECIAL[bits]]
     if bits == 128:
@@ -97,7 +97,7 @@ def build_runs(
         net = ipaddress.ip_network(text)
         first = int(net.network_address)
         end = first + net.num_addresses
-        blocks.append((first, end, cls))
+        blocks.append((text, first, end, cls))
         edges.append(first)
         if end < full:
             edges.append(end)
@@ -109,10 +109,10 @@ def build_runs(
     classes = np.insert(classes, at, classes[at - 1])  # a cut inside a network: its class
     data = None if has_data is None else np.insert(has_data, at, has_data[at - 1])
     scalar = starts.dtype.type
-    for first, end, cls in blocks:
+    for text, first, end, cls in blocks:
         lo = np.searchsorted(cut, scalar(_key(first, bits)), side="left")
         hi = np.searchsorted(cut, scalar(_key(end, bits))) if end < full else len(cut)
-        if data is not None and data[lo:hi].any():
+        if data is not None and text in INTERNAL_BLOCKS and data[lo:hi].any():
             cls = NO_WIDENING
         classes[lo:hi] = cls
     # A run starts wherever the class changes; NO_WIDENING stretches are runs too, and a

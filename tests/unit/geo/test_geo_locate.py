@@ -1,4 +1,4 @@
-"""locate(): the GeoIP network as the decision unit, clipped to the ECS source prefix."""
+"""locate(): the GeoIP network as the decision unit, whatever the ECS source prefix."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ class NoData:
 
     def lookup(self, address: IPAddress) -> tuple[GeoRecord | None, int]:
         return None, 1
+
+
+class Everywhere:
+    """A database with garbage for reserved space, as DB-IP's (4000::/3 in CH)."""
+
+    def lookup(self, address: IPAddress) -> tuple[GeoRecord | None, int]:
+        return GeoRecord("CH", "EU", None, 46.9, 7.2), 2
 
 
 class InternalNetworks:
@@ -145,6 +152,12 @@ def test_internal_networks_a_database_places_are_located_but_never_widened() -> 
     lo = locate(db, "127.0.0.2")  # type: ignore[arg-type]
     assert lo.record == LONDON and lo.network == net("127.0.0.2/32")
     assert locate(db, "127.0.0.3").record is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("address", ["4000::1", "192.0.0.200", "2001:db8::1", "198.51.100.1"])
+def test_reserved_and_documentation_blocks_are_never_looked_up(address: str) -> None:
+    client = locate(Everywhere(), address)  # type: ignore[arg-type]
+    assert client.record is None
 
 
 def test_non_global_address_outside_the_table_gets_a_site_prefix(
