@@ -8,6 +8,8 @@
         BadQuestion       the question section is missing, truncated or has a bad name
         BadEDNS           OPT record malformed, or more than one
         BadECS            EDNS Client Subnet option malformed (RFC 7871 section 6)
+        BadCookie         DNS COOKIE option of a length RFC 7873 5.2.2 rules out
+        BadTSIG           TSIG record malformed, not last, or not alone (RFC 8945 5.2)
         TrailingJunk      bytes after the last record the header announced
       GeoIPDatabaseError  a GeoIP database file is missing, unreadable, or has no country/city data
 
@@ -68,6 +70,14 @@ class BadEDNS(MalformedQuery):
 
 class BadECS(MalformedQuery):
     """The EDNS Client Subnet option is malformed (RFC 7871 section 6)."""
+
+
+class BadCookie(MalformedQuery):
+    """The COOKIE option is shorter than a client cookie, or of no valid length (RFC 7873 5.2.2)."""
+
+
+class BadTSIG(MalformedQuery):
+    """The TSIG record is malformed, not the last record, or not the only one (RFC 8945 5.2)."""
 
 
 class TrailingJunk(MalformedQuery):

@@ -31,8 +31,10 @@ from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, client_address
 from geodns.server.stats import QueryStats, ReplyKey
-from geodns.wire.edns import Edns, build_opt, nsid_option
+from geodns.wire.cookie import ServerCookies
+from geodns.wire.edns import Edns, build_opt, ede_option, nsid_option
 from geodns.wire.query import HEADER, Query, QueryError, parse_query_untrusted
+from geodns.wire.tsig import tsig_error_rr
 from geodns.zones.lookup import Resolution, resolve
 from geodns.zones.model import ZoneSet
 from geodns.zones.wireindex import WireIndex
@@ -52,6 +54,9 @@ FLAG_CD = 0x0010
 MASK_OPCODE = 0x7800
 # Echoed from the query: opcode and RD (RFC 1035 4.1.1), CD (RFC 6840 5.9).
 _COPIED_FLAGS = MASK_OPCODE | FLAG_RD | FLAG_CD
+# Echoed in FORMERR, NOTIMP and NOTAUTH, whose query was not understood (an opcode's other
+# bits mean what that opcode says, RFC 6895 2): opcode and RD only, as NSD and Knot do.
+_ERROR_FLAGS = MASK_OPCODE | FLAG_RD
 
 UDP = "udp"
 TCP = "tcp"
@@ -87,6 +92,10 @@ class ServerOptions:
     udp_size: int = 1232  # DNS Flag Day 2020: avoids IP fragmentation on nearly every path
     server_id: str = ""
     version: str = f"geodns {__version__}"
+    # The 16-octet key of RFC 9018 server cookies. Empty: a random one per process, which
+    # is right for one server; servers answering behind one address (anycast, one NS name
+    # on several hosts) must share one, or a cookie from one fails at the next.
+    cookie_secret: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +110,11 @@ class Prepared:
     short_body: bytes | None
     short_counts: tuple[int, int, int]
     cacheable: bool = True
+    ede: bytes = b""  # an Extended DNS Error option (RFC 8914) for the OPT, if any
+    copied: int = _COPIED_FLAGS  # the query's header bits this reply echoes
 
     def render(self, qid: int, qflags: int, question: bytes, opt: bytes, limit: int) -> bytes:
-        flags = FLAG_QR | (qflags & _COPIED_FLAGS) | self.flags
+        flags = FLAG_QR | (qflags & self.copied) | self.flags
         fixed = 12 + len(question) + len(opt)
         ar_opt = 1 if opt else 0
         if fixed + len(self.body) <= limit:
@@ -128,7 +139,8 @@ def encode_resolution(qname: dns.name.Name, qtype: int, qclass: int, res: Resolu
             qname, qtype, qclass, res.answer, res.authority, ()
         )
     flags = (FLAG_AA if res.authoritative else 0) | (res.rcode & 0xF)
-    return Prepared(flags, res.rcode >> 4, full, counts, short_body, short_counts)
+    ede = ede_option(*res.ede) if res.ede is not None else b""
+    return Prepared(flags, res.rcode >> 4, full, counts, short_body, short_counts, ede=ede)
 
 
 def _encode_sections(
@@ -151,17 +163,35 @@ def _encode_sections(
     return wire[12 + question_len :], (an, ns, ar)
 
 
-def _bare(rcode: Rcode, authoritative: bool = False, cacheable: bool = True) -> Prepared:
+def _bare(
+    rcode: Rcode,
+    authoritative: bool = False,
+    cacheable: bool = True,
+    ede: int | None = None,
+    copied: int = _COPIED_FLAGS,
+) -> Prepared:
     flags = (FLAG_AA if authoritative else 0) | (rcode & 0xF)
-    return Prepared(flags, rcode >> 4, b"", (0, 0, 0), None, (0, 0, 0), cacheable)
+    option = ede_option(ede) if ede is not None else b""
+    return Prepared(flags, rcode >> 4, b"", (0, 0, 0), None, (0, 0, 0), cacheable, option, copied)
 
 
-REFUSED = _bare(Rcode.REFUSED)
+# RFC 8914 INFO-CODEs, sent without EXTRA-TEXT as NSD and Knot do: a refusal is what a
+# reflection attack asks for, so it stays small.
+EDE_PROHIBITED = 18
+EDE_NOT_AUTHORITATIVE = 20
+EDE_NOT_SUPPORTED = 21
+
 _NXDOMAIN_FLAGS = FLAG_AA | Rcode.NXDOMAIN
-FORMERR = _bare(Rcode.FORMERR, cacheable=False)
-NOTIMP = _bare(Rcode.NOTIMP, cacheable=False)
+REFUSED_OUTSIDE = _bare(Rcode.REFUSED, ede=EDE_NOT_AUTHORITATIVE)  # no zone of ours holds it
+REFUSED_TRANSFER = _bare(Rcode.REFUSED, ede=EDE_PROHIBITED)  # zone transfers are not offered
+REFUSED_PROHIBITED = _bare(Rcode.REFUSED, ede=EDE_PROHIBITED)  # e.g. id.server with no id
+REFUSED_UNSUPPORTED = _bare(Rcode.REFUSED, ede=EDE_NOT_SUPPORTED)  # a class or CH name we lack
+FORMERR = _bare(Rcode.FORMERR, cacheable=False, copied=_ERROR_FLAGS)
+NOTIMP = _bare(Rcode.NOTIMP, cacheable=False, copied=_ERROR_FLAGS)
+NOTAUTH = _bare(Rcode.NOTAUTH, cacheable=False, copied=_ERROR_FLAGS)
 SERVFAIL = _bare(Rcode.SERVFAIL, cacheable=False)
 BADVERS = _bare(Rcode.BADVERS)
+COOKIE_ONLY = _bare(Rcode.NOERROR, cacheable=False, copied=_ERROR_FLAGS)  # RFC 7873 5.4
 
 
 class Answerer:
@@ -188,6 +218,8 @@ class Answerer:
         # (service, decision signature) -> encoded answer: few, shared by many networks
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
+        # Also what response rate limiting asks whether a query proves its source address.
+        self.cookies = ServerCookies(self.options.cookie_secret)
         # Query bytes after the ID -> (reply after the ID, the slot it is counted in): static
         # replies, which no region state changes, then replies that depend on the state
         # too (service names asked with ECS), dropped with every new state.
@@ -204,7 +236,7 @@ class Answerer:
         }
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
-        self._opt_cache: dict[tuple[bool, bool, int], bytes] = {}
+        self._opt_cache: dict[tuple[bool, bool, int, bytes], bytes] = {}
         self.dropped = 0
         self.errors = 0
         self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
@@ -315,12 +347,25 @@ class Answerer:
             )
         question = data[12 : query.question_end]
         qname_key = query.qname.lower()
+        edns = query.edns
+        # A server cookie depends on the sender and the time: a reply carrying one is made
+        # for this query alone and never enters a cache of replies (RFC 7873 5.2).
+        cookie = b""
+        if edns is not None and edns.cookie is not None:
+            cookie = self.cookies.reply_option(edns.cookie, addr[0])
         state_scoped = False
         if opcode != dns.opcode.QUERY:
             prepared = NOTIMP
-        elif query.edns is not None and query.edns.version > 0:
+        elif query.tsig is not None:
+            # RFC 8945 5.2.2: we hold no keys, so every key is unknown (before BADVERS, as NSD).
+            return self._notauth(query, qid, flags, question, transport, cookie)
+        elif edns is not None and edns.version > 0:
             # RFC 6891 6.1.3: BADVERS, and our OPT says which version we speak.
             prepared = BADVERS
+        elif not query.has_question:
+            prepared = COOKIE_ONLY
+        elif query.qtype in (RT.AXFR, RT.IXFR) and query.qclass == CLASS_IN:
+            prepared = self._transfer(qname_key)
         else:
             dynamic = self.geo.names.get(qname_key)
             if dynamic is None and self.geo.may_be_version_host(qname_key):
@@ -331,11 +376,49 @@ class Answerer:
             if dynamic is not None and dynamic.kind == ALIAS and query.qtype not in ALIAS_TYPES:
                 dynamic = None  # a CNAME query, say: the static answer is the right one
             if dynamic is not None and query.qclass == CLASS_IN:
-                return self._geo_reply(dynamic, query, addr, qid, flags, question, transport)
+                return self._geo_reply(
+                    dynamic, query, addr, qid, flags, question, transport, cookie
+                )
             prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
         key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
-        reply, cacheable = self._render(prepared, qid, flags, question, query.edns, transport)
+        reply, cacheable = self._render(prepared, qid, flags, question, edns, transport, 0, cookie)
         return reply, BY_STATE if state_scoped and cacheable else cacheable, key
+
+    def _transfer(self, qname_key: bytes) -> Prepared:
+        """AXFR and IXFR, which geodns does not offer, answered as NSD answers them without
+        provide-xfr: REFUSED with EDE 18 (Prohibited) for one of our zones, NOTAUTH for a
+        name that is no zone of ours (Knot too). The same over UDP and TCP: NSD and Knot
+        answer AXFR over UDP with NOTIMP instead (RFC 5936 4.2: AXFR is a TCP exchange),
+        but one answer for a refused transfer, whatever the transport, is simpler to read."""
+        if qname_key in self._origins:
+            return REFUSED_TRANSFER
+        return NOTAUTH
+
+    def _notauth(
+        self,
+        query: Query,
+        qid: int,
+        qflags: int,
+        question: bytes,
+        transport: str,
+        cookie: bytes,
+    ) -> tuple[bytes, bool, ReplyKey]:
+        """NOTAUTH with an unsigned TSIG RR, error BADKEY, last in the reply (RFC 8945
+        5.3.2): the request's key name, algorithm, time signed and fudge, no MAC."""
+        assert query.tsig is not None
+        opt = b""
+        if query.edns is not None:
+            opt = self._opt(query.edns, NOTAUTH.ext_rcode, b"", 0, cookie)
+        tsig = tsig_error_rr(query.tsig)
+        flags = FLAG_QR | (qflags & _ERROR_FLAGS) | NOTAUTH.flags
+        limit = self._limit(query.edns, transport)
+        if 12 + len(question) + len(opt) + len(tsig) > limit:
+            flags |= FLAG_TC  # a key name and algorithm name of 255 octets each, over UDP
+            tsig = b""
+        counts = (1 if question else 0, 0, 0, (1 if opt else 0) + (1 if tsig else 0))
+        reply = HEADER.pack(qid, flags, *counts) + question + opt + tsig
+        key = ReplyKey(self._zone_of(query.qname.lower()), query.qtype, Rcode.NOTAUTH)
+        return reply, False, key
 
     def _zone_of(self, qname_key: bytes) -> str:
         """The origin of the zone `qname_key` (lowercased wire) falls in, or ""."""
@@ -356,6 +439,7 @@ class Answerer:
         flags: int,
         question: bytes,
         transport: str,
+        cookie: bytes = b"",
     ) -> tuple[bytes, bool | str, int]:
         edns = query.edns
         ecs = edns.ecs if edns is not None else None
@@ -397,10 +481,14 @@ class Answerer:
                 self._decisions.clear()
             self._decisions[key] = cached
         prepared, scope, counted = cached
-        reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope)
-        # The bytes decide the reply only when they carry the client's subnet; without
-        # one, the bytes and the sender's address do.
-        return reply, BY_STATE if ecs is not None else BY_SOURCE, counted
+        reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope, cookie)
+        if cookie:
+            return reply, False, counted
+        # The bytes decide the reply only when they carry the client's subnet; without one,
+        # or with SOURCE PREFIX-LENGTH 0 (RFC 7871 7.1.2: the resolver's address stands for
+        # the client), the bytes and the sender's address do.
+        by_bytes = ecs is not None and ecs.source_prefix > 0
+        return reply, BY_STATE if by_bytes else BY_SOURCE, counted
 
     def _render(
         self,
@@ -411,22 +499,19 @@ class Answerer:
         edns: Edns | None,
         transport: str,
         scope: int = 0,
+        cookie: bytes = b"",
     ) -> tuple[bytes, bool]:
         opt = b""
         if edns is not None:
-            opt = self._opt(edns, prepared.ext_rcode, scope)
-        if transport == TCP:
-            limit = TCP_LIMIT
-        elif edns is None:
-            limit = MIN_UDP
-        else:
-            limit = max(MIN_UDP, min(edns.payload, self.options.udp_size))
+            opt = self._opt(edns, prepared.ext_rcode, prepared.ede, scope, cookie)
+        limit = self._limit(edns, transport)
         if not question:
-            # No readable question: a header-only reply, as for a hopeless FORMERR.
+            # No readable question (a hopeless FORMERR, or a cookie-only query): the header
+            # and the OPT alone.
             reply = (
                 HEADER.pack(
                     qid,
-                    FLAG_QR | (qflags & _COPIED_FLAGS) | prepared.flags,
+                    FLAG_QR | (qflags & prepared.copied) | prepared.flags,
                     0,
                     0,
                     0,
@@ -436,21 +521,31 @@ class Answerer:
             )
             return reply, False
         reply = prepared.render(qid, qflags, question, opt, limit)
-        return reply, prepared.cacheable
+        return reply, prepared.cacheable and not cookie
 
-    def _opt(self, edns: Edns, ext_rcode: int, scope: int = 0) -> bytes:
-        if edns.ecs is None:
-            key = (edns.do, edns.nsid, ext_rcode)
+    def _limit(self, edns: Edns | None, transport: str) -> int:
+        if transport == TCP:
+            return TCP_LIMIT
+        if edns is None:
+            return MIN_UDP
+        return max(MIN_UDP, min(edns.payload, self.options.udp_size))
+
+    def _opt(
+        self, edns: Edns, ext_rcode: int, ede: bytes = b"", scope: int = 0, cookie: bytes = b""
+    ) -> bytes:
+        if edns.ecs is None and not cookie:
+            key = (edns.do, edns.nsid, ext_rcode, ede)
             opt = self._opt_cache.get(key)
             if opt is None:
-                options = self._nsid(edns)
+                options = self._nsid(edns) + ede
                 opt = build_opt(self.options.udp_size, edns.do, ext_rcode, options)
                 self._opt_cache[key] = opt
             return opt
         options = self._nsid(edns)
-        # RFC 7871 7.2.1: the scope is the network the answer holds for; 0 means every client.
-        options += edns.ecs.to_option(scope_prefix=scope)
-        return build_opt(self.options.udp_size, edns.do, ext_rcode, options)
+        if edns.ecs is not None:
+            # RFC 7871 7.2.1: the scope is the network the answer holds for; 0: every client.
+            options += edns.ecs.to_option(scope_prefix=scope)
+        return build_opt(self.options.udp_size, edns.do, ext_rcode, options + cookie + ede)
 
     def _nsid(self, edns: Edns) -> bytes:
         # With no server id configured there is nothing to identify: send no NSID at all.
@@ -483,10 +578,12 @@ class Answerer:
         if qclass == CLASS_CH:
             return self._chaos(qname, qname_key, qtype)
         if qclass != CLASS_IN:
-            return REFUSED
+            return REFUSED_UNSUPPORTED
         if qtype in (RT.AXFR, RT.IXFR):
-            return REFUSED  # zone transfers are not offered (README: "Zone transfers")
+            return REFUSED_TRANSFER  # zone transfers are not offered (README: "Zone transfers")
         res = resolve(self.zones, qname, RT.make(qtype))
+        if res.rcode == Rcode.REFUSED and res.ede is None:
+            return REFUSED_OUTSIDE  # resolve() refuses only names no zone of ours holds
         return encode_resolution(qname, qtype, qclass, res)
 
     def _chaos(self, qname: dns.name.Name, qname_key: bytes, qtype: int) -> Prepared:
@@ -495,14 +592,14 @@ class Answerer:
         elif qname_key in _CHAOS_VERSION:
             text = self.options.version
         else:
-            return REFUSED
+            return REFUSED_UNSUPPORTED
         answer: tuple[dns.rrset.RRset, ...] = ()
         if qtype in (RT.TXT, RT.ANY) and text:
             rrset = dns.rrset.RRset(qname, dns.rdataclass.CH, RT.TXT)
             rrset.add(dns.rdata.from_text(dns.rdataclass.CH, RT.TXT, _quote(text)), ttl=0)
             answer = (rrset,)
         elif qtype in (RT.TXT, RT.ANY):
-            return REFUSED  # no server id configured: nothing to say
+            return REFUSED_PROHIBITED  # no server id configured: as NSD's hide-identity
         res = Resolution(Rcode.NOERROR, True, answer=answer)
         return encode_resolution(qname, qtype, CLASS_CH, res)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from geodns.errors import BadECS, BadEDNS
+from geodns.errors import BadCookie, BadECS, BadEDNS
 
 OPT_NSID = 3  # RFC 5001
 OPT_ECS = 8  # RFC 7871
+OPT_COOKIE = 10  # RFC 7873
+OPT_EDE = 15  # RFC 8914
+CLIENT_COOKIE = 8  # octets (RFC 7873 4)
 _ECS_MAX_PREFIX = {1: 32, 2: 128}
 
 
@@ -36,6 +39,19 @@ class Edns:
     do: bool
     nsid: bool
     ecs: ClientSubnet | None
+    # The COOKIE option as sent: the client cookie, then the server cookie if any (RFC 7873 4).
+    cookie: bytes | None = None
+
+
+def check_cookie_untrusted(data: bytes) -> bytes:
+    """A COOKIE option body of a valid length, or BadCookie (answered FORMERR).
+
+    RFC 7873 5.2.2: a client cookie alone is 8 octets; with a server cookie, 16 to 40.
+    """
+    n = len(data)
+    if n != CLIENT_COOKIE and not 16 <= n <= 40:
+        raise BadCookie(f"COOKIE option of {n} octets (8, or 16 to 40)")
+    return bytes(data)
 
 
 def parse_ecs_untrusted(data: bytes) -> ClientSubnet:
@@ -63,6 +79,7 @@ def parse_opt_untrusted(payload: int, ttl: int, rdata: bytes) -> Edns:
     do = bool(ttl & 0x8000)
     nsid = False
     ecs: ClientSubnet | None = None
+    cookie: bytes | None = None
     offset = 0
     end = len(rdata)
     while offset < end:
@@ -78,9 +95,14 @@ def parse_opt_untrusted(payload: int, ttl: int, rdata: bytes) -> Edns:
             if ecs is not None:
                 raise BadECS("more than one ECS option")
             ecs = parse_ecs_untrusted(rdata[offset : offset + length])
+        elif code == OPT_COOKIE:
+            # RFC 7873 is silent on a second COOKIE option: the first counts, as in Knot.
+            body = check_cookie_untrusted(rdata[offset : offset + length])
+            if cookie is None:
+                cookie = body
         # Unknown options are ignored and not echoed (RFC 6891 6.1.2).
         offset += length
-    return Edns(payload, version, do, nsid, ecs)
+    return Edns(payload, version, do, nsid, ecs, cookie)
 
 
 def build_opt(udp_size: int, do: bool, ext_rcode: int = 0, options: bytes = b"") -> bytes:
@@ -91,3 +113,9 @@ def build_opt(udp_size: int, do: bool, ext_rcode: int = 0, options: bytes = b"")
 
 def nsid_option(server_id: bytes) -> bytes:
     return struct.pack("!HH", OPT_NSID, len(server_id)) + server_id
+
+
+def ede_option(info_code: int, extra_text: str = "") -> bytes:
+    """An Extended DNS Error option (RFC 8914 2): INFO-CODE, then UTF-8 EXTRA-TEXT, no NUL."""
+    text = extra_text.encode("utf-8")
+    return struct.pack("!HHH", OPT_EDE, 2 + len(text), info_code) + text

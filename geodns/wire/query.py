@@ -5,12 +5,21 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from geodns.errors import BadEDNS, BadQuestion, MalformedQuery, ShortHeader, TrailingJunk
+from geodns.errors import (
+    BadEDNS,
+    BadQuestion,
+    BadTSIG,
+    MalformedQuery,
+    ShortHeader,
+    TrailingJunk,
+)
 from geodns.wire.edns import Edns, parse_opt_untrusted
+from geodns.wire.tsig import TYPE_TSIG, Tsig, parse_tsig_untrusted, read_name_untrusted
 
 HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 TYPE_OPT = 41
+TYPE_IXFR = 251
 MAX_NAME = 255  # RFC 1035 2.3.4, in wire octets
 
 
@@ -23,8 +32,14 @@ class Query:
     qname: bytes  # wire form, case as sent
     qtype: int
     qclass: int
-    question_end: int  # offset just past the question in the packet
+    question_end: int  # offset just past the question; 12 for a cookie-only query
     edns: Edns | None
+    tsig: Tsig | None = None  # the request's TSIG RR, when signed
+
+    @property
+    def has_question(self) -> bool:
+        """False only for a query asking for a server cookie alone (RFC 7873 5.4)."""
+        return self.question_end > 12
 
     @property
     def opcode(self) -> int:
@@ -90,22 +105,65 @@ def _skip_name_untrusted(data: bytes, offset: int) -> tuple[int, bool]:
         offset += 1 + length
 
 
+def _skip_questions_untrusted(data: bytes, offset: int, count: int) -> int:
+    """Offset past `count` question entries (names possibly compressed)."""
+    for _ in range(count):
+        offset, _ = _skip_name_untrusted(data, offset)
+        offset += 4
+        if offset > len(data):
+            raise MalformedQuery("question type and class run past the packet")
+    return offset
+
+
+def _skip_records_untrusted(data: bytes, offset: int, count: int) -> int:
+    """Offset past `count` resource records."""
+    for _ in range(count):
+        offset, _ = _skip_name_untrusted(data, offset)
+        if offset + 10 > len(data):
+            raise MalformedQuery("truncated record")
+        (rdlen,) = struct.unpack_from("!H", data, offset + 8)
+        offset += 10 + rdlen
+        if offset > len(data):
+            raise MalformedQuery("record data runs past the packet")
+    return offset
+
+
 def parse_query_untrusted(data: bytes) -> Query:
-    """Parse a query. ShortHeader: drop it. QueryError: answer FORMERR."""
+    """Parse a query. ShortHeader: drop it. QueryError: answer FORMERR.
+
+    A query that breaks a rule but can still be walked (QDCOUNT other than 1, answer or
+    authority records, a TSIG that is not last) is read to its end first, so that the
+    FORMERR reply carries an OPT when the query had one (RFC 6891 7). Each step of the
+    walk moves forward or raises, so huge header counts cost no more than the packet.
+    """
     qid, flags, qdcount, ancount, nscount, arcount = parse_header_untrusted(data)
-    if qdcount != 1:
-        raise QueryError(MalformedQuery(f"QDCOUNT is {qdcount}, not 1"))
-    try:
-        qname, qtype, qclass, offset = parse_question_untrusted(data)
-    except MalformedQuery as exc:
-        raise QueryError(exc) from None
-    question_end = offset
-    if ancount or nscount:
-        raise QueryError(MalformedQuery("a query with answer or authority records"), question_end)
-    edns: Edns | None = None
     end = len(data)
+    qname, qtype, qclass, question_end = b"", 0, 0, 0
+    no_question: MalformedQuery | None = None
+    if qdcount == 1:
+        try:
+            qname, qtype, qclass, offset = parse_question_untrusted(data)
+        except MalformedQuery as exc:
+            raise QueryError(exc) from None
+        question_end = offset
+    else:
+        no_question = MalformedQuery(f"QDCOUNT is {qdcount}, not 1")
+        try:
+            offset = _skip_questions_untrusted(data, 12, qdcount)
+        except MalformedQuery:
+            raise QueryError(no_question) from None
+    problem: MalformedQuery | None = None
+    if ancount:
+        problem = problem or MalformedQuery("a query with answer records")
+    if nscount and qtype != TYPE_IXFR:
+        # RFC 1995 3: an IXFR query holds the client's SOA in its authority section.
+        problem = problem or MalformedQuery("a query with authority records")
+    edns: Edns | None = None
+    tsig: Tsig | None = None
     try:
-        for _ in range(arcount):
+        offset = _skip_records_untrusted(data, offset, ancount + nscount)
+        for index in range(arcount):
+            owner = offset
             offset, is_root = _skip_name_untrusted(data, offset)
             if offset + 10 > end:
                 raise MalformedQuery("truncated additional record")
@@ -125,11 +183,29 @@ def parse_query_untrusted(data: bytes) -> Query:
                     # The OPT itself was readable: the FORMERR reply carries an OPT too.
                     bare = Edns(rclass, (ttl >> 16) & 0xFF, bool(ttl & 0x8000), False, None)
                     raise QueryError(exc, question_end, bare) from None
+            elif rtype == TYPE_TSIG:
+                # RFC 8945 5.2: one TSIG, the last record; anything else is FORMERR.
+                if index != arcount - 1:
+                    problem = problem or BadTSIG("TSIG is not the last record")
+                else:
+                    key_name = read_name_untrusted(data, owner)[0]
+                    tsig = parse_tsig_untrusted(
+                        key_name, rclass, ttl, data[offset : offset + rdlen]
+                    )
             offset += rdlen
         if offset != end:
             raise TrailingJunk(f"{end - offset} bytes after the last record")
     except QueryError:
         raise
     except MalformedQuery as exc:
-        raise QueryError(exc, question_end, edns) from None
-    return Query(qid, flags, qname, qtype, qclass, question_end, edns)
+        raise QueryError(no_question or problem or exc, question_end, edns) from None
+    if no_question is not None:
+        # RFC 7873 5.4: a query with no question but a COOKIE option asks for a server
+        # cookie alone; any other question-less query is malformed.
+        cookie_only = qdcount == 0 and edns is not None and edns.cookie is not None
+        if not cookie_only or tsig is not None or problem is not None:
+            raise QueryError(no_question, question_end, edns)
+        question_end = 12
+    if problem is not None:
+        raise QueryError(problem, question_end, edns)
+    return Query(qid, flags, qname, qtype, qclass, question_end, edns, tsig)
