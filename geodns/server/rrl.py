@@ -130,6 +130,7 @@ class ResponseRateLimiter:
         self._counts: dict[tuple, int] = {}
         self._networks: dict[str, object] = {}
         self._exempt_hosts: dict[str, bool] = {}
+        self._classes: dict[bytes, tuple[bytes, bytes]] = {}  # query[2:] -> (header, class)
         # Where the slipped and dropped replies are counted (the worker's, for /metrics).
         self.stats = stats if stats is not None else QueryStats()
 
@@ -146,7 +147,18 @@ class ResponseRateLimiter:
                 self._networks = {}
                 self._exempt_hosts = {}
             network = self._networks[host] = self._network(host)
-        key = (network, classify_untrusted(query, reply, self._ecs_v4_bytes, self._ecs_v6_bytes))
+        # The class of the same query (ID aside) with the same reply header is the same:
+        # a flood repeats one query, and a dict lookup is cheaper than reading it again.
+        question = query[2:]
+        known = self._classes.get(question)
+        if known is not None and known[0] == reply[2:12]:
+            cls = known[1]
+        else:
+            cls = classify_untrusted(query, reply, self._ecs_v4_bytes, self._ecs_v6_bytes)
+            if len(self._classes) >= self._table_size:
+                self._classes = {}
+            self._classes[question] = (reply[2:12], cls)
+        key = (network, cls)
         counts = self._counts
         n = counts.get(key, 0) + 1
         if n == 1 and len(counts) >= self._table_size:
@@ -258,7 +270,8 @@ def classify_untrusted(query: bytes, reply: bytes, v4_bytes: int = 3, v6_bytes: 
         qend = query.find(b"\x00", 12) + 1
         if qend <= 12 or qend + 4 > len(query) or query[5] != 1 or query[4]:
             return _ERROR
-        if query[11] or query[10]:
+        # Options to read only past an empty OPT record (11 bytes after the question).
+        if (query[11] or query[10]) and len(query) > qend + 15:
             ecs = _ecs_untrusted(query, qend + 4, v4_bytes, v6_bytes)
             if ecs:
                 return ecs + _class_untrusted(query, reply, qend)

@@ -229,6 +229,10 @@ def test_the_table_stays_bounded_under_100k_random_sources() -> None:
         assert limiter.check(query, reply, (source, 1), 1.0 + i / 50_000) is Action.SEND
         assert len(limiter._counts) <= size
         assert len(limiter._networks) <= size
+    for _ in range(20_000):  # random names: the cache of classes is bounded too
+        name = wire(f"{rng.getrandbits(48):x}.example.com")
+        limiter.check(name, reply_to(name), CLIENT, 3.0)
+        assert len(limiter._classes) <= size
     # and the flood's one real target is still limited in a fresh second
     assert run(limiter, query, 7, now=9.0)[5:] == [Action.DROP, Action.SLIP]
 
