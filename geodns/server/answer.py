@@ -230,6 +230,12 @@ class Answerer:
             UDP: {},
             TCP: {},
         }
+        # Queries echoing a server cookie we return as it came (RFC 9018 4.3): (bytes,
+        # sender) -> (reply, slot, until when on the cookie clock the cookie may be reused).
+        self._cookied: dict[str, dict[tuple[bytes, str], tuple[bytes, int, float]]] = {
+            UDP: {},
+            TCP: {},
+        }
         self._origins = {
             origin.canonicalize().to_wire(): origin.to_text(omit_final_dot=True) or "."
             for origin in zones.zones
@@ -258,16 +264,22 @@ class Answerer:
             by_state.clear()
         for by_source in self._by_source.values():
             by_source.clear()
+        for cookied in self._cookied.values():
+            cookied.clear()
 
     def handler(self, transport: str) -> Callable[[bytes, tuple], bytes | None]:
         """The hot path for one transport as a closure: the exact-query cache, then `_answer`.
 
         The first cache holds replies that the query bytes alone decide; a service name
         asked without ECS depends on the sender too, so it is cached by (bytes, sender).
+        A reply carrying a server cookie is only ever reused for the sender it was made
+        for, and only while the cookie it echoes may be returned as it is.
         """
         cache_get = self._exact[transport].get
         state_get = self._by_state[transport].get
         source_get = self._by_source[transport].get
+        cookied_get = self._cookied[transport].get
+        cookie_clock = self.cookies.clock
         answer = self._answer
         counts = self.stats.counts[transport]
         buckets = self.stats.latency_buckets
@@ -280,6 +292,10 @@ class Answerer:
                 hit = state_get(data[2:])
                 if hit is None:
                     hit = source_get((data[2:], addr[0]))
+                    if hit is None:
+                        hit = cookied_get((data[2:], addr[0]))
+                        if hit is not None and hit[2] <= cookie_clock():
+                            hit = None
             if hit is not None:
                 counts[hit[1]] += 1
                 # A cached reply takes well under the first bound (10 us): it is counted
@@ -323,11 +339,19 @@ class Answerer:
             if len(by_source) >= EXACT_CACHE_SIZE:
                 by_source.clear()
             by_source[(data[2:], addr[0])] = (reply[2:], key)
+        elif isinstance(cacheable, float):
+            cookied = self._cookied[transport]
+            if len(cookied) >= EXACT_CACHE_SIZE:
+                cookied.clear()
+            cookied[(data[2:], addr[0])] = (reply[2:], key, cacheable)
         return reply, key
 
     def _reply(
         self, data: bytes, transport: str, addr: tuple
-    ) -> tuple[bytes | None, bool | str, ReplyKey | int]:
+    ) -> tuple[bytes | None, bool | str | float, ReplyKey | int]:
+        """The reply, how it may be cached, and what it is counted as. Cacheable: False,
+        True (by query bytes), BY_STATE, BY_SOURCE, or a float: it echoes the query's own
+        server cookie, and may be reused for the same bytes and sender until then."""
         if len(data) < 12:
             raise ShortHeader
         flags = (data[2] << 8) | data[3]
@@ -348,11 +372,11 @@ class Answerer:
         question = data[12 : query.question_end]
         qname_key = query.qname.lower()
         edns = query.edns
-        # A server cookie depends on the sender and the time: a reply carrying one is made
-        # for this query alone and never enters a cache of replies (RFC 7873 5.2).
-        cookie = b""
+        # A server cookie depends on the sender and the time: a reply carrying one never
+        # enters a cache shared between senders (RFC 7873 5.2).
+        cookie, until = b"", 0.0
         if edns is not None and edns.cookie is not None:
-            cookie = self.cookies.reply_option(edns.cookie, addr[0])
+            cookie, until = self.cookies.reply_option(edns.cookie, addr[0])
         state_scoped = False
         if opcode != dns.opcode.QUERY:
             prepared = NOTIMP
@@ -377,11 +401,13 @@ class Answerer:
                 dynamic = None  # a CNAME query, say: the static answer is the right one
             if dynamic is not None and query.qclass == CLASS_IN:
                 return self._geo_reply(
-                    dynamic, query, addr, qid, flags, question, transport, cookie
+                    dynamic, query, addr, qid, flags, question, transport, cookie, until
                 )
             prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
         key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
         reply, cacheable = self._render(prepared, qid, flags, question, edns, transport, 0, cookie)
+        if cookie:
+            return reply, _cookied(cacheable, until), key
         return reply, BY_STATE if state_scoped and cacheable else cacheable, key
 
     def _transfer(self, qname_key: bytes) -> Prepared:
@@ -440,7 +466,8 @@ class Answerer:
         question: bytes,
         transport: str,
         cookie: bytes = b"",
-    ) -> tuple[bytes, bool | str, int]:
+        until: float = 0.0,
+    ) -> tuple[bytes, bool | str | float, int]:
         edns = query.edns
         ecs = edns.ecs if edns is not None else None
         if ecs is not None and ecs.source_prefix > 0:
@@ -483,7 +510,7 @@ class Answerer:
         prepared, scope, counted = cached
         reply, _ = self._render(prepared, qid, flags, question, edns, transport, scope, cookie)
         if cookie:
-            return reply, False, counted
+            return reply, _cookied(True, until), counted
         # The bytes decide the reply only when they carry the client's subnet; without one,
         # or with SOURCE PREFIX-LENGTH 0 (RFC 7871 7.1.2: the resolver's address stands for
         # the client), the bytes and the sender's address do.
@@ -521,7 +548,7 @@ class Answerer:
             )
             return reply, False
         reply = prepared.render(qid, qflags, question, opt, limit)
-        return reply, prepared.cacheable and not cookie
+        return reply, prepared.cacheable
 
     def _limit(self, edns: Edns | None, transport: str) -> int:
         if transport == TCP:
@@ -602,6 +629,12 @@ class Answerer:
             return REFUSED_PROHIBITED  # no server id configured: as NSD's hide-identity
         res = Resolution(Rcode.NOERROR, True, answer=answer)
         return encode_resolution(qname, qtype, CLASS_CH, res)
+
+
+def _cookied(cacheable: bool, until: float) -> bool | float:
+    """How a reply carrying a server cookie may be cached: only while it echoes the query's
+    own cookie (`until` > 0), and only if the same reply without one could be."""
+    return until if cacheable and until else False
 
 
 def _rcode(prepared: Prepared) -> int:

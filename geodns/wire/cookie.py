@@ -31,6 +31,7 @@ SECRET_SIZE = 16  # SipHash-2-4 takes a 128-bit key
 SERVER_COOKIE = 16  # version, reserved (3), timestamp (4), hash (8)
 MAX_AGE = 3600  # RFC 9018 4.3: a server cookie more than an hour old is not valid,
 MAX_AHEAD = 300  # nor one more than five minutes in the future (clock skew in a fleet)
+REUSE_FOR = 1800  # RFC 9018 4.3: a new cookie is due once the client's is half an hour old
 
 # Used when no secret is configured: one per process, so that a reload (a new Answerer)
 # keeps every cookie already handed out valid. Not shared between processes or hosts.
@@ -57,7 +58,7 @@ class ServerCookies:
         if len(secret) != SECRET_SIZE:
             raise ValueError(f"a cookie secret is {SECRET_SIZE} octets, not {len(secret)}")
         self._secret = bytes(secret)
-        self._clock = clock
+        self.clock = clock
 
     def _hash(self, head: bytes, client_ip: str) -> bytes:
         # siphashc returns the 64-bit result as an integer; SipHash's output octets are
@@ -67,39 +68,53 @@ class ServerCookies:
     def make(self, client_cookie: bytes, client_ip: str, now: int | None = None) -> bytes:
         """A fresh 16-octet server cookie for `client_cookie` sent from `client_ip`."""
         if now is None:
-            now = int(self._clock())
+            now = int(self.clock())
         head = struct.pack("!BxxxI", VERSION, now & 0xFFFFFFFF)
         return head + self._hash(client_cookie + head, client_ip)
 
     def valid(self, cookie: bytes, client_ip: str, now: int | None = None) -> bool:
         """Whether a COOKIE option body holds a server cookie made with this secret for
         `client_ip`, at most an hour old and at most five minutes ahead (RFC 9018 4.3)."""
-        if len(cookie) != CLIENT_COOKIE + SERVER_COOKIE or cookie[CLIENT_COOKIE] != VERSION:
-            return False
         if now is None:
-            now = int(self._clock())
+            now = int(self.clock())
+        return self._age_if_valid(cookie, client_ip, now) is not None
+
+    def _age_if_valid(self, cookie: bytes, client_ip: str, now: int) -> int | None:
+        if len(cookie) != CLIENT_COOKIE + SERVER_COOKIE or cookie[CLIENT_COOKIE] != VERSION:
+            return None
         (stamp,) = struct.unpack_from("!I", cookie, CLIENT_COOKIE + 4)
         # RFC 1982 serial arithmetic: the timestamp wraps in 2106.
         age = (now - stamp) & 0xFFFFFFFF
         if age >= 1 << 31:
             age -= 1 << 32
         if age > MAX_AGE or age < -MAX_AHEAD:
-            return False
+            return None
         # The hash covers the reserved octets as sent (RFC 9018 4.4), so check those too.
         expected = self._hash(cookie[: CLIENT_COOKIE + 8], client_ip)
-        return hmac.compare_digest(cookie[CLIENT_COOKIE + 8 :], expected)
+        if not hmac.compare_digest(cookie[CLIENT_COOKIE + 8 :], expected):
+            return None
+        return age
 
-    def reply_option(self, cookie: bytes, client_ip: str) -> bytes:
-        """The COOKIE option of a reply: the client's cookie and a fresh server cookie.
+    def reply_option(self, cookie: bytes, client_ip: str) -> tuple[bytes, float]:
+        """The COOKIE option of a reply to a query carrying `cookie` from `client_ip`, and
+        until when (on `clock`) that option stays right for the same query from the same
+        address: 0 when it holds a fresh server cookie, which no other query may reuse.
 
-        RFC 9018 4.3 lets a server make a new cookie for any reply; making one always
-        costs a hash, as checking the old one would, and a client keeps the latest one
-        (RFC 7873 5.3). A stale or foreign server cookie is answered the same way: no
-        BADCOOKIE, which would only make a client retry (RFC 7873 5.2.3 leaves it to
-        the server's policy)."""
+        A valid server cookie less than half an hour old is returned as it came (RFC 9018
+        4.3, as NSD does): the client's next queries are then the same bytes, and their
+        replies can be cached per sender until the cookie turns half an hour old. Any
+        other cookie (none, stale, foreign, of another length) gets a fresh one: no
+        BADCOOKIE, which would only make a client retry (RFC 7873 5.2.3 leaves that to
+        the server's policy), and a client keeps the latest cookie (RFC 7873 5.3)."""
+        now = int(self.clock())
+        age = self._age_if_valid(cookie, client_ip, now)
+        if age is not None and age < REUSE_FOR:
+            return struct.pack("!HH", OPT_COOKIE, len(cookie)) + cookie, float(
+                now - age + REUSE_FOR
+            )
         client = cookie[:CLIENT_COOKIE]
-        body = client + self.make(client, client_ip)
-        return struct.pack("!HH", OPT_COOKIE, len(body)) + body
+        body = client + self.make(client, client_ip, now)
+        return struct.pack("!HH", OPT_COOKIE, len(body)) + body, 0.0
 
     def has_valid_server_cookie_untrusted(self, data: bytes, client_ip: str) -> bool:
         """Whether the query `data` from `client_ip` carries a valid server cookie: the

@@ -206,7 +206,7 @@ def cookie_query(client: bytes, server_cookie: bytes = b"") -> bytes:
     return query.to_wire()
 
 
-def test_dig_cookie_is_answered_and_a_second_query_reuses_it(server: ServerProcess) -> None:
+def test_dig_cookie_is_answered_and_echoed_back_on_the_next_query(server: ServerProcess) -> None:
     dig = require_tool("dig")
     base = [dig, "@127.0.0.1", "-p", str(server.port), "www.example.com", "A"]
     out = subprocess.run([*base, "+cookie"], capture_output=True, text=True, timeout=20).stdout
@@ -217,7 +217,9 @@ def test_dig_cookie_is_answered_and_a_second_query_reuses_it(server: ServerProce
     out = subprocess.run(
         [*base, f"+cookie={cookie}"], capture_output=True, text=True, timeout=20
     ).stdout
-    assert "status: NOERROR" in out and re.search(r"COOKIE: [0-9a-f]{48} \(good\)", out), out
+    assert "status: NOERROR" in out, out
+    # RFC 9018 4.3: a valid cookie less than half an hour old comes back as it went.
+    assert f"COOKIE: {cookie} (good)" in out, out
 
 
 def test_kdig_cookie(server: ServerProcess) -> None:

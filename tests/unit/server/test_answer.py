@@ -274,14 +274,25 @@ def test_server_cookies_are_never_served_from_a_cache(tmp_path, name: str) -> No
     assert not any(key[0] == wire[2:] for key in answerer._by_source[UDP])
 
 
-def test_a_returned_server_cookie_is_answered_with_a_fresh_one() -> None:
+def test_a_returned_server_cookie_is_echoed_and_cached_for_its_sender_only() -> None:
+    now = [1_800_000_000.0]
     answerer = Answerer(ZONES, ServerOptions(cookie_secret=b"k" * 16))
+    answerer.cookies.clock = lambda: now[0]
+    handle = answerer.handler(UDP)
     first = cookie_of(ask(answerer, cookie_query("www.example.com")))
-    assert first is not None
-    reply = ask(answerer, cookie_query("www.example.com", server=first[8:]))
-    again = cookie_of(reply)
-    assert reply.rcode() == dns.rcode.NOERROR and again is not None
-    assert answerer.cookies.valid(again, "127.0.0.1")
+    assert first is not None and answerer.cookies.valid(first, "127.0.0.1")
+    echo = cookie_query("www.example.com", server=first[8:]).to_wire()
+    for _ in range(2):  # the second round comes from the per-sender cache
+        reply = dns.message.from_wire(handle(echo, ("127.0.0.1", 5353)))
+        assert reply.rcode() == dns.rcode.NOERROR and cookie_of(reply) == first
+    assert len(answerer._cookied[UDP]) == 1
+    # The same bytes from another address: that cookie is not theirs, so a fresh one.
+    other = cookie_of(dns.message.from_wire(handle(echo, ("127.0.0.2", 5353))))
+    assert other != first and answerer.cookies.valid(other, "127.0.0.2")
+    # Half an hour on, the cached reply is not reused: a new cookie is due.
+    now[0] += 1800
+    renewed = cookie_of(dns.message.from_wire(handle(echo, ("127.0.0.1", 5353))))
+    assert renewed != first and answerer.cookies.valid(renewed, "127.0.0.1")
     # A stale or foreign server cookie: answered too, with a valid one (no BADCOOKIE).
     stale = ask(answerer, cookie_query("www.example.com", server=bytes(16)))
     assert stale.rcode() == dns.rcode.NOERROR

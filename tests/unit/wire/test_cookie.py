@@ -78,9 +78,26 @@ def test_timestamps_wrap_as_serial_numbers() -> None:
 def test_reply_option_keeps_the_client_cookie_and_adds_a_fresh_server_cookie() -> None:
     cookies = ServerCookies(SECRET_A, clock=lambda: 1559731985.5)
     stale = CLIENT_A1 + bytes(16)  # a server cookie of another secret, or a stale one
-    option = cookies.reply_option(stale, "198.51.100.100")
+    option, until = cookies.reply_option(stale, "198.51.100.100")
     assert option[:4] == struct.pack("!HH", 10, 24)
     assert option[4:].hex() == CLIENT_A1.hex() + "010000005cf79f111f8130c3eee29480"
+    assert until == 0  # a fresh cookie is for this reply alone
+    assert cookies.reply_option(CLIENT_A1, "198.51.100.100") == (option, 0)
+
+
+def test_a_valid_cookie_is_returned_as_it_came_for_half_an_hour() -> None:
+    # RFC 9018 4.3, as NSD does: the client's next queries stay the same bytes.
+    now = [1559731985]
+    cookies = ServerCookies(SECRET_A, clock=lambda: now[0])
+    cookie = CLIENT_A1 + cookies.make(CLIENT_A1, "198.51.100.100")
+    now[0] += 1799
+    option, until = cookies.reply_option(cookie, "198.51.100.100")
+    assert option[4:] == cookie and until == 1559731985 + 1800
+    now[0] += 1  # half an hour old: a new one is due
+    option, until = cookies.reply_option(cookie, "198.51.100.100")
+    assert option[4:12] == CLIENT_A1 and option[4:] != cookie and until == 0
+    # Valid only for the address it was made for.
+    assert cookies.reply_option(cookie, "198.51.100.101")[1] == 0
 
 
 def test_no_secret_means_one_random_secret_per_process() -> None:
