@@ -286,3 +286,18 @@ def test_a_short_source_prefix_never_makes_unbound_answer_for_another_country(
         # The /12 query again: from Unbound's cache, still the US answer, still /15.
         reply = unbound.ask(NAME, source=US_CLIENT, subnet="18.0.0.0/12")
         assert (outcome(reply), scope(reply)) == ([US], 15)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="geodns.geo.locate gives a special-purpose address without a record its whole block"
+    " (127.0.0.0/8) as its network, although the database places networks inside it",
+)
+def test_an_unplaced_address_in_a_special_block_claims_no_placed_network(tmp_path: Path) -> None:
+    """An organisation's own database may place networks inside a special-purpose block
+    (geodns now looks them up): here 127.0.2.0/24 is in GB. A client at 127.0.5.1, which the
+    database does not place, is answered for the unlocated; its scope must not cover the
+    GB /24, or Unbound serves that answer to the GB client from its cache."""
+    with behind_unbound(tmp_path, "refuse", eu_down=False) as (_geo, unbound):
+        assert outcome(unbound.ask(NAME, source="127.0.5.1")) == [US]  # default_order
+        assert outcome(unbound.ask(NAME, source=GB_CLIENT)) == [EU]
