@@ -8,12 +8,21 @@ returns a new `Rollout` or raises `RolloutRefused` with a one-line reason.
        \\                            |
         +---------- abort ----------+--> aborted
 
-- `begin` drains one region at a time; before validation only if at least `min_old` other
-  regions stay healthy on `from_version`. The region may be deployed one TTL later, when
-  the answers its clients cached have expired (`deploy_after`).
-- `observe` marks a draining region updated once its checks pass and it reports `to`,
+- `begin` drains one region at a time, and only if, once it is out, at least `min_old`
+  other regions keep serving plain answers on an approved version (`from_version` before
+  validation, either version after), and every residency rule holding the region keeps
+  its own `min_old` of them, never fewer than one: a rule's clients are answered only
+  from its regions, so a rule left with none fails closed or gets an unapproved version
+  however many regions elsewhere are fine. The region may be deployed one TTL later,
+  when the answers its clients cached have expired (`deploy_after`).
+- `observe` marks a draining region updated once its checks pass and it reports `to` (a
+  region never begun that does so was updated outside the guard, and counts too),
   validates after `soak_seconds` of every updated region healthy on `to`, and completes
   a validated rollout when every region of the service is updated.
+- `validate` and `abort` drain nothing: validation only adds a version to plain answers;
+  an abort releases the drain and is never refused (it is the way back from a bad
+  version), though a rule whose healthy regions are all updated then keeps getting the
+  new version, routing's fallback, until they are rolled back.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from geodns.health.state import Health, RegionState, StateSnapshot
-from geodns.zones.model import Region, Service
+from geodns.zones.model import Region, ResidencyRule, Service
 
 Phase = Literal["draining", "updated"]
 Status = Literal["running", "validated", "completed", "aborted"]
@@ -181,16 +190,38 @@ def _require_active(rollout: Rollout) -> None:
         raise RolloutRefused(f"the {rollout.describe()} is {rollout.status}")
 
 
-def _healthy_on_old(rollout: Rollout, service: Service, state: StateSnapshot) -> list[str]:
-    # Effective health: a region drained by an operator (or by this guard) takes no traffic
-    # of its own, so it cannot be what keeps the old version available.
-    return [
-        r.name
-        for r in service.regions
-        if r.name not in rollout.regions
-        and state.get(service.key, r.name).up
-        and region_version(service, r, state) == rollout.from_version
-    ]
+def _approved(rollout: Rollout) -> frozenset[str]:
+    # What plain answers may reach while the rollout is active (approved_versions).
+    if rollout.status == "validated":
+        return frozenset({rollout.from_version, rollout.to})
+    return frozenset({rollout.from_version})
+
+
+def _versions_text(rollout: Rollout) -> str:
+    return " or ".join(_v(v) for v in (rollout.from_version, rollout.to) if v in _approved(rollout))
+
+
+def serving_approved(
+    rollout: Rollout, service: Service, state: StateSnapshot, without: str | None = None
+) -> list[Region]:
+    """Regions that keep plain answers on an approved version once `without` is drained.
+
+    Effective health: a region drained by an operator (or by this guard) takes no traffic of
+    its own, so it cannot be what keeps a version available. Before validation only regions
+    not begun count (the "old" regions, on `from_version`); after it, updated regions on the
+    validated `to` count too, and only the draining one is out.
+    """
+    approved = _approved(rollout)
+    out = []
+    for r in service.regions:
+        step = rollout.regions.get(r.name)
+        if r.name == without or (
+            step is not None and (step.phase == "draining" or rollout.status == "running")
+        ):
+            continue
+        if state.get(service.key, r.name).up and region_version(service, r, state) in approved:
+            out.append(r)
+    return out
 
 
 def begin(
@@ -213,17 +244,106 @@ def begin(
             f"{busy[0]} is still in progress: it must report {_v(rollout.to)} healthy"
             " before the next region begins"
         )
-    if rollout.status == "running":
-        left = [n for n in _healthy_on_old(rollout, service, state) if n != region]
-        if len(left) < rollout.min_old:
-            noun = "region" if len(left) == 1 else "regions"
-            raise RolloutRefused(
-                f"only {len(left)} other {noun} healthy on {_v(rollout.from_version)},"
-                f" min_old is {rollout.min_old}"
-            )
+    left = serving_approved(rollout, service, state, region)
+    if len(left) < rollout.min_old:
+        noun = "region" if len(left) == 1 else "regions"
+        raise RolloutRefused(
+            f"only {len(left)} other {noun} healthy on {_versions_text(rollout)},"
+            f" min_old is {rollout.min_old}"
+        )
+    for rule in service.residency:
+        if region in rule.regions:
+            _check_rule(rule, rollout, service, state, region, left)
     steps = dict(rollout.regions)
     steps[region] = RegionStep("draining", now, now + service.ttl)
     return replace(rollout, regions=MappingProxyType(steps))
+
+
+def _check_rule(
+    rule: ResidencyRule,
+    rollout: Rollout,
+    service: Service,
+    state: StateSnapshot,
+    region: str,
+    left: list[Region],
+) -> None:
+    """Refuse a drain of `region` that leaves `rule` fewer than its own min_old regions on an
+    approved version: routing answers the rule's clients from its regions only (residency),
+    so regions elsewhere cannot stand in for them. Never its last one, even with min_old 0:
+    the rule's clients would fail closed, or get a version not approved."""
+    kept = [r.name for r in left if r.name in rule.regions]
+    need = max(rule.min_old, 1)
+    if len(kept) >= need:
+        return
+    others = [r for r in service.regions if r.name in rule.regions and r.name != region]
+    to, versions = _v(rollout.to), _versions_text(rollout)
+    if not others:
+        # The guard cannot update it safely; the operator can, knowingly (docs/rollouts.md).
+        when = "now" if rollout.status == "validated" else f"once {to} is validated"
+        raise RolloutRefused(
+            f"{region} is the only region of {rule.describe()}, and the guard never drains a"
+            f" rule's last region: add a second region to the rule, or update {region} outside"
+            f" the guard {when}: drain it yourself (the rule's clients fail closed"
+            f" ({rule.when_none}) until you give it back), deploy {to}; the rollout counts it"
+            f" updated once it reports {to} healthy"
+        )
+    if kept:
+        noun = "region" if len(kept) == 1 else "regions"
+        hint = ""
+        if len(others) < need:
+            hint = (
+                f"; with {len(others) + 1} regions in the rule the guard can drain none of them"
+                f" (min_old at most {len(others)}, or add a region to the rule)"
+            )
+        raise RolloutRefused(
+            f"{rule.describe()} keeps only {len(kept)} healthy {noun} on {versions} besides"
+            f" {region} ({', '.join(kept)}), its min_old is {rule.min_old}{hint}"
+        )
+    out = "; ".join(_why_out(rollout, service, state, r) for r in others)
+    up = [
+        r.name
+        for r in others
+        if state.get(service.key, r.name).up
+        and not ((s := rollout.regions.get(r.name)) is not None and s.phase == "draining")
+    ]
+    if up:
+        then = f"be answered from {', '.join(up)} on a version not approved"
+    else:
+        then = f"fail closed ({rule.when_none})"
+    fresh = [
+        r.name
+        for r in others
+        if rollout.status == "running"
+        and state.get(service.key, r.name).up
+        and region_version(service, r, state) == rollout.to
+    ]
+    if fresh:
+        fix = f"validate {to} first, and {', '.join(fresh)} will count"
+    else:
+        fix = f"bring another region of the rule back healthy on {versions} first"
+    raise RolloutRefused(
+        f"{rule.describe()} keeps no healthy region on {versions} besides {region} ({out}):"
+        f" its clients would {then}, and the guard never drains a rule's last region,"
+        f" whatever its min_old ({rule.min_old}); {fix}"
+    )
+
+
+def _why_out(rollout: Rollout, service: Service, state: StateSnapshot, region: Region) -> str:
+    """Why a region of a rule does not keep plain answers on an approved version."""
+    step = rollout.regions.get(region.name)
+    if step is not None and step.phase == "draining":
+        return f"{region.name} draining for this rollout"
+    rs = state.get(service.key, region.name)
+    if rs.health is Health.DRAIN:
+        return f"{region.name} drained"
+    if not rs.up:
+        return f"{region.name} {rs.health}"
+    version = region_version(service, region, state)
+    if version is None:
+        return f"{region.name} reports no version"
+    if version == rollout.to:
+        return f"{region.name} on {_v(version)}, not validated yet"
+    return f"{region.name} on {_v(version)}"
 
 
 def observe(rollout: Rollout, service: Service, state: StateSnapshot, now: float) -> Rollout:
@@ -246,6 +366,13 @@ def observe(rollout: Rollout, service: Service, state: StateSnapshot, now: float
             continue
         if step.phase == "draining" and _serves_new(rollout, service, region, state):
             steps[name] = replace(step, phase="updated", updated_at=now)
+            newly_updated = True
+    for region in service.regions:
+        # Updated outside the guard, as a region a residency rule holds alone must be (begin
+        # never drains a rule's last region): it is as updated as one begun, so the soak
+        # watches it and the rollout can complete.
+        if region.name not in steps and _serves_new(rollout, service, region, state):
+            steps[region.name] = RegionStep("updated", now, now, now)
             newly_updated = True
     updated = [by_name[n] for n, s in steps.items() if s.phase == "updated" and n in by_name]
     soak_since = rollout.soak_since
@@ -326,9 +453,12 @@ def changes(before: Rollout | None, after: Rollout) -> list[str]:
     lines: list[str] = []
     old = {} if before is None else before.regions
     for name, step in after.regions.items():
-        if step.phase == "updated" and old.get(name, step).phase != "updated":
+        before_step = old.get(name)
+        if step.phase == "updated" and before_step is None:
+            lines.append(f"{head}: {name} updated outside the guard (never begun)")
+        elif step.phase == "updated" and before_step.phase != "updated":
             lines.append(f"{head}: {name} updated")
-        elif name not in old:
+        elif before_step is None:
             lines.append(f"{head}: {name} draining")
     lines += [f"{head}: {name} left the service" for name in old if name not in after.regions]
     status = None if before is None else before.status

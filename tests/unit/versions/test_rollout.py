@@ -4,13 +4,16 @@ hand or by soak, completion, abort, approved versions, JSON."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import dns.name
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geodns.health.state import Health, RegionState, StateSnapshot
+from geodns.health.state import Health, RegionState, ServiceVersions, StateSnapshot
+from geodns.routing.pipeline import route
 from geodns.versions import rollout as core
 from geodns.versions.rollout import (
     RegionStep,
@@ -28,7 +31,9 @@ from geodns.versions.rollout import (
     start,
     to_json,
 )
+from geodns.zones.loader import load_zone_file
 from geodns.zones.model import Region, Service
+from tests.unit.routing.routing_helpers import client
 
 NAMES = ("us-east-1", "eu-west-1", "ap-northeast-1", "sa-east-1")
 KEY = "inference.example.com"
@@ -191,7 +196,8 @@ def test_draining_regions_do_not_count_as_old() -> None:
     # Made to look "up" on 41 even so: it must still not count.
     looks_up = state.with_region(KEY, "us-east-1", on("41"))
     for state_now in (held, looks_up):
-        assert core._healthy_on_old(rollout, svc, state_now) == list(NAMES[1:4])
+        kept = core.serving_approved(rollout, svc, state_now)
+        assert [r.name for r in kept] == list(NAMES[1:4])
 
 
 def test_an_operator_drained_region_does_not_count_as_old() -> None:
@@ -233,11 +239,16 @@ def test_begin_refuses_updated_unknown_and_finished() -> None:
     )
 
 
-def test_after_validation_min_old_no_longer_applies_but_the_drain_does() -> None:
+def test_after_validation_min_old_counts_both_versions_and_the_drain_still_applies() -> None:
     svc = service(ttl=45)
     rollout = begin(started(), svc, OLD3, "us-east-1", 200.0)
     state = OLD3.with_region(KEY, "us-east-1", on("42"))
     rollout = core.validate(observe(rollout, svc, state, 250.0), 260.0)
+    # us-east-1 on the validated 42 now counts beside ap-northeast-1 on 41: two.
+    sick = state.with_region(KEY, "us-east-1", on("42", Health.DOWN))
+    assert refused(begin, rollout, svc, sick, "eu-west-1", 300.0) == (
+        "refused: only 1 other region healthy on v41 or v42, min_old is 2"
+    )
     rollout = begin(rollout, svc, state, "eu-west-1", 300.0)
     assert rollout.regions["eu-west-1"] == RegionStep("draining", 300.0, 345.0)
     # Still one at a time after validation.
@@ -571,3 +582,190 @@ def _old_and_serving(rollout: Rollout, svc: Service, state: StateSnapshot) -> li
         and state.get(KEY, r.name).up
         and region_version(svc, r, state) == rollout.from_version
     ]
+
+
+# --- residency rules ------------------------------------------------------------------------
+
+FIVE = ("us-east-1", "eu-west-1", "eu-central-1", "ap-northeast-1", "sa-east-1")
+
+
+def zoned(residency: str) -> Service:
+    """A literal five-region service of a real zone file, with `residency` (YAML lines)."""
+    regions = "".join(
+        f"      {name}: {{addresses: [192.0.2.{i}], location: {{lat: 0, lon: 0}}}}\n"
+        for i, name in enumerate(FIVE, 1)
+    )
+    text = (
+        "zone: example.com\nsoa: {mname: ns1, rname: hostmaster}\nns: [ns1]\n"
+        "records: {ns1: {A: 192.0.2.53}}\nservices:\n  inference:\n    ttl: 30\n"
+        f"    regions:\n{regions}    residency:\n{residency}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "example.com.yaml"
+        path.write_text(text)
+        (svc,) = load_zone_file(path).services.values()
+    return svc
+
+
+EEA = zoned(
+    "      - {clients: {group: EEA}, regions: [eu-west-1, eu-central-1], when_none: refuse}\n"
+)
+ALL_OLD = snap(**{n.replace("-", "_"): on("41") for n in FIVE})
+
+
+def deployed(rollout: Rollout, svc: Service, state: StateSnapshot, region: str, t: float):
+    """Begin `region`, deploy 42 there, and observe it updated."""
+    rollout = begin(rollout, svc, state, region, t)
+    state = state.with_region(KEY, region, on("42"))
+    rollout = observe(rollout, svc, state, t + 40)
+    assert rollout.regions[region].phase == "updated"
+    return rollout, state
+
+
+def eea_client_gets(svc: Service, rollout: Rollout, state: StateSnapshot) -> list[str]:
+    judged = state.with_versions(
+        {KEY: ServiceVersions(approved_versions(rollout, "41"), core.canary_version(rollout))}
+    )
+    for name in drained_regions(rollout):
+        judged = judged.with_region(KEY, name, on(state.get(KEY, name).version, Health.DRAIN))
+    decision = route(client("DE"), svc, judged)
+    return [f"{r.name} {state.get(KEY, r.name).version}" for r in decision.regions] or [
+        str(decision.outcome)
+    ]
+
+
+def test_the_issue_eea_rule_keeps_an_old_region_whatever_other_regions_do() -> None:
+    # Issue 11 item 4: eu-central-1 updated to the unvalidated 42, then `begin eu-west-1`
+    # was allowed because three regions outside the EEA were still on 41, and EEA clients
+    # got only 42.
+    rollout = started(EEA, ALL_OLD, min_old=2)
+    rollout, state = deployed(rollout, EEA, ALL_OLD, "eu-central-1", 100.0)
+    assert eea_client_gets(EEA, rollout, state) == ["eu-west-1 41"]
+    assert refused(begin, rollout, EEA, state, "eu-west-1", 200.0) == (
+        "refused: residency rule 0 (group EEA) keeps no healthy region on v41 besides"
+        " eu-west-1 (eu-central-1 on v42, not validated yet): its clients would be answered"
+        " from eu-central-1 on a version not approved, and the guard never drains a rule's"
+        " last region, whatever its min_old (1); validate v42 first, and eu-central-1 will count"
+    )
+    # Once 42 is validated, eu-central-1 serves the rule's clients while eu-west-1 updates.
+    rollout = core.validate(rollout, 210.0)
+    rollout = begin(rollout, EEA, state, "eu-west-1", 220.0)
+    assert eea_client_gets(EEA, rollout, state) == ["eu-central-1 42"]
+
+
+def test_the_issue_demo_one_eu_region_is_never_drained_by_the_guard() -> None:
+    # Issue 11 item 4, in the demo: after validation the guard drained eu-west-1, the only
+    # EU region of the example zone, and GB clients were refused while it stayed drained.
+    svc = zoned("      - {clients: {continent: EU}, regions: [eu-west-1], when_none: refuse}\n")
+    rollout = started(svc, ALL_OLD, min_old=2)
+    rollout, state = deployed(rollout, svc, ALL_OLD, "us-east-1", 100.0)
+    message = refused(begin, rollout, svc, state, "eu-west-1", 200.0)
+    assert message == (
+        "refused: eu-west-1 is the only region of residency rule 0 (continent EU), and the"
+        " guard never drains a rule's last region: add a second region to the rule, or update"
+        " eu-west-1 outside the guard once v42 is validated: drain it yourself (the rule's"
+        " clients fail closed (refuse) until you give it back), deploy v42; the rollout counts"
+        " it updated once it reports v42 healthy"
+    )
+    validated = core.validate(rollout, 210.0)
+    assert "update eu-west-1 outside the guard now: drain it yourself" in refused(
+        begin, validated, svc, state, "eu-west-1", 220.0
+    )
+    assert eea_client_gets(svc, validated, state) == ["eu-west-1 41"]
+
+
+def test_a_region_updated_outside_the_guard_counts_and_completes_the_rollout() -> None:
+    svc = zoned("      - {clients: {continent: EU}, regions: [eu-west-1]}\n")
+    rollout = started(svc, ALL_OLD, min_old=1)
+    rollout, state = deployed(rollout, svc, ALL_OLD, "us-east-1", 100.0)
+    rollout = core.validate(rollout, 150.0)
+    for i, name in enumerate(("eu-central-1", "ap-northeast-1", "sa-east-1")):
+        rollout, state = deployed(rollout, svc, state, name, 200.0 + 100 * i)
+    assert rollout.status == "validated"
+    # The operator drains eu-west-1 by hand (not the guard), deploys, and it reports 42.
+    state = state.with_region(KEY, "eu-west-1", on("42", forced=Health.DRAIN))
+    done = observe(rollout, svc, state, 600.0)
+    assert done.regions["eu-west-1"] == RegionStep("updated", 600.0, 600.0, 600.0)
+    assert (done.status, done.ended_at) == ("completed", 600.0)
+    assert core.changes(rollout, done) == [
+        f"rollout of {KEY} to 42: eu-west-1 updated outside the guard (never begun)",
+        f"rollout of {KEY} to 42: completed, 42 is the current version",
+    ]
+
+
+def test_a_rule_with_min_old_two_keeps_two() -> None:
+    svc = zoned(
+        "      - {clients: {group: EEA}, regions: [eu-west-1, eu-central-1, sa-east-1],"
+        " min_old: 2}\n"
+    )
+    rollout = started(svc, ALL_OLD, min_old=1)
+    rollout, state = deployed(rollout, svc, ALL_OLD, "us-east-1", 100.0)
+    state = state.with_region(KEY, "sa-east-1", on("41", Health.DOWN))
+    assert refused(begin, rollout, svc, state, "eu-west-1", 200.0) == (
+        "refused: residency rule 0 (group EEA) keeps only 1 healthy region on v41 besides"
+        " eu-west-1 (eu-central-1), its min_old is 2"
+    )
+    state = state.with_region(KEY, "sa-east-1", on("41"))
+    assert drained_regions(begin(rollout, svc, state, "eu-west-1", 210.0)) == {"eu-west-1"}
+
+
+def test_a_rule_too_small_for_its_min_old_says_so() -> None:
+    svc = zoned("      - {clients: {group: EEA}, regions: [eu-west-1, eu-central-1], min_old: 2}\n")
+    assert refused(begin, started(svc, ALL_OLD), svc, ALL_OLD, "eu-west-1", 1.0) == (
+        "refused: residency rule 0 (group EEA) keeps only 1 healthy region on v41 besides"
+        " eu-west-1 (eu-central-1), its min_old is 2; with 2 regions in the rule the guard can"
+        " drain none of them (min_old at most 1, or add a region to the rule)"
+    )
+
+
+def test_min_old_zero_never_drains_a_rules_last_healthy_region() -> None:
+    svc = zoned(
+        "      - {clients: {group: EEA}, regions: [eu-west-1, eu-central-1], min_old: 0,"
+        " when_none: nodata}\n"
+    )
+    rollout = started(svc, ALL_OLD, min_old=0)
+    for health, forced, why in (
+        (Health.DOWN, None, "eu-central-1 down"),
+        (Health.UP, Health.DRAIN, "eu-central-1 drained"),
+        (Health.UP, Health.DOWN, "eu-central-1 down"),
+    ):
+        state = ALL_OLD.with_region(KEY, "eu-central-1", on("41", health, forced))
+        assert refused(begin, rollout, svc, state, "eu-west-1", 1.0) == (
+            f"refused: residency rule 0 (group EEA) keeps no healthy region on v41 besides"
+            f" eu-west-1 ({why}): its clients would fail closed (nodata), and the guard never"
+            " drains a rule's last region, whatever its min_old (0); bring another region of"
+            " the rule back healthy on v41 first"
+        )
+    assert begin(rollout, svc, ALL_OLD, "eu-west-1", 1.0).regions["eu-west-1"].phase == ("draining")
+
+
+def test_after_validation_an_updated_rule_region_may_stand_in_for_the_old_one() -> None:
+    rollout = started(EEA, ALL_OLD, min_old=1)
+    rollout, state = deployed(rollout, EEA, ALL_OLD, "eu-central-1", 100.0)
+    rollout = core.validate(rollout, 150.0)
+    sick = state.with_region(KEY, "eu-central-1", on("42", Health.DOWN))
+    assert refused(begin, rollout, EEA, sick, "eu-west-1", 200.0) == (
+        "refused: residency rule 0 (group EEA) keeps no healthy region on v41 or v42 besides"
+        " eu-west-1 (eu-central-1 down): its clients would fail closed (refuse), and the guard"
+        " never drains a rule's last region, whatever its min_old (1); bring another region"
+        " of the rule back healthy on v41 or v42 first"
+    )
+    assert drained_regions(begin(rollout, EEA, state, "eu-west-1", 200.0)) == {"eu-west-1"}
+
+
+def test_rules_without_the_region_do_not_hold_it() -> None:
+    svc = zoned("      - {clients: {continent: EU}, regions: [eu-west-1]}\n")
+    rollout = started(svc, ALL_OLD, min_old=2)
+    assert drained_regions(begin(rollout, svc, ALL_OLD, "eu-central-1", 1.0)) == {"eu-central-1"}
+
+
+def test_every_rule_holding_the_region_is_checked() -> None:
+    svc = zoned(
+        "      - {clients: {continent: EU}, regions: [eu-west-1, eu-central-1]}\n"
+        "      - {clients: {continent: AF}, regions: [eu-west-1, sa-east-1]}\n"
+    )
+    state = ALL_OLD.with_region(KEY, "sa-east-1", on("41", Health.DOWN))
+    assert refused(begin, started(svc, ALL_OLD), svc, state, "eu-west-1", 1.0).startswith(
+        "refused: residency rule 1 (continent AF) keeps no healthy region on v41 besides"
+        " eu-west-1 (sa-east-1 down)"
+    )
