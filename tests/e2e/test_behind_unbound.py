@@ -238,6 +238,24 @@ def test_refuse_with_unlocated_clients_in_the_rule_never_leaks(tmp_path: Path) -
         assert outcome(unbound.ask(NAME, source=GB_CLIENT)) == "SERVFAIL"
 
 
+def test_servfail_is_retried_with_ecs_and_kept_by_no_one(tmp_path: Path) -> None:
+    """SERVFAIL carries the client's ECS scope, so Unbound retries it with ECS (never
+    without), caches it nowhere (the reply had ECS: no global cache store) and gives the
+    GB client SERVFAIL; a US client right after is asked for. The cost: every GB query
+    reaches geodns five times."""
+    with behind_unbound(tmp_path, "servfail", resolver_country="US") as (_geo, unbound):
+        mark = unbound.mark()
+        assert outcome(unbound.ask(NAME, source=GB_CLIENT)) == "SERVFAIL"
+        log = unbound.log_since(mark)
+        assert log.count("rcode: SERVFAIL") == log.count("answer has edns subnet 127.0.2.0/24")
+        assert log.count("rcode: SERVFAIL") >= 2
+        assert "store error response in message cache" not in log
+        assert outcome(unbound.ask(NAME, source=US_CLIENT)) == [US]
+        mark = unbound.mark()
+        assert outcome(unbound.ask(NAME, source=GB_CLIENT)) == "SERVFAIL"
+        assert "rcode: SERVFAIL" in unbound.log_since(mark)  # asked again, not cached
+
+
 # 3. `nodata`: a negative answer, with the GB client's scope.
 
 
