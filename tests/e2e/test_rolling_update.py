@@ -1,6 +1,7 @@
 """A rolling update through the admin API of a real server whose regions are real aiohttp
 apps reporting their model version: the min_old guard, one-TTL drains, version-named
-hosts, validation, completion, and a restart mid-rollout."""
+hosts, validation, completion, a restart mid-rollout, and a residency rule's only region,
+which the guard never drains and the operator updates by hand."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.regions import regions_in_thread
 
 US_EAST, EU_WEST, AP_NORTHEAST = "192.0.2.10", "192.0.2.20", "192.0.2.30"
 US = "216.160.83.0/24"
+GB = "81.2.69.0/24"
 SERVICE = "inference.example.com"
 API = f"/api/services/{SERVICE}/rollouts"
 NAMES = ("us-east-1", "eu-west-1", "ap-northeast-1")
@@ -32,7 +34,7 @@ ADDRESSES = dict(zip(NAMES, (US_EAST, EU_WEST, AP_NORTHEAST), strict=True))
 PLACES = {"us-east-1": (38.9, -77.0), "eu-west-1": (53.3, -6.3), "ap-northeast-1": (35.7, 139.7)}
 
 
-def zone_text(ports: dict[str, int]) -> str:
+def zone_text(ports: dict[str, int], residency: str = "") -> str:
     regions = "".join(
         f"""\
       {name}:
@@ -52,7 +54,7 @@ services:
     ttl: 1
     health: {{interval: 0.2, timeout: 0.2, rise: 1, fall: 1}}
     regions:
-{regions}"""
+{regions}{residency}"""
 
 
 def ask(server: ServerProcess, name: str = SERVICE, subnet: str = US) -> str:
@@ -70,11 +72,13 @@ def post(server: ServerProcess, path: str, body: dict | None = None) -> tuple[in
 
 
 @contextlib.contextmanager
-def fleet(zones_dir: Path) -> Iterator[tuple[dict[str, SimulatedRegion], ServerProcess]]:
+def fleet(
+    zones_dir: Path, residency: str = ""
+) -> Iterator[tuple[dict[str, SimulatedRegion], ServerProcess]]:
     """Three regions on 41, and a server checking them every 0.2 s."""
     with regions_in_thread(*NAMES, version="41") as regions:
         (zones_dir / "example.com.yaml").write_text(
-            zone_text({n: r.port for n, r in regions.items()})
+            zone_text({n: r.port for n, r in regions.items()}, residency)
         )
         with running_server(
             zones_dir, "--watch-interval", "0", env={"GEODNS_ADMIN_TOKEN": TOKEN}
@@ -214,3 +218,55 @@ def test_the_rollouts_file_can_live_elsewhere(zones_dir: Path, tmp_path: Path) -
             assert post(srv, API, {"to": "42"})[0] == 201
     assert json.loads(elsewhere.read_text())["rollouts"][SERVICE]["to"] == "42"
     assert not (zones_dir / ".geodns-rollouts.json").exists()
+
+
+# As the example zone: European clients only ever get eu-west-1.
+EU_ONLY = """\
+    residency:
+      - {clients: {continent: EU}, regions: [eu-west-1], when_none: refuse}
+"""
+
+
+def phase(srv: ServerProcess, region: str) -> str | None:
+    step = http(srv, f"{API}/current")[1]["regions"].get(region)
+    return None if step is None else step["phase"]
+
+
+def test_a_residency_rules_only_region_is_updated_by_hand_and_completes_the_rollout(
+    zones_dir: Path,
+) -> None:
+    with fleet(zones_dir, EU_ONLY) as (regions, srv):
+        assert ask(srv, subnet=GB) == EU_WEST
+        assert post(srv, API, {"to": "42", "min_old": 1})[0] == 201
+        assert post(srv, f"{API}/current/regions/us-east-1/begin")[0] == 200
+        regions["us-east-1"].version = "42"
+        wait_for(lambda: phase(srv, "us-east-1") == "updated", timeout=5, interval=0.1)
+        assert post(srv, f"{API}/current/validate")[0] == 200
+
+        # Issue 11: the guard drained eu-west-1 here, and GB clients were refused.
+        status, body = post(srv, f"{API}/current/regions/eu-west-1/begin")
+        assert status == 409
+        assert body["error"].startswith(
+            "refused: eu-west-1 is the only region of residency rule 0 (continent EU), and the"
+            " guard never drains a rule's last region: add a second region to the rule, or"
+            " update eu-west-1 outside the guard now: drain it yourself"
+        )
+        assert ask(srv, subnet=GB) == EU_WEST
+
+        # The operator's own drain: GB clients fail closed, knowingly, while it is deployed.
+        force = f"/api/services/{SERVICE}/regions/eu-west-1/state"
+        assert post(srv, force, {"state": "drain"})[0] == 200
+        wait_for(lambda: ask(srv, subnet=GB) == "REFUSED", timeout=3, interval=0.1)
+        regions["eu-west-1"].version = "42"
+        wait_for(lambda: phase(srv, "eu-west-1") == "updated", timeout=5, interval=0.1)
+        assert post(srv, force, {"state": "auto"})[0] == 200
+        wait_for(lambda: ask(srv, subnet=GB) == EU_WEST, timeout=3, interval=0.1)
+
+        assert post(srv, f"{API}/current/regions/ap-northeast-1/begin")[0] == 200
+        regions["ap-northeast-1"].version = "42"
+        wait_for(
+            lambda: http(srv, f"{API}/current")[1]["status"] == "completed",
+            timeout=5,
+            interval=0.1,
+        )
+        assert ask(srv, subnet=GB) == EU_WEST
