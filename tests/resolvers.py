@@ -207,27 +207,54 @@ def running_unbound(
     binary = require_unbound()
     directory = Path(tempfile.mkdtemp(prefix="geodns-unbound-"))
     try:
-        port = _free_port("127.0.0.1")
-        config = directory / "unbound.conf"
-        config.write_text(unbound_config(directory, port, upstream, zone, verbosity))
-        stderr = open(directory / "stderr", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [binary, "-d", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            cwd=directory,
-        )
-        resolver = Resolver(proc, port, directory)
-        try:
-            _wait_until_answering(resolver, startup_timeout)
+        with _started(binary, directory, upstream, zone, verbosity, startup_timeout) as resolver:
             try:
                 yield resolver
             except BaseException as exc:
-                exc.add_note(
-                    f"unbound log ({resolver.log_path}), last lines:\n{resolver.log_tail()}"
-                )
+                tail = resolver.log_tail()
+                exc.add_note(f"unbound log ({resolver.log_path}), last lines:\n{tail}")
                 raise
+    finally:
+        if os.environ.get("GEODNS_KEEP_UNBOUND") != "1":
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class _Exited(RuntimeError):
+    """Unbound exited while starting (another process may have taken its port)."""
+
+
+@contextlib.contextmanager
+def _started(
+    binary: str,
+    directory: Path,
+    upstream: tuple[str, int],
+    zone: str,
+    verbosity: int,
+    startup_timeout: float,
+    attempts: int = 3,
+) -> Iterator[Resolver]:
+    config = directory / "unbound.conf"
+    for attempt in range(attempts):
+        port = _free_port("127.0.0.1")
+        config.write_text(unbound_config(directory, port, upstream, zone, verbosity))
+        with open(directory / "stderr", "wb") as stderr:
+            proc = subprocess.Popen(
+                [binary, "-d", "-c", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=directory,
+            )
+        resolver = Resolver(proc, port, directory)
+        try:
+            try:
+                _wait_until_answering(resolver, startup_timeout)
+            except _Exited:
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            yield resolver
+            return
         finally:
             proc.terminate()
             try:
@@ -235,10 +262,6 @@ def running_unbound(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            stderr.close()
-    finally:
-        if os.environ.get("GEODNS_KEEP_UNBOUND") != "1":
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _wait_until_answering(resolver: Resolver, timeout: float) -> None:
@@ -247,7 +270,7 @@ def _wait_until_answering(resolver: Resolver, timeout: float) -> None:
     while True:
         if resolver.proc.poll() is not None:
             stderr = (resolver.directory / "stderr").read_text(errors="replace")
-            raise RuntimeError(
+            raise _Exited(
                 f"unbound exited with {resolver.proc.returncode}:\n{stderr}\n{resolver.log_tail()}"
             )
         try:
