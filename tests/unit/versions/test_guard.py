@@ -1,7 +1,9 @@
-"""RolloutGuard: every change persisted, a restart resumes, observe logs what changed."""
+"""RolloutGuard: every change persisted, a restart resumes, observe logs what changed, a
+refusal writes nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import dns.name
@@ -10,7 +12,7 @@ import pytest
 from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.versions.guard import RolloutGuard, RolloutNotFound, RolloutRefused
 from geodns.versions.store import FILE_NAME, RolloutStore, RolloutStoreError
-from geodns.zones.model import Region, Service, Zone, ZoneSet
+from geodns.zones.model import ClientMatch, Region, ResidencyRule, Service, Zone, ZoneSet
 
 KEY = "inference.example.com"
 NAMES = ("us-east-1", "eu-west-1", "ap-northeast-1")
@@ -145,3 +147,24 @@ def test_services_gone_from_the_zones_wait(guard: RolloutGuard, clock: Clock) ->
     clock.t += 100
     assert guard.observe(zones(), state(us_east_1="42")) == []
     assert guard.rollouts == before
+
+
+def test_a_residency_rules_only_region_is_refused_then_counted_when_updated_by_hand(
+    guard: RolloutGuard, tmp_path: Path, clock: Clock
+) -> None:
+    rule = ResidencyRule(ClientMatch(frozenset({"EU"}), description="continent EU"), ("eu-west-1",))
+    svc = replace(SERVICE, residency=(rule,))
+    guard.start(svc, state(), "42", min_old=1)
+    guard.begin(svc, state(), "us-east-1")
+    clock.t += 40
+    guard.observe(zones(svc), state(us_east_1="42"))
+    guard.validate(KEY)
+    saved = (tmp_path / FILE_NAME).read_bytes()
+    with pytest.raises(RolloutRefused, match="eu-west-1 is the only region of residency rule 0"):
+        guard.begin(svc, state(us_east_1="42"), "eu-west-1")
+    assert (tmp_path / FILE_NAME).read_bytes() == saved and guard.drained() == set()
+    clock.t += 10
+    assert guard.observe(zones(svc), state(us_east_1="42", eu_west_1="42")) == [
+        f"rollout of {KEY} to 42: eu-west-1 updated outside the guard (never begun)"
+    ]
+    assert RolloutStore(tmp_path / FILE_NAME).load()[KEY].regions["eu-west-1"].phase == "updated"
