@@ -306,11 +306,6 @@ def test_a_short_source_prefix_never_makes_unbound_answer_for_another_country(
         assert (outcome(reply), scope(reply)) == ([US], 15)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="geodns.geo.locate gives a special-purpose address without a record its whole block"
-    " (127.0.0.0/8) as its network, although the database places networks inside it",
-)
 def test_an_unplaced_address_in_a_special_block_claims_no_placed_network(tmp_path: Path) -> None:
     """An organisation's own database may place networks inside a special-purpose block
     (geodns now looks them up): here 127.0.2.0/24 is in GB. A client at 127.0.5.1, which the

@@ -215,3 +215,17 @@ def test_embedded_database_locates_gb_and_us(embedded_db: GeoIPDatabase) -> None
     us = locate(embedded_db, "216.160.83.0", 24)
     assert us.record is not None and (us.record.country, us.record.continent) == ("US", "NA")
     assert us.network.overlaps(net("216.160.83.0/24"))
+
+
+def test_an_unplaced_internal_address_gets_the_databases_empty_network() -> None:
+    """Not its whole block: that would claim the networks the database does place."""
+
+    class Placed(InternalNetworks):
+        def lookup(self, address: IPAddress) -> tuple[GeoRecord | None, int]:
+            found = super().lookup(address)
+            return found if found[0] is not None else (None, 14)  # the empty 10.8.0.0/14
+
+    client = locate(Placed(), "10.9.0.1", 24)  # type: ignore[arg-type]
+    assert client.record is None
+    assert client.network == net("10.8.0.0/14")
+    assert not client.from_database
