@@ -213,8 +213,8 @@ class Answerer:
         self.geo = GeoAnswers(zones, state, geoip)
         # Outlives this Answerer: a reload swaps the Answerer, not the counts.
         self.stats = stats or QueryStats()
-        # (service, kind, client network, qtype) -> (encoded answer, ECS scope, count slot)
-        self._decisions: dict[tuple[str, str, object, int], tuple[Prepared, int, int]] = {}
+        # (service, kind, client network, qtype, ECS /0) -> (encoded answer, ECS scope, count slot)
+        self._decisions: dict[tuple[str, str, object, int, bool], tuple[Prepared, int, int]] = {}
         # (service, decision signature) -> encoded answer: few, shared by many networks
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
@@ -476,7 +476,15 @@ class Answerer:
         else:
             # No ECS, or /0 (the client opted out): the resolver's address is all we have.
             client = self.geo.locate(addr[0], 0 if ecs is not None else None)
-        key = (dynamic.service.key, dynamic.label or dynamic.kind, client.network, query.qtype)
+        # A /0 query's reply claims scope 0 (GeoAnswers.ecs_scope): it must not share a
+        # cached decision with the queries that claim this network's scope.
+        key = (
+            dynamic.service.key,
+            dynamic.label or dynamic.kind,
+            client.network,
+            query.qtype,
+            client.source_prefix == 0,
+        )
         cached = self._decisions.get(key)
         if cached is not None:
             self.stats.decision_hits += 1

@@ -161,3 +161,23 @@ def test_the_srv_order_claims_a_true_scope(database: tuple[GeoIPDatabase, dict])
     reply = dns.message.from_wire(answerer.answer(query.to_wire(), Peer("::1", 53, UDP)))
     (option,) = reply.options
     assert reply.answer and 0 < option.scopelen <= 24
+
+
+def test_a_zero_source_query_shares_no_scope_with_its_resolvers_network(
+    database: tuple[GeoIPDatabase, dict],
+) -> None:
+    """ECS /0 from a resolver is answered for the resolver with scope 0; a client query
+    from the same network afterwards must still claim that network's scope, not 0."""
+    for first in ("zero", "subnet"):
+        answerer = _answerers(database)[0]
+        order = ["zero", "subnet"] if first == "zero" else ["subnet", "zero"]
+        scopes = {}
+        for kind in order:
+            prefix = 0 if kind == "zero" else 24
+            ecs = dns.edns.ECSOption("81.2.69.0" if prefix else "0.0.0.0", prefix)
+            query = dns.message.make_query("inference.example.com", "A", use_edns=0, options=[ecs])
+            wire = answerer.answer(query.to_wire(), Peer("81.2.69.10", 5353, UDP))
+            (option,) = dns.message.from_wire(wire).options
+            scopes[kind] = option.scopelen
+        assert scopes["zero"] == 0
+        assert scopes["subnet"] > 0
