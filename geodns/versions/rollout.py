@@ -190,15 +190,10 @@ def _require_active(rollout: Rollout) -> None:
         raise RolloutRefused(f"the {rollout.describe()} is {rollout.status}")
 
 
-def _approved(rollout: Rollout) -> frozenset[str]:
-    # What plain answers may reach while the rollout is active (approved_versions).
-    if rollout.status == "validated":
-        return frozenset({rollout.from_version, rollout.to})
-    return frozenset({rollout.from_version})
-
-
 def _versions_text(rollout: Rollout) -> str:
-    return " or ".join(_v(v) for v in (rollout.from_version, rollout.to) if v in _approved(rollout))
+    # "v41", or "v41 or v42" once validated: what counts as serving in refusals.
+    approved = approved_versions(rollout, None)
+    return " or ".join(_v(v) for v in (rollout.from_version, rollout.to) if v in approved)
 
 
 def serving_approved(
@@ -211,7 +206,7 @@ def serving_approved(
     not begun count (the "old" regions, on `from_version`); after it, updated regions on the
     validated `to` count too, and only the draining one is out.
     """
-    approved = _approved(rollout)
+    approved = approved_versions(rollout, None)  # what routing keeps in plain answers
     out = []
     for r in service.regions:
         step = rollout.regions.get(r.name)
