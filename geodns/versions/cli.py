@@ -99,7 +99,8 @@ def add_parser(
         type=int,
         default=2,
         metavar="N",
-        help="regions that must stay healthy on the old version until validation (default 2)",
+        help="other regions that must stay healthy while one is updated: on the old version,"
+        " or after validation on either (default 2)",
     )
     start.add_argument(
         "--soak",
