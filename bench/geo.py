@@ -547,7 +547,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
         ports: set[int] = set()
         if "geodns" in args.servers:
             port = free_port(ports)
-            cmd = geodns_serve_argv()
+            cmd = geodns_serve_argv()  # RRL off, like PowerDNS and gdnsd (which have none)
             cmd[cmd.index("warning")] = "info"  # for the line saying scopes are merged
             cmd += ["--zones", repo_relative(args.zone), "--listen", f"{HOST}:{port}"]
             cmd += ["--workers", "1", "--geoip-database", str(mmdb)]

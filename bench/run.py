@@ -154,10 +154,14 @@ def print_logs(logs: dict[str, list[str]]) -> None:
 
 
 def geodns_serve_argv() -> list[str]:
-    """`geodns serve` as the benchmarks start it: quiet, no admin HTTP side, and no merged
-    ECS scopes to build beside the measurement (bench/geo.py asks for them, and waits)."""
+    """`geodns serve` as the benchmarks start it: quiet, no admin HTTP side, no merged
+    ECS scopes to build beside the measurement (bench/geo.py asks for them, and waits),
+    and no response rate limiting: dnsperf is one source asking one name tens of
+    thousands of times a second, which RRL exists to stop. The servers compared run
+    without it too (NSD's is turned off in nsd_conf(); PowerDNS Authoritative and gdnsd
+    have none)."""
     argv = [sys.executable, "-m", "geodns", "--log-level", "warning", "serve", "--http", "off"]
-    return [*argv, "--scope-cache", "off"]
+    return [*argv, "--scope-cache", "off", "--rrl-rate", "0"]
 
 
 def free_port(taken: set[int]) -> int:

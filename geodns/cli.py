@@ -8,6 +8,7 @@ import socket
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from geodns import __version__
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
@@ -20,6 +21,7 @@ from geodns.zones.yamlsource import load_yaml
 log = logging.getLogger("geodns")
 
 EXIT_CONFIG = 2  # invalid zones or arguments, as argparse does for usage errors
+EXPLAIN_ADMIN = "http://127.0.0.1:8053"  # `serve --http`'s default, where explain looks first
 
 
 def _embedded_zones() -> Path:
@@ -103,6 +105,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="open TCP connections per worker (default: 1000)",
     )
     serve.add_argument(
+        "--rrl-rate",
+        type=int,
+        default=200,
+        metavar="N",
+        help="response rate limit: UDP replies per second per client network and response "
+        "class, 0 for none (default: 200, as NSD; see docs/rrl.md)",
+    )
+    serve.add_argument(
+        "--rrl-slip",
+        type=int,
+        default=2,
+        metavar="N",
+        help="send every Nth rate-limited reply truncated (TC=1) so real clients retry over "
+        "TCP, drop the rest; 0 drops all, 1 truncates all (default: 2, as NSD)",
+    )
+    serve.add_argument(
+        "--rrl-ipv4-prefix",
+        type=int,
+        default=24,
+        metavar="BITS",
+        help="IPv4 clients are rate-limited per network of this length (default: 24)",
+    )
+    serve.add_argument(
+        "--rrl-ipv6-prefix",
+        type=int,
+        default=56,
+        metavar="BITS",
+        help="IPv6 clients are rate-limited per network of this length (default: 56)",
+    )
+    serve.add_argument(
+        "--rrl-exempt",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="never rate-limit replies to this network; repeatable",
+    )
+    serve.add_argument(
         "--geoip-database",
         metavar="MMDB",
         help="MaxMind DB file (GeoLite2/GeoIP2/DB-IP City or Country); "
@@ -126,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         default="127.0.0.1:8053",
         help="admin HTTP (dashboard, API, /metrics) address, or `off` (default: 127.0.0.1:8053)",
+    )
+    serve.add_argument(
+        "--http-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the admin HTTP side answers to in Host: besides its address (and "
+        "localhost on loopback), e.g. a reverse proxy's; repeatable. Other names get 421, "
+        "against DNS rebinding",
     )
     serve.add_argument(
         "--admin-token-file",
@@ -170,22 +218,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
 
     explain = sub.add_parser(
-        "explain", parents=[common], help="show how a client's query for a service name is decided"
+        "explain",
+        parents=[common],
+        help="show how a client's query for a service name is decided",
+        description="Ask the running server (its admin API) how it decides a client's query "
+        "now, with the regions' live state; with --offline, or when no server answers at the "
+        "default address, decide here from the zone files with every region up (or as in "
+        "--state FILE). The output says which state it shows.",
     )
     explain.add_argument("name", help="service name, e.g. inference.example.com")
     explain.add_argument("client", help="client address (as ECS or the source would give it)")
     explain.add_argument(
         "--prefix", type=int, help="ECS source prefix length, as with dig +subnet=ADDR/PREFIX"
     )
-    explain.add_argument("--zones", help="zone directory or file (default: as serve)")
-    explain.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
-    explain.add_argument("--state", metavar="FILE", help="region states, as for serve")
-    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.add_argument(
+        "--admin",
+        metavar="URL",
+        help=f"the running server's admin HTTP address; an error if it does not answer "
+        f"(default: {EXPLAIN_ADMIN}, and offline if nothing answers there)",
+    )
+    explain.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not ask a server: decide from the zone files, every region up unless --state",
+    )
+    explain.add_argument("--timeout", type=float, default=5.0, metavar="S", help=argparse.SUPPRESS)
+    offline = explain.add_argument_group(
+        "offline evaluation (any of these means --offline)",
+    )
+    offline.add_argument("--zones", help="zone directory or file (default: as serve)")
+    offline.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
+    offline.add_argument("--state", metavar="FILE", help="region states, as for serve")
+    offline.add_argument(
         "--scope-cache",
         metavar="DIR",
         help="where the server keeps merged ECS scopes (default: as serve), or `off`",
     )
+    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
 
     check = sub.add_parser("check", parents=[common], help="validate zone files")
     check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
@@ -260,6 +329,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
     from geodns.control.zonesource import ZoneSource
     from geodns.server.answer import ServerOptions
     from geodns.server.geoanswer import open_geoip
+    from geodns.server.rrl import RRLConfig, parse_exempt
     from geodns.server.run import ServeConfig, run
     from geodns.server.sockets import parse_listen
 
@@ -267,6 +337,13 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         raise GeodnsError("--workers must be at least 1")
     if not 512 <= args.udp_size <= 65535:
         raise GeodnsError("--udp-size must be between 512 and 65535")
+    rrl = RRLConfig(
+        rate=args.rrl_rate,
+        slip=args.rrl_slip,
+        ipv4_prefix=args.rrl_ipv4_prefix,
+        ipv6_prefix=args.rrl_ipv6_prefix,
+        exempt=parse_exempt(args.rrl_exempt),
+    )
     zones = _load_zones(args.zones)
     for zone in zones.zones.values():
         log.info(
@@ -299,7 +376,9 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         plane.prerequisites.append(regions)
     admin = None
     if args.http != "off":
-        admin = AdminServer(plane, parse_listen(args.http), token, demo=regions)
+        admin = AdminServer(
+            plane, parse_listen(args.http), token, demo=regions, host_names=tuple(args.http_host)
+        )
         plane.attachments.append(admin)
     if regions is not None:
         from geodns.demo.setup import DemoBanner
@@ -317,6 +396,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         state=state,
         geoip=geoip,
         geoip_reload_interval=args.geoip_reload_interval,
+        rrl=rrl,
     )
     try:
         return run(config, plane)
@@ -371,7 +451,75 @@ def _admin_token(args: argparse.Namespace) -> str | None:
 def _explain(args: argparse.Namespace) -> int:
     import json
 
-    from geodns.server.explain import decision_json, explain
+    from geodns.server.explain import explain_lines
+
+    offline_options = [
+        option
+        for option, value in (
+            ("--zones", args.zones),
+            ("--geoip-database", args.geoip_database),
+            ("--state", args.state),
+            ("--scope-cache", args.scope_cache),
+        )
+        if value is not None
+    ]
+    if args.admin and (args.offline or offline_options):
+        given = ", ".join(offline_options) or "--offline"
+        raise GeodnsError(
+            f"--admin asks a running server, {given} an offline evaluation: give one or the other"
+        )
+    if args.offline or offline_options:
+        note = "--offline" if args.offline else f"{offline_options[0]} given"
+        body = _explain_offline(args, note)
+    else:
+        body = _explain_live(args)
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print("\n".join(explain_lines(body, args.client)))
+    return 0
+
+
+def _explain_live(args: argparse.Namespace) -> dict[str, Any]:
+    """The running server's explanation; offline when no server answers at the default."""
+    import urllib.parse
+
+    from geodns.versions.cli import AdminClient, CliError
+
+    url = args.admin or EXPLAIN_ADMIN
+    try:
+        client = AdminClient(url, None, args.timeout, _urlopen)
+        query = {"name": args.name, "client": args.client}
+        if args.prefix is not None:
+            query["prefix"] = str(args.prefix)
+        status, body = client.call("GET", "/api/explain?" + urllib.parse.urlencode(query))
+    except CliError as exc:
+        if args.admin:
+            raise GeodnsError(str(exc)) from None
+        return _explain_offline(args, f"no server answered at {url}; --admin URL to ask one")
+    explained = isinstance(body, dict) and status == 200 and "steps" in body and "state" in body
+    if not explained and not args.admin and status == 404:
+        # Something else answers there (or a geodns without /api/explain): not a live server.
+        return _explain_offline(args, f"no geodns admin API at {url}; --admin URL to ask one")
+    if not explained:
+        message = body.get("error") if isinstance(body, dict) else None
+        if status == 200:
+            message = "the reply is not a geodns explanation"
+        raise GeodnsError(f"{url}: {message or f'HTTP {status}'}")
+    body["state"]["server"] = client.base
+    return body
+
+
+def _urlopen(request: Any, timeout: float) -> Any:
+    import urllib.request
+
+    # Straight to the address given: an HTTP proxy from the environment would not be it.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return opener.open(request, timeout=timeout)
+
+
+def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
+    from geodns.server.explain import explain, explain_body, offline_state
     from geodns.server.geoanswer import GeoAnswers, open_geoip
 
     zones = _load_zones(args.zones)
@@ -386,21 +534,8 @@ def _explain(args: argparse.Namespace) -> int:
         if merged is not None:
             geo.set_scopes(*merged)
     result = explain(geo, args.name, args.client, args.prefix)
-    decision = result.decision
-    if args.json:
-        print(json.dumps(decision_json(decision, result.scope_prefix), indent=2))
-    else:
-        print(f"{decision.service.key} for {args.client}:")
-        for line in decision.explain_lines():
-            print(f"  {line}")
-        if decision.by_network:
-            how = "this network only: the network's hash decided"
-        elif merged is not None:
-            how = "merged: every address in it gets this answer"
-        else:
-            how = "the GeoIP network; merged scopes appear once a server has built them"
-        print(f"  ECS scope: /{result.scope_prefix} (of A answers; {how})")
-    return 0
+    file = Path(args.state).name if args.state else None
+    return explain_body(result, merged is not None, offline_state(file, note))
 
 
 def _check(args: argparse.Namespace) -> int:

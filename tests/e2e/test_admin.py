@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server, wait_for
 
 TOKEN = "s3cret-admin-token"
+EXTRA_NAME = "dash.example.test"  # --http-host
 EXPLAIN_X = "/api/explain?name=inference.example.com&client=81.2.69.142"
 GB = "81.2.69.0/24"
 US = "216.160.83.0/24"
@@ -84,7 +85,9 @@ def state_files(directory: Path) -> tuple[str, ...]:
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory):
     state = state_files(tmp_path_factory.mktemp("state"))
-    with running_server(EXAMPLE_ZONES, *state, env={"GEODNS_ADMIN_TOKEN": TOKEN}) as srv:
+    with running_server(
+        EXAMPLE_ZONES, "--http-host", EXTRA_NAME, *state, env={"GEODNS_ADMIN_TOKEN": TOKEN}
+    ) as srv:
         yield srv
 
 
@@ -251,6 +254,7 @@ def with_host(
         "127.0.0.1.evil.example:{port}",
         "localhost.evil.example:{port}",
         "192.0.2.1:{port}",  # an address this server does not listen on
+        "sub.dash.example.test:{port}",  # --http-host names are exact
     ],
 )
 @pytest.mark.parametrize(
@@ -279,6 +283,8 @@ def test_a_foreign_host_name_changes_nothing(admin_server: ServerProcess) -> Non
         "localhost:{port}",
         "localhost",
         "LocalHost.:{port}",
+        f"{EXTRA_NAME}:{{port}}",
+        EXTRA_NAME,
     ],
 )
 def test_the_servers_own_names_are_answered(admin_server: ServerProcess, host: str | None) -> None:
