@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from importlib import resources
@@ -176,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         "against DNS rebinding",
     )
     serve.add_argument(
+        "--cookie-secret-file",
+        metavar="FILE",
+        help="file holding the DNS COOKIE secret, 32 hex digits (16 octets, RFC 9018); every "
+        "name server of a fleet needs the same one (default: a random secret per run)",
+    )
+    serve.add_argument(
         "--admin-token-file",
         metavar="FILE",
         help="file holding the bearer token that admin API changes require "
@@ -332,6 +339,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
     from geodns.server.rrl import RRLConfig, parse_exempt
     from geodns.server.run import ServeConfig, run
     from geodns.server.sockets import parse_listen
+    from geodns.wire.cookie import ServerCookies
 
     if args.workers < 1:
         raise GeodnsError("--workers must be at least 1")
@@ -344,6 +352,10 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         ipv6_prefix=args.rrl_ipv6_prefix,
         exempt=parse_exempt(args.rrl_exempt),
     )
+    # One secret for every worker (they are forked with it), so that a cookie one worker
+    # gave is valid at the next.
+    cookie_secret = _cookie_secret(args.cookie_secret_file)
+    cookies = ServerCookies(cookie_secret)
     zones = _load_zones(args.zones)
     for zone in zones.zones.values():
         log.info(
@@ -390,18 +402,45 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         zones=zones,
         listen=listen,
         workers=args.workers,
-        options=ServerOptions(udp_size=args.udp_size, server_id=server_id),
+        options=ServerOptions(
+            udp_size=args.udp_size, server_id=server_id, cookie_secret=cookie_secret
+        ),
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
         state=state,
         geoip=geoip,
         geoip_reload_interval=args.geoip_reload_interval,
         rrl=rrl,
+        # A query with a valid server cookie has answered us from its address before:
+        # its source is not spoofed, so rate limiting spares it (RFC 7873 5.2.4).
+        rrl_exempt=lambda query, peer: cookies.has_valid_server_cookie_untrusted(query, peer[0]),
     )
     try:
         return run(config, plane)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _cookie_secret(path: str | None) -> bytes:
+    """The secret in `path` (hex, as NSD's and BIND's cookie-secret), else a random one."""
+    from geodns.wire.cookie import SECRET_SIZE
+
+    if path is None:
+        return os.urandom(SECRET_SIZE)
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GeodnsError(f"--cookie-secret-file {path}: {exc}") from None
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    if len(secret) != SECRET_SIZE:
+        raise GeodnsError(
+            f"--cookie-secret-file {path}: expected {2 * SECRET_SIZE} hex digits"
+            f" ({SECRET_SIZE} octets), e.g. from `openssl rand -hex {SECRET_SIZE}`"
+        )
+    return secret
 
 
 def _zones_path(option: str | None, quiet: bool = True) -> Path:
