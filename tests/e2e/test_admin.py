@@ -135,8 +135,9 @@ def test_forced_states_move_answers_and_auto_returns(admin_server: ServerProcess
     path = "/api/services/inference.example.com/regions/eu-west-1/state"
     status, body = http(admin_server, path, {"state": "drain"}, token=TOKEN)
     assert (status, body["state"], body["forced"]) == (200, "drain", "drain")
-    # The EU residency rule fails closed: refused, never another jurisdiction.
-    assert answer_of(ask(admin_server, GB)) == "REFUSED"
+    # The EU residency rule fails closed: the unavailable endpoint, never another
+    # jurisdiction.
+    assert answer_of(ask(admin_server, GB)) == ["192.0.2.29"]
     assert answer_of(ask(admin_server, US)) == ["192.0.2.10"]
     _, state = http(admin_server, "/api/state")
     region = state["services"][0]["regions"][1]
@@ -205,7 +206,7 @@ def test_two_workers_follow_forced_states_and_report_counts(tmp_path: Path) -> N
         assert http(srv, path, {"state": "down"}, token=TOKEN)[0] == 200
         # SO_REUSEPORT spreads sockets over both workers by their source port: ask from many.
         wait_for(
-            lambda: {str(answer_of(ask(srv, GB))) for _ in range(40)} == {"REFUSED"},
+            lambda: {str(answer_of(ask(srv, GB))) for _ in range(40)} == {"['192.0.2.29']"},
             timeout=5,
             interval=0.1,
         )
