@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from geodns.geo.latency import LatencyTable
 from geodns.health.state import ALL_UP
 from geodns.routing import capacity, health, order, residency
 from geodns.routing.context import RouteContext
 from geodns.routing.pipeline import route
+from geodns.zones.model import FailClosed
 from tests.unit.routing.routing_helpers import DOWN, DRAIN, SERVICE, busy, client, state
 
 ALL = SERVICE.regions
@@ -50,7 +53,12 @@ def test_health_fails_closed_under_residency() -> None:
     ctx = RouteContext(client("GB"), SERVICE, state(eu_west_1=DOWN), rule=EU_RULE)
     out = health.narrow(ALL[1:2], ctx)
     assert out.regions == ()
-    assert out.outcome == "refuse"
+    # The example zone's rule answers its in-jurisdiction "unavailable" endpoint.
+    assert (out.outcome, out.fallback) == ("answer", ("192.0.2.29", "2001:db8:29::1"))
+    refusing = replace(EU_RULE, when_none=FailClosed("refuse"))
+    out = health.narrow(ALL[1:2], replace(ctx, rule=refusing))
+    assert (out.outcome, out.fallback) == ("refuse", ())
+    assert out.reason.endswith("failing closed (refuse)")
 
 
 def test_capacity_drops_full_regions_unless_all_are_full() -> None:

@@ -167,9 +167,20 @@ def test_ecs_zero_replies_are_cached_per_sender(tmp_path) -> None:
 
 
 def test_residency_refusal_carries_its_extended_error(tmp_path) -> None:
-    from geodns.health.state import Health, RegionState
+    from dataclasses import replace
 
-    answerer = geo_answerer(tmp_path)
+    from geodns.geo.geoip import GeoIPDatabase
+    from geodns.health.state import Health, RegionState
+    from geodns.zones.model import FailClosed, ZoneSet
+    from tests.geo_fixtures import build_test_mmdb
+
+    (zone,) = ZONES.zones.values()
+    (service,) = zone.services.values()
+    refusing = replace(service.residency[0], when_none=FailClosed("refuse"))
+    service = replace(service, residency=(refusing,))
+    zone = replace(zone, services={service.name: service})
+    db = GeoIPDatabase(build_test_mmdb(tmp_path / "t.mmdb"))
+    answerer = Answerer(ZoneSet({zone.origin: zone}), geoip=db)
     answerer.set_state(
         answerer.state.with_region("inference.example.com", "eu-west-1", RegionState(Health.DOWN))
     )
