@@ -185,19 +185,9 @@ def _region(
         b.add_error(path, f"region name {name!r} must be a DNS label (letters, digits, hyphens)")
         return None
     b.unknown_keys(path, spec, REGION_KEYS)
-    addresses = spec.get("addresses")
-    if isinstance(addresses, str):
-        addresses = [addresses]
-    if not isinstance(addresses, list) or not addresses:
-        b.add_error((*path, "addresses"), "a region needs at least one address")
+    good = _addresses(b, (*path, "addresses"), spec.get("addresses"), "a region")
+    if good is None:
         return None
-    good = []
-    for i, text in enumerate(addresses):
-        ip = parse_address(text)
-        if ip is None:
-            b.add_error((*path, "addresses", i), f"{text!r} is not an IP address")
-        else:
-            good.append(str(ip))
     lat = lon = None
     location = spec.get("location")
     if location is not None:
@@ -325,22 +315,28 @@ def fail_closed(b: Builder, path: Path, spec: Any, allow_route: bool = False) ->
     if not isinstance(spec, dict) or set(spec) != {"answer"}:
         b.add_error(path, f"{spec!r} is not one of {expected}")
         return None
-    addresses = spec["answer"]
-    if isinstance(addresses, str):
-        addresses = [addresses]
-    if not isinstance(addresses, list) or not addresses:
-        b.add_error((*path, "answer"), "needs at least one address (an 'unavailable' endpoint)")
-        return None
-    good = []
-    for i, text in enumerate(addresses):
-        ip = parse_address(text)
-        if ip is None:
-            b.add_error((*path, "answer", i), f"{text!r} is not an IP address")
-        else:
-            good.append(str(ip))
-    if len(good) != len(addresses):
+    good = _addresses(b, (*path, "answer"), spec["answer"], "an 'unavailable' endpoint")
+    if good is None or len(good) != len(_as_list(spec["answer"])):
         return None
     return FailClosed("answer", tuple(good))
+
+
+def _addresses(b: Builder, path: Path, value: Any, what: str) -> list[str] | None:
+    """A list of IP addresses (or one); None when there is none at all, else the good
+    ones, each bad one reported."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        b.add_error(path, f"{what} needs at least one address")
+        return None
+    good = []
+    for i, text in enumerate(value):
+        ip = parse_address(text)
+        if ip is None:
+            b.add_error((*path, i), f"{text!r} is not an IP address")
+        else:
+            good.append(str(ip))
+    return good
 
 
 def _clients(b: Builder, path: Path, spec: Any) -> ClientMatch | None:
