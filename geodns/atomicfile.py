@@ -10,10 +10,12 @@ moment could lose its temp file to the first one's start.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("geodns")
 
@@ -23,6 +25,29 @@ TEMP_SUFFIX = ".tmp"
 def _temp_prefix(path: Path) -> str:
     # A dotfile: the zone watcher ignores dotfiles, so a write is never taken for a zone edit.
     return f".{path.name}."
+
+
+def read_json_document(path: Path, format_version: int) -> dict[str, Any] | None:
+    """The JSON object in `path` written in `format_version`, or None when there is no
+    file; ValueError names the file and what is wrong with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: must be a JSON object")
+    if doc.get("format") != format_version:
+        raise ValueError(
+            f"{path}: format {doc.get('format')!r} is not {format_version}"
+            " (written by another geodns version?)"
+        )
+    return doc
 
 
 def write_atomically(path: Path, data: bytes) -> None:

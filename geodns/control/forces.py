@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from geodns.atomicfile import remove_stale_temps, write_atomically
+from geodns.atomicfile import read_json_document, remove_stale_temps, write_atomically
 from geodns.errors import GeodnsError
 from geodns.health.state import Health
 
@@ -59,22 +59,11 @@ class ForceStore:
     def load(self) -> dict[Key, Force]:
         """Every kept force by (service, region); a missing file holds none."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise ForceStoreError(f"{self.path}: cannot read: {exc.strerror}") from None
-        try:
-            doc = json.loads(text)
+            doc = read_json_document(self.path, FORMAT)
         except ValueError as exc:
-            raise ForceStoreError(f"{self.path}: not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ForceStoreError(f"{self.path}: must be a JSON object")
-        if doc.get("format") != FORMAT:
-            raise ForceStoreError(
-                f"{self.path}: format {doc.get('format')!r} is not {FORMAT}"
-                " (written by another geodns version?)"
-            )
+            raise ForceStoreError(str(exc)) from None
+        if doc is None:
+            return {}
         entries = doc.get("forces")
         if not isinstance(entries, list):
             raise ForceStoreError(f"{self.path}: forces: must be a list")

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from geodns.atomicfile import remove_stale_temps, write_atomically
+from geodns.atomicfile import read_json_document, remove_stale_temps, write_atomically
 from geodns.errors import GeodnsError
 from geodns.versions.rollout import Rollout, from_json, to_json
 
@@ -39,22 +39,11 @@ class RolloutStore:
     def load(self) -> dict[str, Rollout]:
         """Every stored rollout by service key; a missing file holds none."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise RolloutStoreError(f"{self.path}: cannot read: {exc.strerror}") from None
-        try:
-            doc = json.loads(text)
+            doc = read_json_document(self.path, FORMAT)
         except ValueError as exc:
-            raise RolloutStoreError(f"{self.path}: not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise RolloutStoreError(f"{self.path}: must be a JSON object")
-        if doc.get("format") != FORMAT:
-            raise RolloutStoreError(
-                f"{self.path}: format {doc.get('format')!r} is not {FORMAT}"
-                " (written by another geodns version?)"
-            )
+            raise RolloutStoreError(str(exc)) from None
+        if doc is None:
+            return {}
         rollouts = doc.get("rollouts")
         if not isinstance(rollouts, dict):
             raise RolloutStoreError(f"{self.path}: rollouts: must map service -> rollout")
