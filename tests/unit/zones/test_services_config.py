@@ -205,7 +205,7 @@ def test_fail_closed_errors(tmp_path: Path) -> None:
         regions: [us-east-1]
 """,
     )
-    assert ":9: services.inference.unlocated.answer: an 'unavailable' endpoint needs at least" in out
+    assert ":9: services.inference.unlocated.answer: an 'unavailable' endpoint needs" in out
     assert "residency[0].clients.unlocated: 'yes please' is not true or false" in out
     assert "residency[0].when_none.answer[0]: 'not-an-address' is not an IP address" in out
     assert "residency[0].min_old:" in out
