@@ -22,6 +22,9 @@ log = logging.getLogger("geodns.tcp")
 TcpHandler = Callable[[bytes, tuple], "bytes | None"]
 
 CAP_LOG_INTERVAL = 10.0  # seconds: at most one "cap reached" line per interval, with a count
+# How far down the eviction line to look for a connection stuck in a partial query frame
+# (a slow client's) before taking the head: bounded, so that admitting stays cheap.
+STALLED_SCAN = 64
 
 
 @dataclass
@@ -49,7 +52,7 @@ class TCPState:
         """Take `conn` in, closing the longest-useless connection when at the cap."""
         connections = self.connections
         while connections and len(connections) >= self.max_connections:
-            oldest = next(iter(connections))
+            oldest = _eviction_victim(connections)
             del connections[oldest]
             self.evicted += 1
             oldest.abort("connection cap reached: closing the longest-idle connection")
@@ -80,6 +83,18 @@ class TCPState:
         self._evicted_logged = self.evicted
 
 
+def _eviction_victim(connections: dict[TCPConnection, None]) -> TCPConnection:
+    """The oldest connection stuck in a partial frame, else the head of the line: a client
+    that has just connected and not yet sent its query must not go before a trickler,
+    however fast new connections churn through a full table."""
+    for i, conn in enumerate(connections):
+        if conn.stalled:
+            return conn
+        if i >= STALLED_SCAN:
+            break
+    return next(iter(connections))
+
+
 class TCPConnection(asyncio.Protocol):
     def __init__(self, state: TCPState) -> None:
         self._state = state
@@ -91,6 +106,11 @@ class TCPConnection(asyncio.Protocol):
         self._frame_started: float | None = None  # when the pending partial frame began
         self._idle_handle: asyncio.TimerHandle | None = None
         self._closing = False
+
+    @property
+    def stalled(self) -> bool:
+        """Part of a query frame has arrived and the rest has not."""
+        return self._frame_started is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
