@@ -192,8 +192,9 @@ class GeoAnswers:
 
         It claims that every address of the network it names gets this same reply, so it
         is never wider than the truth, whatever the source prefix: it may be longer than
-        the source (RFC 7871 7.2.1, "the source was not specific enough"), never shorter
-        than the network the decision is known to hold for.
+        the source (RFC 7871 7.2.1, "the source was not specific enough"), and it names no
+        more than the network the decision is known to hold for (the GeoIP network, or
+        the merged run of one routing class around it).
         """
         client = decision.client
         if client.source_prefix == 0:
