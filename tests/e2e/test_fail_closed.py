@@ -15,6 +15,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import EXAMPLE_ZONES, ServerProcess, running_server
+from tests.e2e.test_geo import addresses, ask, scope
 from tests.geo_fixtures import build_test_mmdb
 
 Rcode = dns.rcode.Rcode
@@ -46,28 +47,6 @@ def serve(zones: Path, mmdb: Path, tmp_path: Path, down: str = "eu-west-1"):
     return running_server(
         zones, "--geoip-database", str(mmdb), "--state", str(state), listen=("127.0.0.1:0",)
     )
-
-
-def ask(
-    srv: ServerProcess,
-    subnet: str | None,
-    rdtype: str = "A",
-    name: str = "inference.example.com",
-) -> dns.message.Message:
-    options = []
-    if subnet is not None:
-        address, prefix = subnet.split("/")
-        options.append(dns.edns.ECSOption(address, int(prefix)))
-    return srv.udp(dns.message.make_query(name, rdtype, use_edns=0, options=options))
-
-
-def addresses(reply: dns.message.Message) -> list[str]:
-    return [r.to_text() for rrset in reply.answer for r in rrset if rrset.rdtype in (1, 28)]
-
-
-def scope(reply: dns.message.Message) -> int:
-    (ecs,) = [o for o in reply.options if isinstance(o, dns.edns.ECSOption)]
-    return ecs.scopelen
 
 
 def ede(reply: dns.message.Message) -> list[tuple[int, str]]:
