@@ -481,7 +481,8 @@ def _kustomize(tmp_path: Path, components: tuple[str, ...]) -> list[Doc]:
     copy_ = tmp_path / "kubernetes"
     shutil.copytree(K8S, copy_)
     for example in copy_.rglob("*.example"):
-        example.with_suffix("").write_bytes(example.read_bytes())
+        if not example.with_suffix("").exists():  # as _secret_file() reads it
+            example.with_suffix("").write_bytes(example.read_bytes())
     if components:
         kustomization = copy_ / "kustomization.yaml"
         doc = yaml.safe_load(kustomization.read_text())
