@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import dns.name
 import dns.rdatatype
@@ -117,6 +118,24 @@ class VersionPolicy:
     when_none: str = "any"  # any (answer regions of any version) | refuse | servfail | nodata
 
 
+class Quorum(StrEnum):
+    """How a fleet of geodns nodes combines its nodes' own checks of a region (docs/quorum.md).
+
+    Each node probes every region and publishes its verdict (after its own rise/fall); a
+    node combines the fresh verdicts of all live nodes by the service's policy.
+    """
+
+    # Down when more than half of the fresh votes say down; a tie keeps it up, so that one
+    # node's broken path (or a split between two nodes) cannot take a region out.
+    MAJORITY = "majority"
+    # Down when any fresh vote says down: the strictest; one node's broken path takes the
+    # region out for every node, so it suits fleets whose nodes share the clients' paths.
+    ANY = "any"
+    # Only this node's own checks: every node may answer differently (the behaviour of a
+    # single node, and of nodes without a shared store).
+    LOCAL = "local"
+
+
 def version_label(version: str) -> str:
     """The DNS label of a version-named host: 42 -> v42, 1.2.3 -> v1-2-3 (README)."""
     out = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in version)
@@ -141,6 +160,8 @@ class Service:
     unlocated: FailClosed | None = None
     latency: str | None = "default"  # "default" (shipped table), a file path, or None
     version: VersionPolicy = VersionPolicy()
+    # How the fleet's nodes combine their checks of a region; no effect on routing classes.
+    quorum: Quorum = Quorum.MAJORITY
 
     # The service's name as state files and the API write it: `inference.example.com`.
     # Computed once: routing reads it for every decision.

@@ -15,6 +15,7 @@ from geodns.zones.model import (
     Capacity,
     ClientMatch,
     FailClosed,
+    Quorum,
     Region,
     ResidencyRule,
     Service,
@@ -36,6 +37,7 @@ SERVICE_KEYS = {
     "health",
     "version",
     "unlocated",
+    "quorum",
 }
 REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version"}
 RULE_KEYS = {"clients", "regions", "when_none", "min_old"}
@@ -44,6 +46,7 @@ CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 WHEN_NONE = ("refuse", "servfail", "nodata")
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 WHEN_ALL_DOWN = ("answer_all", "servfail")
+QUORUMS = tuple(q.value for q in Quorum)  # majority first: the default (docs/quorum.md)
 
 
 class Builder(Protocol):
@@ -115,6 +118,10 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
                 (*path, "unlocated"),
                 "a residency rule already holds unlocated clients (clients: {unlocated: true})",
             )
+    quorum = spec.get("quorum", Quorum.MAJORITY.value)
+    if quorum not in QUORUMS:
+        b.add_error((*path, "quorum"), f"{quorum!r} is not one of {', '.join(QUORUMS)}")
+        quorum = Quorum.MAJORITY.value
     if answers is None or port is None or capacity is None or residency is None or version is None:
         return None
     return Service(
@@ -130,6 +137,7 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
         latency=latency,
         version=version,
         unlocated=unlocated,
+        quorum=Quorum(quorum),
     )
 
 
