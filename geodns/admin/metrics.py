@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import dns.rcode
 import dns.rdatatype
@@ -176,7 +177,77 @@ class PlaneCollector(Collector):
         yield from (checks, durations, state, forced, utilization, model)
 
 
+class FleetSource(Protocol):
+    def fleet_view(self) -> dict[str, Any]: ...
+
+
+class FleetCollector(Collector):
+    """The shared store and the fleet from ControlPlane.fleet_view(): is the store there,
+    how far this node has followed it, do the nodes agree, how each region's votes stand."""
+
+    def __init__(self, plane: FleetSource) -> None:
+        self.plane = plane
+
+    def collect(self) -> Iterator[Metric]:
+        return fleet_metrics(self.plane.fleet_view())
+
+
+def fleet_metrics(view: dict[str, Any]) -> Iterator[Metric]:
+    store = view["store"]
+    connected = GaugeMetricFamily(
+        "geodns_store_connected",
+        "1 while the shared store answers this node (kind: embedded or etcd), else 0",
+        labels=["kind"],
+    )
+    connected.add_metric([store["kind"]], int(bool(store["connected"])))
+    yield connected
+    yield GaugeMetricFamily(
+        "geodns_store_revision",
+        "Revision of the shared state this node has (the store's, as of its last event)",
+        store["revision"],
+    )
+    yield CounterMetricFamily(
+        "geodns_store_lost", "Times this node lost the shared store since it started", store["lost"]
+    )
+    if store.get("round_trip_seconds") is not None:
+        yield GaugeMetricFamily(
+            "geodns_store_round_trip_seconds",
+            "Time from this node's latest commit to the store until its watch brought it back",
+            store["round_trip_seconds"],
+        )
+    yield GaugeMetricFamily(
+        "geodns_fleet_nodes",
+        "Live geodns nodes in the shared store, this one included",
+        len(view["nodes"]),
+    )
+    yield GaugeMetricFamily(
+        "geodns_fleet_disagreeing_nodes",
+        "Live nodes whose routing state differs from this node's",
+        len(view["disagree"]),
+    )
+    votes = GaugeMetricFamily(
+        "geodns_region_votes",
+        "Fresh health votes of the fleet's nodes for the region, by vote (up or down)",
+        labels=["service", "region", "health"],
+    )
+    quorum = GaugeMetricFamily(
+        "geodns_region_quorum_up",
+        "1 when the fleet's votes make the region up under its quorum policy, 0 down; "
+        "absent while no node has checked it",
+        labels=["service", "region"],
+    )
+    for service, regions in sorted(view["votes"].items()):
+        for region, verdict in sorted(regions.items()):
+            votes.add_metric([service, region, "up"], verdict["up"])
+            votes.add_metric([service, region, "down"], verdict["down"])
+            if verdict["result"] is not None:
+                quorum.add_metric([service, region], int(verdict["result"] == "up"))
+    yield votes
+    yield quorum
+
+
 def registry_for(plane: ControlPlane) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlaneCollector(plane))
+    registry.register(FleetCollector(plane))
     return registry

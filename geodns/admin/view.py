@@ -72,6 +72,35 @@ def country_map(service: Service, state: StateSnapshot) -> dict[str, str | None]
     return out
 
 
+def fleet(view: dict[str, Any]) -> dict[str, Any]:
+    """The control plane's fleet_view() without paths: the embedded store is described by
+    its file, and a store's errors and the problems it found may name files too."""
+    store = dict(view["store"])
+    store["description"] = without_paths(store["description"])
+    if isinstance(store.get("error"), str):
+        store["error"] = without_paths(store["error"])
+    store["problems"] = [without_paths(p) for p in store.get("problems", ())]
+    votes = {
+        service: {
+            region: {
+                **verdict,
+                "reason": without_paths(verdict["reason"]),
+                "votes": {
+                    node: {**vote, "error": _maybe_without_paths(vote.get("error"))}
+                    for node, vote in verdict["votes"].items()
+                },
+            }
+            for region, verdict in regions.items()
+        }
+        for service, regions in view["votes"].items()
+    }
+    return {**view, "store": store, "votes": votes}
+
+
+def _maybe_without_paths(text: str | None) -> str | None:
+    return None if text is None else without_paths(text)
+
+
 class StateView:
     """Builds /api/state; the country maps are recomputed only when routing could change."""
 
@@ -191,7 +220,8 @@ class StateView:
                     "attribution": geoip.attribution,
                     "ecs_scopes": self._scopes(),
                 },
-                # Kept operator forces of regions the zones do not have (geodns.control.forces).
+                # Operator forces kept in the shared store (geodns.store.shared) for regions
+                # the zones do not have: kept, so that they come back with the region.
                 "ignored_forces": [
                     {
                         "service": f.service,
@@ -205,6 +235,7 @@ class StateView:
                 "demo": demo,
             },
             "services": out_services,
+            "fleet": fleet(plane.fleet_view()),
             "changes": [
                 {
                     "time": t.time,
