@@ -15,6 +15,11 @@
 //                    button[data-demo-utilization=0.3|0.85|0.97], input.demo-version,
 //                    button[data-demo-action=version]
 //   #reload-error, #conn-error, #updated[data-status=ok|stale|loading], #changes tbody tr
+//   #store-error (the shared store is unreachable), #fleet, holding
+//     #fleet-store[data-connected=true|false]  .revision
+//     #fleet-nodes tr[data-node=N] (class "self" for this node)  .seen  .agrees[data-agrees]
+//     table.votes[data-service=S] tr[data-region=R]  td.vote[data-node=N][data-vote=up|down]
+//                                                    td.result[data-result=up|down|none]
 "use strict";
 
 (() => {
@@ -639,9 +644,183 @@
     );
   }
 
+  // ---------------------------------------------------------------- fleet
+
+  // The banner says what a cut-off node does: it goes on answering, and refuses changes.
+  function patchStoreBanner(fleet) {
+    const banner = $("store-error");
+    const store = fleet && fleet.store;
+    if (!store || store.connected) {
+      banner.hidden = true;
+      return;
+    }
+    setText(
+      $("store-error-title"),
+      `Shared store unreachable since ${clock(store.since)}: ${store.error || "no answer"}. ` +
+        "Answering from the last shared state and this node's own checks; changes are refused.",
+    );
+    setAttr(banner, "title", `${store.kind}: ${store.description}`);
+    banner.hidden = false;
+  }
+
+  function patchFleetStore(store) {
+    const box = $("fleet-store");
+    setAttr(box, "data-connected", store.connected ? "true" : "false");
+    const key = JSON.stringify(store);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    const status = store.connected
+      ? el("span", { class: "store-status", "data-connected": "true", text: "✓ connected" })
+      : el("span", { class: "store-status", "data-connected": "false", text: "✗ unreachable" });
+    // "embedded store …/state/.geodns-state.json": the kind is shown once, in bold.
+    let where = store.description || "";
+    for (const lead of [`${store.kind} store `, `${store.kind} `]) {
+      if (where.startsWith(lead)) {
+        where = where.slice(lead.length);
+        break;
+      }
+    }
+    const parts = [
+      "store ",
+      el("b", { class: "kind", text: store.kind }),
+      " ",
+      el("span", { class: "mono description", text: where, title: store.description }),
+      " · ",
+      status,
+      el("span", { class: "since", title: iso(store.since) }, ` since ${clock(store.since)}`),
+      " · revision ",
+      el("b", { class: "revision mono", text: String(store.revision) }),
+    ];
+    if (store.round_trip_seconds !== null && store.round_trip_seconds !== undefined) {
+      parts.push(` · commit to watch ${(store.round_trip_seconds * 1000).toFixed(0)} ms`);
+    }
+    if (store.lost) parts.push(` · lost ${store.lost} time${store.lost === 1 ? "" : "s"}`);
+    if (!store.connected && store.error) parts.push(el("span", { class: "store-error mono", text: ` · ${store.error}` }));
+    box.replaceChildren(...parts);
+    const problems = $("fleet-problems");
+    problems.replaceChildren(...(store.problems || []).map((p) => el("li", { text: p })));
+    problems.hidden = !(store.problems || []).length;
+  }
+
+  function nodeRow(n) {
+    const name = el("td", { class: "name" }, el("span", { class: "nname", text: n.name }));
+    if (n.self) name.append(el("span", { class: "self-tag", text: "this node" }));
+    return el(
+      "tr",
+      { "data-node": n.name, class: n.self ? "self" : null },
+      name,
+      el("td", { class: "mono dns", text: (n.dns || []).join("  ") || "–" }),
+      el("td", { class: "mono http", text: n.http || "–" }),
+      el("td", { class: "mono version", text: n.version || "–" }),
+      el("td", { class: "started", title: iso(n.started) }),
+      el("td", { class: "seen", title: iso(n.last_seen) }),
+      el(
+        "td",
+        { class: "agrees", "data-agrees": n.agrees ? "true" : "false", title: `routing state digest ${n.digest || "–"}` },
+        n.agrees ? "✓ agrees" : "✗ differs",
+      ),
+    );
+  }
+
+  function voteCell(node, vote) {
+    const td = el("td", { class: "vote", "data-node": node, "data-vote": vote ? vote.health : null });
+    if (!vote) {
+      td.append(el("span", { class: "muted", text: "–", title: "no vote" }));
+      return td;
+    }
+    const facts = [`${node}: ${vote.health}`];
+    if (vote.utilization !== null && vote.utilization !== undefined) facts.push(`utilization ${Math.round(vote.utilization * 100)}%`);
+    if (vote.version) facts.push(`version ${vote.version}`);
+    if (vote.error) facts.push(vote.error);
+    td.append(el("span", { class: "badge", "data-state": vote.health, text: vote.health, title: facts.join(" · ") }));
+    return td;
+  }
+
+  function votesTable(service, regions, names) {
+    const voters = [...names];
+    for (const v of Object.values(regions)) for (const n of Object.keys(v.votes || {})) if (!voters.includes(n)) voters.push(n);
+    const self = state.fleet.node;
+    const head = el(
+      "tr",
+      {},
+      el("th", { text: "region" }),
+      ...voters.map((n) => el("th", { class: "node", "data-node": n, text: n === self ? `${n} (this)` : n })),
+      el("th", { text: "quorum" }),
+    );
+    const body = el("tbody");
+    for (const [region, v] of Object.entries(regions)) {
+      const result = v.result || "none";
+      body.append(
+        el(
+          "tr",
+          { "data-region": region },
+          el("td", { class: "rname", text: region }),
+          ...voters.map((n) => voteCell(n, (v.votes || {})[n])),
+          el(
+            "td",
+            { class: "result", "data-result": result, title: v.reason || "" },
+            el("span", { class: "badge", "data-state": v.result, text: v.result || "unchecked" }),
+            el("span", { class: "policy", text: ` ${v.policy} · ${v.up} up / ${v.down} down` }),
+          ),
+        ),
+      );
+    }
+    return el(
+      "div",
+      { class: "votes-wrap" },
+      el("h3", { class: "mono", text: service }),
+      el("div", { class: "table-wrap" }, el("table", { class: "grid votes", "data-service": service }, el("thead", {}, head), body)),
+    );
+  }
+
+  function patchFleetTimes(fleet) {
+    const rows = $("fleet-nodes").querySelectorAll("tbody tr");
+    fleet.nodes.forEach((n, i) => {
+      const tr = rows[i];
+      if (!tr) return;
+      setText(tr.querySelector(".seen"), n.self ? "now" : ago(n.last_seen));
+      setText(tr.querySelector(".started"), ago(n.started));
+    });
+  }
+
+  function patchFleet(fleet) {
+    const section = $("fleet");
+    if (!fleet) {
+      section.hidden = true;
+      return;
+    }
+    section.hidden = false;
+    const differ = fleet.disagree.length;
+    setText(
+      $("fleet-meta"),
+      `${fleet.nodes.length} node${fleet.nodes.length === 1 ? "" : "s"} · ` +
+        (differ ? `${differ} differ${differ === 1 ? "s" : ""} from this node` : "all agree"),
+    );
+    patchFleetStore(fleet.store);
+    // Rebuilt when anything but the times moves; the times follow in patchFleetTimes.
+    const tbody = $("fleet-nodes").querySelector("tbody");
+    const nodesKey = JSON.stringify(fleet.nodes.map((n) => ({ ...n, last_seen: null })));
+    if (tbody.dataset.key !== nodesKey) {
+      tbody.dataset.key = nodesKey;
+      tbody.replaceChildren(...fleet.nodes.map(nodeRow));
+    }
+    patchFleetTimes(fleet);
+    const votes = $("fleet-votes");
+    const votesKey = JSON.stringify([fleet.node, fleet.nodes.map((n) => n.name), fleet.votes]);
+    if (votes.dataset.key !== votesKey) {
+      votes.dataset.key = votesKey;
+      const names = fleet.nodes.map((n) => n.name);
+      const tables = Object.entries(fleet.votes || {}).map(([service, regions]) => votesTable(service, regions, names));
+      votes.replaceChildren(...tables);
+      if (!tables.length) votes.append(el("p", { class: "muted empty", text: "No health votes yet: no region is checked." }));
+    }
+  }
+
   function render() {
     if (!state) return;
     patchHeader(state.server);
+    patchStoreBanner(state.fleet);
+    patchFleet(state.fleet);
     patchChanges(state.changes);
     if (!world) return; // the maps and tables follow once world.json is in
     const container = $("services");
@@ -689,6 +868,7 @@
       banner.hidden = true;
     }
     if (state) {
+      if (state.fleet) patchFleetTimes(state.fleet);
       // keep relative times moving between polls
       for (const [, entry] of services) {
         const svc = state.services.find((s) => s.name === entry.section.dataset.service);
