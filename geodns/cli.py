@@ -1,4 +1,4 @@
-"""The `geodns` command: serve, demo, explain, rollout, check, import, export."""
+"""The `geodns` command: serve, demo, explain, rollout, fleet, check, import, export."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from geodns import __version__
+from geodns import __version__, fleetcli
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
 from geodns.versions import cli as rollout_cli
@@ -189,10 +189,59 @@ def build_parser() -> argparse.ArgumentParser:
         "(or set GEODNS_ADMIN_TOKEN); without one, changes are refused",
     )
     serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where operator forces, rollouts and seen versions are kept (the embedded store, "
+        ".geodns-state.json), or with --store the fleet's state cached for a start without "
+        "it (default: the zones directory; point it elsewhere when that is read-only)",
+    )
+    serve.add_argument(
         "--rollouts-file",
         metavar="FILE",
-        help="where rolling-update state is kept (default: .geodns-rollouts.json beside the "
-        "zones; point it elsewhere when the zones directory is read-only)",
+        help=argparse.SUPPRESS,  # before the store: now --state-dir is this file's directory
+    )
+    fleet = serve.add_argument_group(
+        "fleet", "share control state with other geodns nodes through etcd (docs/fleet.md)"
+    )
+    fleet.add_argument(
+        "--store",
+        metavar="URL",
+        help="etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS): the fleet's shared store "
+        "(default: the embedded store, this node alone)",
+    )
+    fleet.add_argument(
+        "--store-prefix",
+        default="/geodns/",
+        metavar="PREFIX",
+        help="key prefix in etcd, so that several fleets share one etcd (default: /geodns/)",
+    )
+    fleet.add_argument("--store-cacert", metavar="FILE", help="CA bundle of etcd's server certs")
+    fleet.add_argument("--store-cert", metavar="FILE", help="client certificate for etcd")
+    fleet.add_argument("--store-key", metavar="FILE", help="client certificate's private key")
+    fleet.add_argument("--store-user", metavar="NAME", help="etcd user (etcd auth)")
+    fleet.add_argument(
+        "--store-password-file",
+        metavar="FILE",
+        help="file holding the etcd user's password (or set GEODNS_STORE_PASSWORD)",
+    )
+    fleet.add_argument(
+        "--store-timeout",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds an etcd request may take before the next endpoint is tried (default: 2)",
+    )
+    fleet.add_argument(
+        "--node-name",
+        metavar="NAME",
+        help="this node's name in the fleet, unique per node (default: the host name)",
+    )
+    fleet.add_argument(
+        "--store-lease-ttl",
+        type=float,
+        metavar="S",
+        help="seconds a dead node's registration and health votes outlive it (default: three "
+        "of the shortest probe interval, 3 to 30)",
     )
     serve.add_argument(
         "--scope-cache",
@@ -277,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("file", help="geodns YAML zone file")
     rollout_cli.add_parser(sub, parents=[common])
+    fleetcli.add_parser(sub, parents=[common])
     return parser
 
 
@@ -292,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             "explain": _explain,
             "demo": _demo,
             "rollout": rollout_cli.run,
+            "fleet": fleetcli.run,
         }[args.command](args)
     except ConfigErrors as exc:
         for error in exc.errors:
@@ -376,6 +427,12 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         geoip,
         state,
         watch_interval=args.watch_interval,
+        state_dir=_state_dir(args),
+        store=_store(args),
+        node=_node_name(args.node_name),
+        node_dns=tuple(str(a) for a in listen),
+        node_http=None if args.http == "off" else args.http,
+        lease_ttl=args.store_lease_ttl,
         rollouts_file=Path(args.rollouts_file) if args.rollouts_file else None,
         scope_cache=_scope_cache(args.scope_cache),
     )
@@ -419,6 +476,70 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         return run(config, plane)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _state_dir(args: argparse.Namespace) -> Path | None:
+    if args.state_dir:
+        return Path(args.state_dir)
+    if args.rollouts_file:
+        log.warning(
+            "--rollouts-file is replaced by --state-dir: using %s", Path(args.rollouts_file).parent
+        )
+        return Path(args.rollouts_file).parent
+    return None
+
+
+def _store(args: argparse.Namespace) -> Any:
+    """The fleet's etcd store from the --store options, or None for the embedded one."""
+    if not args.store:
+        tls = (args.store_cacert, args.store_cert, args.store_key, args.store_user)
+        if any(tls) or args.store_password_file:
+            raise GeodnsError("the --store-* options need --store etcd://HOST:PORT")
+        return None
+    from geodns.store.etcd import EtcdOptions, EtcdStore, parse_store_url
+
+    try:
+        endpoints = parse_store_url(args.store)
+    except ValueError as exc:
+        raise GeodnsError(f"--store {args.store}: {exc}") from None
+    password = os.environ.get("GEODNS_STORE_PASSWORD")
+    if args.store_password_file:
+        try:
+            password = Path(args.store_password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GeodnsError(f"--store-password-file {args.store_password_file}: {exc}") from None
+    if (args.store_user is None) != (password is None):
+        raise GeodnsError(
+            "etcd auth needs both --store-user and a password (--store-password-file or"
+            " GEODNS_STORE_PASSWORD)"
+        )
+    if (args.store_cert is None) != (args.store_key is None):
+        raise GeodnsError("--store-cert and --store-key go together")
+    for flag in ("store_cacert", "store_cert", "store_key"):
+        path = getattr(args, flag)
+        if path is not None and not Path(path).is_file():
+            raise GeodnsError(f"--{flag.replace('_', '-')} {path}: no such file")
+    if args.store_timeout <= 0:
+        raise GeodnsError("--store-timeout must be more than 0 seconds")
+    return EtcdStore(
+        EtcdOptions(
+            endpoints=endpoints,
+            prefix=args.store_prefix,
+            cacert=args.store_cacert,
+            cert=args.store_cert,
+            key=args.store_key,
+            user=args.store_user,
+            password=password,
+            timeout=args.store_timeout,
+        )
+    )
+
+
+def _node_name(option: str | None) -> str:
+    name = option if option is not None else socket.gethostname()
+    if not name or "/" in name or not name.isprintable() or len(name) > 253:
+        raise GeodnsError(f"--node-name {name!r}: a name without '/' of 1 to 253 characters")
+    return name
 
 
 def _cookie_secret(path: str | None) -> bytes:

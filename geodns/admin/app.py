@@ -19,16 +19,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from geodns.admin.hosts import HostPolicy
 from geodns.admin.metrics import registry_for
-from geodns.admin.view import StateView
-from geodns.control.forces import ForceStoreError
+from geodns.admin.view import StateView, without_paths
 from geodns.control.plane import ControlPlane
 from geodns.errors import GeodnsError
 from geodns.health.monitor import UnknownRegion
 from geodns.server.explain import explain, explain_body, live_state
 from geodns.server.sockets import ListenAddress
+from geodns.store.kv import StoreUnavailable
 from geodns.versions import rollout as rollouts
 from geodns.versions.rollout import RolloutNotFound, RolloutRefused
-from geodns.versions.store import RolloutStoreError
 from geodns.zones.model import Service
 
 log = logging.getLogger("geodns.admin")
@@ -78,6 +77,16 @@ def check_bind(listen: ListenAddress, token: str | None) -> None:
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _store_down(exc: StoreUnavailable) -> web.Response:
+    # Not applied here alone: the fleet would disagree, and a restart would undo it.
+    log.error("admin API: change refused, the shared store is unreachable: %s", exc)
+    return _error(
+        503,
+        f"the shared store is unreachable, nothing was changed: {exc}",
+        **{"Retry-After": "5"},
+    )
 
 
 class AdminApp:
@@ -164,7 +173,23 @@ class AdminApp:
         return web.FileResponse(STATIC / "index.html")
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "config_version": self.plane.config_version})
+        # 200 whether or not the store answers: DNS goes on from the last shared state, and a
+        # readiness probe that failed with etcd would take every node out at once.
+        follower = self.plane.shared
+        store = {
+            "kind": "embedded" if self.plane.embedded else "etcd",
+            "connected": follower.connected,
+            "since": follower.since,
+            "error": None if follower.error is None else without_paths(follower.error),
+        }
+        return web.json_response(
+            {
+                "status": "ok" if follower.connected else "degraded",
+                "config_version": self.plane.config_version,
+                "node": self.plane.node,
+                "store": store,
+            }
+        )
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -219,14 +244,13 @@ class AdminApp:
             return _error(400, "`by` must be text: who sets this state, or why")
         by = (by or "").strip()[:BY_MAX] or f"admin API from {request.remote}"
         try:
-            snapshot = self.plane.force(service, region, str(mode), by)
+            snapshot = await self.plane.force(service, region, str(mode), by)
         except UnknownRegion as exc:
             return _error(404, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
-        except ForceStoreError as exc:
-            log.error("forces: %s", exc)
-            return _error(500, f"{exc} (the state was not changed)")
+        except StoreUnavailable as exc:
+            return _store_down(exc)
         st = snapshot.get(service.rstrip("."), region)
         log.info("admin API: %s of %s set to %s by %s", region, service, mode, by)
         return web.json_response(
@@ -280,14 +304,13 @@ class AdminApp:
     ) -> web.Response:
         """Run one rollout operation and turn its refusals into replies that say why."""
         try:
-            body = act(self._service(request))
+            body = await act(self._service(request))
         except RolloutRefused as exc:
             return _error(409, str(exc))
         except RolloutNotFound as exc:
             return _error(404, str(exc))
-        except RolloutStoreError as exc:
-            log.error("rollouts: %s", exc)
-            return _error(500, str(exc))
+        except StoreUnavailable as exc:
+            return _store_down(exc)
         return web.json_response(body, status=status)
 
     async def rollout_start(self, request: web.Request) -> web.Response:
@@ -301,33 +324,30 @@ class AdminApp:
             return _error(400, "`soak_seconds` must be a number of seconds or null")
         plane = self.plane
 
-        def act(service: Service) -> dict[str, Any]:
-            rollout = plane.guard.start(service, plane.state, str(to).strip(), min_old, soak)
+        async def act(service: Service) -> dict[str, Any]:
+            rollout = await plane.guard.start(service, str(to).strip(), min_old, soak)
             rollout_log.info("rollout of %s to %s started", service.key, rollout.to)
-            plane.rollouts_changed()
             return rollouts.rollout_reply(rollout, service, plane.clock())
 
         return await self._rollout_call(request, act, status=201)
 
     async def rollout_status(self, request: web.Request) -> web.Response:
         plane = self.plane
-        return await self._rollout_call(
-            request,
-            lambda service: rollouts.rollout_reply(
-                plane.guard.get(service.key), service, plane.clock()
-            ),
-        )
+
+        async def act(service: Service) -> dict[str, Any]:
+            return rollouts.rollout_reply(plane.guard.get(service.key), service, plane.clock())
+
+        return await self._rollout_call(request, act)
 
     async def rollout_action(self, request: web.Request) -> web.Response:
         plane = self.plane
         action = request.match_info["action"]
 
-        def act(service: Service) -> dict[str, Any]:
+        async def act(service: Service) -> dict[str, Any]:
             change = plane.guard.validate if action == "validate" else plane.guard.abort
-            rollout = change(service.key)
+            rollout = await change(service)
             done = "validated" if action == "validate" else "aborted"
             rollout_log.info("rollout of %s to %s: %s by operator", service.key, rollout.to, done)
-            plane.rollouts_changed()
             return rollouts.rollout_reply(plane.guard.get(service.key), service, plane.clock())
 
         return await self._rollout_call(request, act)
@@ -336,10 +356,9 @@ class AdminApp:
         plane = self.plane
         region = request.match_info["region"]
 
-        def act(service: Service) -> dict[str, Any]:
-            plane.guard.begin(service, plane.state, region)
+        async def act(service: Service) -> dict[str, Any]:
+            await plane.guard.begin(service, region)
             rollout_log.info("rollout of %s: %s begun (drained)", service.key, region)
-            plane.rollouts_changed()
             rollout = plane.guard.get(service.key)
             return rollouts.region_reply(rollout, service, region, plane.clock())
 
@@ -348,12 +367,13 @@ class AdminApp:
     async def rollout_region(self, request: web.Request) -> web.Response:
         plane = self.plane
         region = request.match_info["region"]
-        return await self._rollout_call(
-            request,
-            lambda service: rollouts.region_reply(
+
+        async def act(service: Service) -> dict[str, Any]:
+            return rollouts.region_reply(
                 plane.guard.get(service.key), service, region, plane.clock()
-            ),
-        )
+            )
+
+        return await self._rollout_call(request, act)
 
 
 class AdminServer:
@@ -386,6 +406,7 @@ class AdminServer:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.listen.port
         log.info("admin HTTP on %s", self.url())
+        self.app.plane.advertise(http=str(ListenAddress(self.listen.host, self.port)))
 
     def url(self) -> str:
         """http://host:port/, with the port actually bound."""

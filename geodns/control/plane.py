@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import secrets
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,21 +24,35 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geodns import __version__
-from geodns.control.forces import Force, ForceStore
-from geodns.control.forces import default_path as default_forces_path
+from geodns.control.rollouts import RolloutGuard
 from geodns.control.scopes import ScopeMerger
 from geodns.control.zonesource import ZoneSource
 from geodns.errors import ConfigErrors
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles
 from geodns.health.monitor import HealthMonitor, UnknownRegion
-from geodns.health.state import ALL_UP, ServiceVersions, StateSnapshot, effective_health
+from geodns.health.quorum import Vote
+from geodns.health.state import ALL_UP, Health, ServiceVersions, StateSnapshot
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
 from geodns.server.stats import QueryTotals, combine
-from geodns.versions.guard import RolloutGuard
+from geodns.store.follower import SharedFollower
+from geodns.store.kv import KVStore, StoreUnavailable, Txn
+from geodns.store.legacy import import_legacy, legacy_files
+from geodns.store.local import FILE_NAME as LOCAL_STATE_FILE
+from geodns.store.local import LocalStore
+from geodns.store.shared import (
+    Force,
+    NodeRecord,
+    Observation,
+    SharedState,
+    force_key,
+    force_value,
+    versions_key,
+    versions_value,
+)
+from geodns.versions.rollout import changes as rollout_changes
 from geodns.versions.rollout import region_version
-from geodns.versions.store import RolloutStore, default_path
 from geodns.zones.model import ZoneSet
 
 log = logging.getLogger("geodns.control")
@@ -43,6 +61,24 @@ rollout_log = logging.getLogger("geodns.rollout")
 ANSWER_SAMPLE_INTERVAL = 5.0  # seconds between samples of answer counts ("last minute")
 ANSWER_WINDOW = 60.0
 RELOAD_SETTLE = 0.2  # seconds to let an editor finish writing before a changed file is read
+SHARED_CACHE_FILE = ".geodns-shared-cache.json"  # the fleet's lasting state, for a cold start
+LEASE_INTERVALS = 3  # a node's lease lasts this many of its shortest probe interval
+LEASE_MIN, LEASE_MAX = 3.0, 30.0  # seconds
+
+
+def default_state_dir(zones: str | os.PathLike[str]) -> Path:
+    """The zones directory; the file's directory when the zones are one file."""
+    zones = Path(zones)
+    return zones if zones.is_dir() else zones.parent
+
+
+def lease_ttl(zones: ZoneSet) -> float:
+    """A few probe intervals: a dead node's votes outlive it about as long as a probe
+    round takes to notice a region down."""
+    intervals = [
+        r.health.interval for s in zones.services() for r in s.regions if r.health is not None
+    ]
+    return min(LEASE_MAX, max(LEASE_MIN, LEASE_INTERVALS * min(intervals, default=5.0)))
 
 
 class Attachment(Protocol):
@@ -77,9 +113,15 @@ class ControlPlane:
     attachments: list[Attachment] = field(default_factory=list)
     # Started before the first health-check round (the demo's simulated regions).
     prerequisites: list[Attachment] = field(default_factory=list)
-    rollouts_file: Path | None = None  # default: .geodns-rollouts.json beside the zones
-    # Operator forces kept across restarts; default: .geodns-forces.json beside the rollouts.
-    forces_file: Path | None = None
+    # Where the embedded store keeps forces and rollouts, and where the shared state of an
+    # external store is cached for a cold start; default: beside the zones.
+    state_dir: Path | None = None
+    store: KVStore | None = None  # the fleet's store; None: the embedded one in state_dir
+    node: str = ""  # this node's name in the fleet; default: the host name
+    node_dns: tuple[str, ...] = ()  # where this node answers DNS, for the fleet's view
+    node_http: str | None = None  # its admin HTTP address
+    lease_ttl: float | None = None  # seconds; default: from the probe intervals
+    rollouts_file: Path | None = None  # a --rollouts-file of before the store, to take in
     scope_cache: str | None = None  # where merged ECS scopes are built; None: not merged
 
     def __post_init__(self) -> None:
@@ -89,20 +131,34 @@ class ControlPlane:
         self.last_reload: ReloadResult | None = None
         self.reload_error: ReloadResult | None = None
         self.reloads = ReloadCounts()
-        rollouts_path = self.rollouts_file or default_path(self.source.path)
-        rollout_store = RolloutStore(rollouts_path)
-        rollout_store.remove_stale_temps()
-        self.guard = RolloutGuard(rollout_store, self.clock)
-        self.force_store = ForceStore(self.forces_file or default_forces_path(rollouts_path))
-        self.force_store.remove_stale_temps()
-        # Every kept force, those of regions the zones no longer have included: such a force
-        # is ignored (and logged) while its region is absent, and holds again if it returns.
-        self.forces: dict[tuple[str, str], Force] = self.force_store.load()
-        self._guard_drained: set[tuple[str, str]] = set()
-        self._seen_versions: dict[str, set[str]] = {}
-        # Kept forces are in the very first snapshot: the first answer already obeys them.
-        initial = self._with_kept_forces(self.initial_state)
-        self.monitor = HealthMonitor(self.zones, self._on_state, initial=initial)
+        self.node = self.node or socket.gethostname()
+        state_dir = self._state_dir = self.state_dir or default_state_dir(self.source.path)
+        self.embedded = self.store is None
+        store = self.store or LocalStore(state_dir / LOCAL_STATE_FILE)
+        record = NodeRecord(
+            self.node,
+            secrets.token_hex(8),
+            __version__,
+            self.started,
+            self.node_dns,
+            self.node_http,
+        )
+        self.shared = SharedFollower(
+            store,
+            record,
+            self._on_shared,
+            cache=None if self.embedded else state_dir / SHARED_CACHE_FILE,
+            lease_ttl=self.lease_ttl or lease_ttl(self.zones),
+            clock=self.clock,
+        )
+        self.monitor = HealthMonitor(
+            self.zones, self._on_state, initial=self.initial_state, node=self.node
+        )
+        self.guard = RolloutGuard(self.shared, lambda: self.monitor.snapshot, self.clock)
+        self._ignored_logged: set[tuple[str, str]] = set()
+        self._votes_published: dict[tuple[str, str], Observation] = {}
+        self._writing_versions: set[str] = set()
+        self._progressing: set[str] = set()
         self.local: DnsWorker | None = None
         self.children: list[Channel] = []
         self._child_stats: dict[int, dict[str, Any]] = {}
@@ -131,10 +187,20 @@ class ControlPlane:
     async def start(self, local: DnsWorker, children: list[Channel]) -> None:
         self.local = local
         self.children = children
+        if local.addresses:
+            self.advertise(dns=local.addresses)
         for attachment in self.prerequisites:
             await attachment.start()
+        # The shared state first, so that kept forces and a rollout's drains are in the very
+        # first snapshot: the first answer already obeys them.
+        if self.embedded:
+            # A damaged state file stops the start: serving without the forces it holds, and
+            # overwriting it at the next change, would lose them for good.
+            await self.shared.store.open()
+            files = legacy_files(self._state_dir, self.rollouts_file)
+            await import_legacy(self.shared.store, files)
+        await self.shared.start()
         await self.monitor.start()
-        # A restart mid-rollout: the regions the guard holds are drained again at once.
         self._progress(self.monitor.snapshot)
         self._publish(self.monitor.snapshot)
         for i, link in enumerate(children):
@@ -142,7 +208,7 @@ class ControlPlane:
         if self.watch_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._watch_zones()))
         self._tasks.append(asyncio.ensure_future(self._sample_answers()))
-        self._tasks.append(asyncio.ensure_future(self._tick_rollouts()))
+        self._tasks.append(asyncio.ensure_future(self._tick()))
         if self.scopes is not None:
             self._tasks.append(asyncio.ensure_future(self.scopes.run()))
         loop = asyncio.get_running_loop()
@@ -162,6 +228,7 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         await self.monitor.stop()
+        await self.shared.stop()
         for attachment in reversed(self.prerequisites):
             with contextlib.suppress(Exception):
                 await attachment.stop()
@@ -170,7 +237,8 @@ class ControlPlane:
 
     def _on_state(self, snapshot: StateSnapshot, routing_changed: bool) -> None:
         self._progress(snapshot)
-        current = self.monitor.snapshot  # the guard's drains may have made a newer one
+        self._share_votes()
+        current = self.monitor.snapshot  # forces applied just now may have made a newer one
         versions_changed = self._versions(current) != dict(self.published.versions)
         # Utilization moves with every probe, but answers change only when a region crosses
         # a watermark or moves inside the band where it sheds: only then are the workers'
@@ -180,6 +248,12 @@ class ControlPlane:
             and self._routing_signature(current) != self._routing_signature(self.published)
         ):
             self._publish(current)
+
+    def _on_shared(self, shared: SharedState) -> None:
+        """A new shared state (a change anywhere in the fleet, or the store lost or back)."""
+        self._apply_forces()
+        self._take_votes(shared)
+        self._on_state(self.monitor.snapshot, False)
 
     def _routing_signature(self, state: StateSnapshot) -> tuple[object, ...]:
         """What the routing steps can tell apart in `state`, given the services' watermarks."""
@@ -198,40 +272,118 @@ class ControlPlane:
         return tuple(out)
 
     def _progress(self, state: StateSnapshot) -> None:
-        """Move rollouts on from a new state, and drain or release what the guard holds."""
-        for line in self.guard.observe(self.zones, state):
-            rollout_log.info("%s", line)
-        wanted = self.guard.drained()
-        before, self._guard_drained = self._guard_drained, wanted
-        for service, region in sorted(wanted - before):
-            self._force_quietly(service, region, "drain")
-        for service, region in sorted(before - wanted):
-            # Released: back to the operator's force if one is kept, else to the checks.
-            kept = self.forces.get((service, region))
-            self._force_quietly(service, region, "auto" if kept is None else str(kept.state))
+        """Move rollouts on from a new state: each step one compare-and-swap, so that of
+        several nodes seeing the same step, one writes it."""
+        for key, (before, after) in self.guard.observe(self.zones, state).items():
+            if key in self._progressing or not self.shared.connected:
+                continue  # written already, or waits for the store
+            self._progressing.add(key)
+            self._spawn(self._write_progress(key, before, after))
 
-    def _force_quietly(self, service: str, region: str, mode: str) -> None:
+    async def _write_progress(self, key: str, before: Any, after: Any) -> None:
         try:
-            self.monitor.force(service, region, mode)
-        except (KeyError, ValueError) as exc:  # a region gone from the zones
-            log.warning("rollout: cannot set %s of %s to %s: %s", region, service, mode, exc)
+            if await self.guard.progress(before, after):
+                for line in rollout_changes(before, after):
+                    rollout_log.info("%s", line)
+        except StoreUnavailable as exc:
+            log.debug("rollout of %s: progress waits for the store: %s", key, exc)
+        finally:
+            self._progressing.discard(key)
 
-    def rollouts_changed(self) -> None:
-        """After a rollout was started, begun, validated or aborted through the API."""
-        self._on_state(self.monitor.snapshot, False)
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
-    async def _tick_rollouts(self) -> None:
-        # A soak ends with time alone, when no probe result comes to say so.
+    def _apply_forces(self) -> None:
+        """Give every region the force the fleet holds for it: a rollout's drain, else the
+        operator's force, else none (its checks decide)."""
+        shared = self.shared.state
+        drained = self.guard.drained()
+        known = set()
+        for service in self.zones.services():
+            for region in service.regions:
+                key = (service.key, region.name)
+                known.add(key)
+                force = shared.forces.get(key)
+                wanted = Health.DRAIN if key in drained else (force and force.state)
+                if self.monitor.snapshot.get(*key).forced is wanted:
+                    continue
+                try:
+                    self.monitor.force(key[0], key[1], "auto" if wanted is None else str(wanted))
+                except (KeyError, ValueError) as exc:
+                    log.warning("cannot set %s of %s to %s: %s", key[1], key[0], wanted, exc)
+                    continue
+                if key in drained:
+                    log.info("region %s of %s: drained for its rollout", key[1], key[0])
+                elif force is not None:
+                    log.info(
+                        "region %s of %s: forced %s, as set %s by %s",
+                        key[1],
+                        key[0],
+                        force.state,
+                        _iso(force.set_at),
+                        force.by or "?",
+                    )
+                else:
+                    log.info("region %s of %s: force cleared, its checks decide", key[1], key[0])
+        for key, force in sorted(shared.forces.items()):
+            if key not in known and key not in self._ignored_logged:
+                log.warning(
+                    "forced %s of region %s of %s (set %s by %s) is kept but ignored:"
+                    " the zones have no such region",
+                    force.state,
+                    key[1],
+                    key[0],
+                    _iso(force.set_at),
+                    force.by or "?",
+                )
+        self._ignored_logged = {k for k in shared.forces if k not in known}
+
+    def _take_votes(self, shared: SharedState) -> None:
+        """The other live nodes' votes, to the monitor. While the store answers, a vote
+        stands as long as its node's lease; once cut off, votes age from that moment and
+        this node is left with its own."""
+        heard = self.clock() if self.shared.connected else self.shared.since
+        votes: dict[tuple[str, str], list[Vote]] = {}
+        for name, node in shared.nodes.items():
+            if name == self.node:
+                continue
+            for key, seen in node.observations.items():
+                vote = Vote(name, seen.health, seen.utilization, seen.version, heard)
+                votes.setdefault(key, []).append(vote)
+        self.monitor.set_votes(votes)
+
+    def _share_votes(self) -> None:
+        """This node's own votes, to the fleet, when they change."""
+        snapshot = self.monitor.snapshot
+        votes = {
+            key: Observation(v.health, v.utilization, v.version, snapshot.get(*key).last_error)
+            for key, v in self.monitor.own_votes().items()
+        }
+        if votes != self._votes_published:
+            self._votes_published = votes
+            self.shared.update_node(replace(self.shared.node, observations=votes))
+
+    async def _tick(self) -> None:
+        # A soak ends with time alone, and a vote goes stale with it.
         while True:
             await asyncio.sleep(1.0)
+            self._take_votes(self.shared.state)
             self._on_state(self.monitor.snapshot, False)
 
     def _versions(self, state: StateSnapshot) -> dict[str, ServiceVersions]:
-        """Per service: the versions plain answers may reach, the canary, every one seen."""
+        """Per service: the versions plain answers may reach, the canary, every one seen
+        (by any node, ever: kept in the store)."""
         out = {}
         for service in self.zones.services():
-            seen = self._seen_versions.setdefault(service.key, set())
-            seen.update(v for r in service.regions if (v := region_version(service, r, state)))
+            kept = self.shared.state.seen.get(service.key, frozenset())
+            reported = {v for r in service.regions if (v := region_version(service, r, state))}
+            writing = service.key in self._writing_versions
+            if not reported <= kept and self.shared.connected and not writing:
+                self._writing_versions.add(service.key)
+                self._spawn(self._remember_versions(service.key, reported))
+            seen = kept | reported
             if seen:
                 out[service.key] = ServiceVersions(
                     self.guard.approved(service, state),
@@ -239,6 +391,27 @@ class ControlPlane:
                     frozenset(seen),
                 )
         return out
+
+    async def _remember_versions(self, service: str, reported: set[str]) -> None:
+        """Add versions to the service's seen set in the store (a compare-and-swap: every
+        node adds, none removes another's)."""
+        key = versions_key(service)
+        try:
+            for _ in range(5):
+                shared = self.shared.state
+                kept = shared.seen.get(service, frozenset())
+                if reported <= kept:
+                    return
+                txn = Txn(
+                    expect={key: shared.mod_of(key)}, put={key: versions_value(kept | reported)}
+                )
+                if await self.shared.commit(txn) is not None:
+                    return
+                await self.shared.refresh()
+        except StoreUnavailable as exc:
+            log.debug("versions of %s wait for the store: %s", service, exc)
+        finally:
+            self._writing_versions.discard(service)
 
     def _publish(self, snapshot: StateSnapshot) -> None:
         """Hand a state to every DNS worker: their decision caches go with it.
@@ -253,6 +426,17 @@ class ControlPlane:
             self.local.apply_state(snapshot)
         for link in self.children:
             link.send(("state", snapshot))
+        digest = self.digest(snapshot)
+        if digest != self.shared.node.digest:
+            self.shared.update_node(replace(self.shared.node, digest=digest))
+
+    def digest(self, snapshot: StateSnapshot) -> str:
+        """A short fingerprint of what answers are decided on: nodes that agree have the same."""
+        versions = sorted(
+            (k, sorted(v.approved), v.canary, sorted(v.seen)) for k, v in snapshot.versions.items()
+        )
+        text = repr((self._routing_signature(snapshot), versions))
+        return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
 
     def _publish_scopes(self, scopes: ScopeFiles) -> None:
         if self.local is not None:
@@ -260,97 +444,106 @@ class ControlPlane:
         for link in self.children:
             link.send(("scopes", scopes))
 
-    def force(self, service: str, region: str, mode: str, by: str = "") -> StateSnapshot:
-        """drain | up | down | auto for one region, kept in the forces file across restarts.
+    async def force(self, service: str, region: str, mode: str, by: str = "") -> StateSnapshot:
+        """drain | up | down | auto for one region, for the whole fleet, kept in the store.
 
-        Raises UnknownRegion or ValueError if wrong, ForceStoreError (nothing changed) if
-        the forces file cannot be written. `auto` also clears a kept force of a region the
-        zones no longer have.
+        Raises UnknownRegion or ValueError if wrong, StoreUnavailable (nothing changed) when
+        the store cannot take it. `auto` also clears a kept force of a region the zones no
+        longer have.
         """
         key = (service.strip().rstrip(".").lower(), region)
+        mode = mode.strip().lower() if isinstance(mode, str) else mode
         try:
-            before = self.monitor.snapshot.get(*key)
-            snapshot = self.monitor.force(service, region, mode)
+            self.monitor.force_check(*key, mode)
         except UnknownRegion:
-            if key in self.forces and str(mode).strip().lower() == "auto":
-                forces = dict(self.forces)
-                del forces[key]
-                self.force_store.save(forces)
-                self.forces = forces
-                log.info("forced state of absent region %s of %s cleared", key[1], key[0])
-                return self.monitor.snapshot
-            raise
-        forced = snapshot.get(*key).forced
-        forces = dict(self.forces)
-        if forced is None:
-            forces.pop(key, None)
-        else:
-            forces[key] = Force(key[0], key[1], forced, self.clock(), by)
-        if forces != self.forces:
-            try:
-                self.force_store.save(forces)
-            except Exception:
-                # Not kept, so not applied: a restart would otherwise quietly undo it.
-                old = "auto" if before.forced is None else str(before.forced)
-                self.monitor.force(service, region, old)
+            if not (key in self.shared.state.forces and mode == "auto"):
                 raise
-            self.forces = forces
-        return snapshot
+        k = force_key(*key)
+        if mode == "auto":
+            txn = Txn(delete=(k,))
+        else:
+            txn = Txn(put={k: force_value(Force(*key, Health(mode), self.clock(), by))})
+        await self.shared.commit(txn)
+        return self.monitor.snapshot
 
-    def _with_kept_forces(self, state: StateSnapshot) -> StateSnapshot:
-        """`state` with every kept force of a region the zones have; the others logged."""
-        known = {(s.key, r.name) for s in self.zones.services() for r in s.regions}
-        regions = dict(state.regions)
-        for key, force in sorted(self.forces.items()):
-            if key not in known:
-                log.warning(
-                    "forced %s of region %s of %s (set %s by %s) is kept in %s but ignored:"
-                    " the zones have no such region",
-                    force.state,
-                    key[1],
-                    key[0],
-                    _iso(force.set_at),
-                    force.by or "?",
-                    self.force_store.path.name,
-                )
-                continue
-            old = state.get(*key)
-            health = effective_health(old.checked, force.state)
-            regions[key] = replace(old, forced=force.state, health=health)
-            log.info(
-                "region %s of %s: forced %s, as set %s by %s",
-                key[1],
-                key[0],
-                force.state,
-                _iso(force.set_at),
-                force.by or "?",
-            )
-        return state.with_regions(regions) if regions != dict(state.regions) else state
+    def advertise(self, dns: tuple[str, ...] | None = None, http: str | None = None) -> None:
+        """Where this node answers, as bound (a port 0 in the options is not an address)."""
+        node = self.shared.node
+        self.shared.update_node(
+            replace(node, dns=node.dns if dns is None else dns, http=http or node.http)
+        )
 
-    def _reapply_kept_forces(self) -> None:
-        """After a reload: a region back in the zones takes its kept force again."""
-        known = {(s.key, r.name) for s in self.zones.services() for r in s.regions}
-        for key, force in sorted(self.forces.items()):
-            if key not in known:
-                log.warning(
-                    "forced %s of region %s of %s is kept but ignored: the zones have no such"
-                    " region",
-                    force.state,
-                    key[1],
-                    key[0],
-                )
-            elif self.monitor.snapshot.get(*key).forced is None and key not in self._guard_drained:
-                log.info("region %s of %s is back: forced %s again", key[1], key[0], force.state)
-                self._force_quietly(key[0], key[1], str(force.state))
+    def fleet_view(self) -> dict[str, Any]:
+        """The fleet as this node sees it: the store, every live node, and each region's
+        votes and quorum (for /api/state, the dashboard, /metrics and `geodns fleet`)."""
+        shared, follower = self.shared.state, self.shared
+        mine = follower.node.digest
+        nodes = [
+            {
+                "name": name,
+                "self": name == self.node,
+                "dns": list(node.dns),
+                "http": node.http,
+                "version": node.version,
+                "started": node.started,
+                "last_seen": self.clock() if name == self.node else follower.heard.get(name),
+                "digest": node.digest,
+                "agrees": node.digest == mine,
+            }
+            for name, node in sorted(shared.nodes.items())
+        ]
+        votes: dict[str, dict[str, Any]] = {}
+        for service in self.zones.services():
+            for region in service.regions:
+                key = (service.key, region.name)
+                verdict = self.monitor.verdicts.get(key)
+                if verdict is None:
+                    continue
+                by_node = {
+                    name: {
+                        "health": str(seen.health),
+                        "utilization": seen.utilization,
+                        "version": seen.version,
+                        "error": seen.error,
+                    }
+                    for name, node in sorted(shared.nodes.items())
+                    if (seen := node.observations.get(key)) is not None
+                }
+                votes.setdefault(service.key, {})[region.name] = {
+                    "policy": str(service.quorum),
+                    "result": None if verdict.checked is None else str(verdict.checked),
+                    "up": verdict.up,
+                    "down": verdict.down,
+                    "reason": verdict.describe(),
+                    "votes": by_node,
+                }
+        return {
+            "node": self.node,
+            "store": {
+                "kind": "embedded" if self.embedded else "etcd",
+                "description": follower.store.description,
+                "connected": follower.connected,
+                "since": follower.since,
+                "error": follower.error,
+                "revision": shared.revision,
+                "last_event": follower.last_event,
+                "round_trip_seconds": follower.round_trip,
+                "lost": follower.lost,
+                "problems": list(shared.problems),
+            },
+            "nodes": nodes,
+            "disagree": sorted(n["name"] for n in nodes if not n["agrees"]),
+            "votes": votes,
+        }
 
     def kept_force(self, service: str, region: str) -> Force | None:
         """The operator force kept for a region, if any (a rollout may outrank it now)."""
-        return self.forces.get((service, region))
+        return self.shared.state.forces.get((service, region))
 
     def ignored_forces(self) -> list[Force]:
         """Kept forces of regions the zones do not have."""
         known = {(s.key, r.name) for s in self.zones.services() for r in s.regions}
-        return [f for k, f in sorted(self.forces.items()) if k not in known]
+        return [f for k, f in sorted(self.shared.state.forces.items()) if k not in known]
 
     # --- reload ----------------------------------------------------------------------
 
@@ -378,7 +571,7 @@ class ControlPlane:
             self.config_version += 1
             self.config_loaded = now
             self.monitor.set_zones(zones)
-            self._reapply_kept_forces()
+            self._apply_forces()  # a region back in the zones takes its kept force again
             if self.local is not None:
                 self.local.apply_zones(zones)
             for link in self.children:

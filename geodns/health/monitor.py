@@ -9,6 +9,10 @@ its decision caches otherwise.
 Rise and fall: the first result of a region counts at once (the server's first answers are
 informed); after that `fall` consecutive failures take an up region down and `rise`
 consecutive successes bring a down one up. An operator's forced state outranks the checks.
+
+In a fleet, that verdict is this node's vote (`own`): `set_votes` gives the other live
+nodes' votes, and a region's `checked` health is the service's quorum over all the fresh
+ones (geodns.health.quorum). Alone, a node's own vote decides.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from types import MappingProxyType
 import aiohttp
 
 from geodns.health.probes import ProbeResult, TLSContexts, probe
+from geodns.health.quorum import Verdict, Vote, decide
 from geodns.health.state import Health, RegionState, StateSnapshot, effective_health
 from geodns.zones.healthspec import HealthCheck
-from geodns.zones.model import ZoneSet
+from geodns.zones.model import Quorum, ZoneSet
 
 logger = logging.getLogger("geodns.health")
 
@@ -36,6 +41,7 @@ OnChange = Callable[[StateSnapshot, bool], None]
 MODES = ("drain", "up", "down", "auto")
 FIRST_ROUND_MARGIN = 0.5  # seconds past the largest timeout that start() waits at most
 MAX_CHANGES = 100
+STALE_AFTER = 3  # probe intervals after which a node's vote on a region no longer counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +97,17 @@ class HealthMonitor:
         clock: Callable[[], float] = time.time,
         concurrency: int = 64,
         initial: StateSnapshot | None = None,
+        node: str = "",
     ) -> None:
         self._on_change = on_change
         self._clock = clock
         self._concurrency = concurrency
+        self.node = node
         self._checks: dict[Key, HealthCheck | None] = _checks_of(zones)
+        self._quorum: dict[Key, Quorum] = _quorum_of(zones)
+        self._own: dict[Key, Vote] = {}  # this node's latest vote per checked region
+        self._others: dict[Key, list[Vote]] = {}  # other live nodes' votes
+        self.verdicts: dict[Key, Verdict] = {}  # the latest quorum per checked region
         self._runs: dict[Key, _Run] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._retired: set[asyncio.Task[None]] = set()
@@ -202,36 +214,90 @@ class HealthMonitor:
         else:
             run.successes, run.failures = 0, run.failures + 1
         old = self._snapshot.get(*key)
-        checked, reason = old.checked, ""
-        if checked is None:
-            checked = Health.UP if result.ok else Health.DOWN
+        own, reason = old.own, ""
+        if own is None:
+            own = Health.UP if result.ok else Health.DOWN
             reason = "first check passed" if result.ok else f"first check: {result.error}"
-        elif checked is Health.UP and run.failures >= check.fall:
-            checked = Health.DOWN
+        elif own is Health.UP and run.failures >= check.fall:
+            own = Health.DOWN
             reason = f"{_count(run.failures, 'failure')}: {result.error}"
-        elif checked is Health.DOWN and run.successes >= check.rise:
-            checked = Health.UP
+        elif own is Health.DOWN and run.successes >= check.rise:
+            own = Health.UP
             reason = _count(run.successes, "success")
-        if checked is not old.checked and old.forced is not None:
+        before = self._own.get(key)
+        # A failed probe says nothing about load or version: keep what was last reported.
+        self._own[key] = Vote(
+            self.node,
+            own,
+            result.utilization if result.ok else (before.utilization if before else None),
+            result.version if result.ok else (before.version if before else None),
+            now,
+        )
+        verdict = self._judge(key, now)
+        if verdict.up + verdict.down > 1 or not reason:
+            reason = verdict.describe()  # more than this node's word decided
+        if verdict.checked is not old.checked and old.forced is not None:
             logger.debug(
                 "region %s of %s: checks say %s (%s); forced %s holds",
                 key[1],
                 key[0],
-                checked,
+                verdict.checked,
                 reason,
                 old.forced,
             )
         new = replace(
             old,
-            checked=checked,
-            # A failed probe says nothing about load or version: keep what was last reported.
-            utilization=result.utilization if result.ok else old.utilization,
-            version=result.version if result.ok else old.version,
+            own=own,
+            checked=verdict.checked,
+            utilization=verdict.utilization,
+            version=verdict.version,
             last_check=now,
             last_error=result.error,
             last_latency=result.latency,
         )
         self._commit(key, new, now, reason)
+
+    # --- the fleet's votes ------------------------------------------------------------
+
+    def _judge(self, key: Key, now: float) -> Verdict:
+        check = self._checks.get(key)
+        max_age = STALE_AFTER * (check.interval if check is not None else 5.0)
+        policy = self._quorum.get(key, Quorum.MAJORITY)
+        verdict = decide(policy, self._own.get(key), self._others.get(key, ()), now, max_age)
+        self.verdicts[key] = verdict
+        return verdict
+
+    def set_votes(self, others: dict[Key, list[Vote]]) -> None:
+        """The other live nodes' votes, as last heard; then every region judged again."""
+        self._others = others
+        self.revote()
+
+    def revote(self) -> None:
+        """Judge every checked region again: call it on a timer too, since a vote goes stale
+        with time alone."""
+        now = self._clock()
+        for key, check in self._checks.items():
+            if check is None:
+                continue
+            old = self._snapshot.get(*key)
+            verdict = self._judge(key, now)
+            if (verdict.checked, verdict.utilization, verdict.version) == (
+                old.checked,
+                old.utilization,
+                old.version,
+            ):
+                continue
+            new = replace(
+                old,
+                checked=verdict.checked,
+                utilization=verdict.utilization,
+                version=verdict.version,
+            )
+            self._commit(key, new, now, verdict.describe())
+
+    def own_votes(self) -> dict[Key, Vote]:
+        """This node's own vote per checked region, for the other nodes."""
+        return dict(self._own)
 
     def _commit(self, key: Key, state: RegionState, now: float, reason: str) -> None:
         """Install one region's new state: effective health, transition, snapshot, notice."""
@@ -268,10 +334,7 @@ class HealthMonitor:
 
         Raises UnknownRegion (a KeyError) or ValueError with a message for people.
         """
-        key = self._key(service, region)
-        mode = mode.strip().lower() if isinstance(mode, str) else mode
-        if mode not in MODES:
-            raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        key, mode = self.force_check(service, region, mode)
         forced = None if mode == "auto" else Health(mode)
         old = self._snapshot.get(*key)
         reason = "force cleared by operator" if forced is None else "forced by operator"
@@ -279,6 +342,14 @@ class HealthMonitor:
             reason += f"; checks say {old.checked}"
         self._commit(key, replace(old, forced=forced), self._clock(), reason)
         return self._snapshot
+
+    def force_check(self, service: str, region: str, mode: str) -> tuple[Key, str]:
+        """The region's key and the mode, normalised; UnknownRegion or ValueError if wrong."""
+        key = self._key(service, region)
+        mode = mode.strip().lower() if isinstance(mode, str) else mode
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        return key, mode
 
     def _key(self, service: str, region: str) -> Key:
         name = service.strip().rstrip(".").lower()
@@ -297,6 +368,7 @@ class HealthMonitor:
         included; new regions start up and unchecked; removed regions stop being probed.
         Call it from the event loop's thread."""
         checks = _checks_of(zones)
+        self._quorum = _quorum_of(zones)
         old_snapshot = self._snapshot
         now = self._clock()
         regions: dict[Key, RegionState] = {}
@@ -305,6 +377,8 @@ class HealthMonitor:
             self._retire(key)
             self._runs.pop(key, None)
             self.stats.pop(key, None)
+            self._own.pop(key, None)
+            self.verdicts.pop(key, None)
         for key, check in checks.items():
             previous = self._checks.get(key)
             state = old_snapshot.regions.get(key) or RegionState()
@@ -315,7 +389,9 @@ class HealthMonitor:
             kept[key] = check
             self._retire(key)
             self._runs.pop(key, None)
+            self._own.pop(key, None)
             if check is None:
+                self.verdicts.pop(key, None)
                 self.stats.pop(key, None)
                 if state.checked is not None:
                     # Nothing checks it any more: only the operator has a say.
@@ -334,7 +410,7 @@ class HealthMonitor:
 
     def _uncheck(self, key: Key, state: RegionState, now: float) -> RegionState:
         health = effective_health(None, state.forced)
-        new = replace(state, checked=None, health=health, last_error=None)
+        new = replace(state, checked=None, own=None, health=health, last_error=None)
         if health is not state.health:
             new = replace(new, since=now)
             self._transition(
@@ -346,6 +422,15 @@ class HealthMonitor:
 def _checks_of(zones: ZoneSet) -> dict[Key, HealthCheck | None]:
     return {
         (service.key, region.name): region.health
+        for zone in zones.zones.values()
+        for service in zone.services.values()
+        for region in service.regions
+    }
+
+
+def _quorum_of(zones: ZoneSet) -> dict[Key, Quorum]:
+    return {
+        (service.key, region.name): service.quorum
         for zone in zones.zones.values()
         for service in zone.services.values()
         for region in service.regions

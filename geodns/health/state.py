@@ -31,13 +31,16 @@ class RegionState:
 
     health: Health = Health.UP
     utilization: float | None = None  # GPU utilization, 0..1; None when not reported
-    checked: Health | None = None  # UP or DOWN from health checks; None: not checked (yet)
+    # UP or DOWN from health checks: the fleet's verdict by the service's quorum over every
+    # live node's own checks (this node alone: its own); None: not checked (yet)
+    checked: Health | None = None
     forced: Health | None = None  # an operator's override; None: the checks decide
     since: float | None = None  # epoch seconds: when `health` last changed (or was first known)
     last_check: float | None = None  # epoch seconds of the latest probe's result
     last_error: str | None = None  # why the latest probe failed, or what it ignored; None: clean
     last_latency: float | None = None  # seconds the latest probe took
     version: str | None = None  # the model version the region reports
+    own: Health | None = None  # this node's own checks, after rise and fall (a fleet's vote)
 
     @property
     def up(self) -> bool:

@@ -93,6 +93,7 @@ class DnsWorker:
         self.zones = config.zones  # the zones served now (the config's until a reload)
         self.scope_files: ScopeFiles | None = None  # the last scopes the control plane sent
         self.udp: list[UDPServer] = []
+        self.addresses: tuple[str, ...] = ()  # where it answers, ports as bound
         # One table for every UDP socket of the worker, kept across reloads.
         self.limiter = (
             ResponseRateLimiter(config.rrl, config.rrl_exempt, self.stats)
@@ -442,6 +443,7 @@ async def serve(
     stop_adopting = (
         _adopt_workers(supervisor, children or [], worker) if supervisor is not None else None
     )
+    worker.addresses = tuple(str(ListenAddress(*s.getsockname()[:2])) for s in sockets.udp)
     if control is not None:
         await control.start(worker, children or [])
     else:

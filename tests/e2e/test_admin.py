@@ -77,9 +77,9 @@ def metrics(server: ServerProcess) -> dict[str, dict[tuple, float]]:
 
 
 def state_files(directory: Path) -> tuple[str, ...]:
-    """Options that keep a server's rollouts and forces files in `directory`: a force set on
-    the shared example zones would otherwise be kept beside them for the next server."""
-    return ("--rollouts-file", str(directory / ".geodns-rollouts.json"))
+    """Options that keep a server's forces and rollouts in `directory`: a force set on the
+    shared example zones would otherwise be kept beside them for the next server."""
+    return ("--state-dir", str(directory))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,10 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_healthz_and_state(admin_server: ServerProcess) -> None:
-    assert http(admin_server, "/healthz") == (200, {"status": "ok", "config_version": 1})
+    status, health = http(admin_server, "/healthz")
+    assert status == 200
+    assert health["status"] == "ok" and health["config_version"] == 1
+    assert health["store"]["kind"] == "embedded" and health["store"]["connected"] is True
     status, state = http(admin_server, "/api/state")
     assert status == 200
     service = state["services"][0]

@@ -149,8 +149,8 @@ def test_a_rolling_update_from_start_to_completion(zones_dir: Path) -> None:
         _, state = http(srv, "/api/state")
         assert state["services"][0]["versions"]["approved"] == ["42"]
         assert ask(srv) == US_EAST
-        saved = json.loads((zones_dir / ".geodns-rollouts.json").read_text())
-        assert saved["format"] == 1
+        saved = json.loads((zones_dir / ".geodns-state.json").read_text())
+        assert saved["keys"][f"rollouts/{SERVICE}"]["value"]["status"] == "completed"
 
 
 def test_a_restart_mid_rollout_resumes_it(zones_dir: Path) -> None:
@@ -206,18 +206,58 @@ def test_the_rollout_cli_drives_a_real_server(zones_dir: Path) -> None:
         assert json.loads(done.stdout)["phase"] == "draining"
 
 
-def test_the_rollouts_file_can_live_elsewhere(zones_dir: Path, tmp_path: Path) -> None:
-    elsewhere = tmp_path / "state" / "rollouts.json"
-    elsewhere.parent.mkdir()
+def test_the_state_can_live_elsewhere(zones_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "state"
     with regions_in_thread(*NAMES, version="41") as regions:
         (zones_dir / "example.com.yaml").write_text(
             zone_text({n: r.port for n, r in regions.items()})
         )
-        args = ("--watch-interval", "0", "--rollouts-file", str(elsewhere))
+        args = ("--watch-interval", "0", "--state-dir", str(elsewhere))
         with running_server(zones_dir, *args, env={"GEODNS_ADMIN_TOKEN": TOKEN}) as srv:
             assert post(srv, API, {"to": "42"})[0] == 201
-    assert json.loads(elsewhere.read_text())["rollouts"][SERVICE]["to"] == "42"
-    assert not (zones_dir / ".geodns-rollouts.json").exists()
+    saved = json.loads((elsewhere / ".geodns-state.json").read_text())
+    assert saved["keys"][f"rollouts/{SERVICE}"]["value"]["to"] == "42"
+    assert not (zones_dir / ".geodns-state.json").exists()
+
+
+def test_a_rollouts_file_from_before_the_store_is_taken_in(zones_dir: Path, tmp_path: Path) -> None:
+    # A node upgraded with `--rollouts-file FILE` (and its forces beside it) keeps both.
+    old = tmp_path / "state" / "rollouts.json"
+    old.parent.mkdir()
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones_dir / "example.com.yaml").write_text(
+            zone_text({n: r.port for n, r in regions.items()})
+        )
+        env = {"GEODNS_ADMIN_TOKEN": TOKEN}
+        with running_server(zones_dir, "--watch-interval", "0", env=env) as srv:
+            assert post(srv, API, {"to": "42"})[0] == 201
+            assert post(srv, f"{API}/current/regions/us-east-1/begin")[0] == 200
+        saved = json.loads((zones_dir / ".geodns-state.json").read_text())
+        rollout = saved["keys"][f"rollouts/{SERVICE}"]["value"]
+        old.write_text(json.dumps({"format": 1, "rollouts": {SERVICE: rollout}}))
+        (old.parent / ".geodns-forces.json").write_text(
+            json.dumps(
+                {
+                    "format": 1,
+                    "forces": [
+                        {
+                            "service": SERVICE,
+                            "region": "ap-northeast-1",
+                            "state": "down",
+                            "set_at": 1.0,
+                            "by": "ops",
+                        }
+                    ],
+                }
+            )
+        )
+        args = ("--watch-interval", "0", "--rollouts-file", str(old))
+        with running_server(zones_dir, *args, env=env) as srv:
+            status, body = http(srv, f"{API}/current/regions/us-east-1")
+            assert (status, body["phase"]) == (200, "draining")
+            region = http(srv, "/api/state")[1]["services"][0]["regions"][2]
+            assert (region["name"], region["state"]) == ("ap-northeast-1", "down")
+            assert any("no longer read" in line for line in srv.lines)
 
 
 # As the example zone: European clients only ever get eu-west-1.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from geodns.atomicfile import remove_stale_temps, write_atomically
-from geodns.control.forces import ForceStore
-from geodns.versions.store import FILE_NAME, RolloutStore
+from geodns.store.local import FILE_NAME, LocalStore
 from tests.conftest import ROOT
 
 # A writer that stops between writing its temp file and renaming it, as a kill -9 finds it.
 STALLED_WRITER = """
 import os, sys, time
 os.replace = lambda src, dst: (print("written", flush=True), time.sleep(60))
-from geodns.versions.store import RolloutStore
-RolloutStore(sys.argv[1]).save({})
+from pathlib import Path
+from geodns.atomicfile import write_atomically
+write_atomically(Path(sys.argv[1]), b'{"format": 1, "revision": 0, "keys": {}}')
 """
 
 
@@ -34,7 +35,7 @@ def test_write_replaces_and_leaves_no_temp_file(tmp_path: Path) -> None:
 
 def test_a_writer_killed_mid_write_leaves_a_temp_file_that_start_removes(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
-    RolloutStore(path).save({})
+    write_atomically(path, b'{"format": 1, "revision": 0, "keys": {}}')
     before = path.read_bytes()
     for _ in range(2):  # each kill leaves one more
         writer = subprocess.Popen(
@@ -50,10 +51,9 @@ def test_a_writer_killed_mid_write_leaves_a_temp_file_that_start_removes(tmp_pat
     assert len(temps) == 2 and all(t.endswith(".tmp") for t in temps), temps
     assert path.read_bytes() == before  # the file itself is whole: old or new, never half
 
-    removed = RolloutStore(path).remove_stale_temps()
+    removed = remove_stale_temps(path)
     assert sorted(p.name for p in removed) == temps
     assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]
-    assert RolloutStore(path).load() == {}
 
 
 def test_only_the_files_own_temp_files_are_removed(tmp_path: Path) -> None:
@@ -91,9 +91,8 @@ def test_a_failed_write_removes_its_temp_file(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_forces_store_cleans_its_own_temp_files(tmp_path: Path) -> None:
-    store = ForceStore(tmp_path / ".geodns-forces.json")
-    stale = tmp_path / "..geodns-forces.json.k3j2h1.tmp"
+def test_the_embedded_store_cleans_its_own_temp_files_when_opened(tmp_path: Path) -> None:
+    stale = tmp_path / "..geodns-state.json.k3j2h1.tmp"
     stale.write_text("{")
-    assert store.remove_stale_temps() == [stale]
+    asyncio.run(LocalStore(tmp_path / FILE_NAME).open())
     assert not stale.exists()
