@@ -155,6 +155,9 @@ class ControlPlane:
             self.zones, self._on_state, initial=self.initial_state, node=self.node
         )
         self.guard = RolloutGuard(self.shared, lambda: self.monitor.snapshot, self.clock)
+        # What a --state file forces: it holds under the fleet's forces for this process's
+        # life, as the file says, and is not shared (it is this process's start, not a change).
+        self._baseline = {k: st.forced for k, st in self.monitor.snapshot.regions.items()}
         self._ignored_logged: set[tuple[str, str]] = set()
         self._votes_published: dict[tuple[str, str], Observation] = {}
         self._writing_versions: set[str] = set()
@@ -307,6 +310,7 @@ class ControlPlane:
                 known.add(key)
                 force = shared.forces.get(key)
                 wanted = Health.DRAIN if key in drained else (force and force.state)
+                wanted = wanted or self._baseline.get(key)
                 if self.monitor.snapshot.get(*key).forced is wanted:
                     continue
                 try:

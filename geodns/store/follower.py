@@ -5,8 +5,9 @@ with every new one; it keeps this node's own record alive under a lease; and it 
 way to write. It never blocks answers: DNS reads the snapshots the control plane derives
 from `state`, and when the store is lost the last state stays in force.
 
-- Lost store: `connected` goes False, `error` says why, and the follower retries with a
-  growing pause (0.2 s up to 2 s), listing again and watching from there once it is back.
+- Lost store: a broken watch is retried at once (the store fails over to another etcd
+  member); if that fails too, `connected` goes False, `error` says why, and the follower
+  retries with a growing pause (0.2 s up to 2 s), listing again and watching from there.
   Writes raise StoreUnavailable meanwhile: nothing is applied locally that the fleet
   would not see.
 - Start without a store: the lasting keys (forces, rollouts, versions) cached on disk by
@@ -84,6 +85,10 @@ class SharedFollower:
         self._tasks.append(asyncio.create_task(self._keepalive_loop(), name="store lease"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(first), wait)
+        if self.connected:
+            # Registered before the first answer: the fleet sees every node that answers.
+            with contextlib.suppress(StoreUnavailable, TimeoutError):
+                await asyncio.wait_for(self._publish(), wait)
         if not self.connected:
             log.error(
                 "shared store %s unreachable at start (%s): serving from %s and this node's"
@@ -141,7 +146,9 @@ class SharedFollower:
     # --- inside ---------------------------------------------------------------------
 
     async def _follow(self, first: asyncio.Future[None]) -> None:
-        pause = RETRY_MIN
+        # A watch that breaks is first retried at once, on the next endpoint: losing one
+        # etcd member is not losing the store, and says nothing to the operator.
+        pause = 0.0
         while True:
             try:
                 if not self._opened:
@@ -153,19 +160,22 @@ class SharedFollower:
                 self._dirty.set()  # our record may have expired while we were away
                 if not first.done():
                     first.set_result(None)
-                pause = RETRY_MIN
+                pause = 0.0
                 async for revision, changes in self.store.watch("", listing.revision):
                     self.last_event = self._clock()
                     await self._install(apply(self.state, revision, changes), changes)
             except asyncio.CancelledError:
                 raise
             except StoreUnavailable as exc:
-                self._status(False, str(exc))
+                if pause or not self.connected:
+                    self._status(False, str(exc))
+                else:
+                    log.info("shared store: watch lost (%s); following again", exc)
             except Exception as exc:  # a bug of ours must not stop following
                 log.exception("shared store: following %s failed", self.store.description)
                 self._status(False, f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_MAX)
+            pause = min(pause * 2, RETRY_MAX) if pause else RETRY_MIN
 
     async def _install(self, state: SharedState, changes: list[Change] | None = None) -> None:
         before = self.state
@@ -236,16 +246,17 @@ class SharedFollower:
             if not self.connected:
                 continue  # set again when the store is back
             try:
-                if not self._lease:
-                    self._lease = await self.store.grant(self.lease_ttl)
-                await self.store.put_leased(
-                    node_key(self.node.name), node_value(self.node), self._lease
-                )
+                await self._publish()
             except StoreUnavailable as exc:
                 log.debug("shared store: cannot publish this node: %s", exc)
                 self._lease = 0
                 await asyncio.sleep(RETRY_MIN)
                 self._dirty.set()
+
+    async def _publish(self) -> None:
+        if not self._lease:
+            self._lease = await self.store.grant(self.lease_ttl)
+        await self.store.put_leased(node_key(self.node.name), node_value(self.node), self._lease)
 
     async def _keepalive_loop(self) -> None:
         while True:
