@@ -200,49 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=argparse.SUPPRESS,  # before the store: now --state-dir is this file's directory
     )
-    fleet = serve.add_argument_group(
-        "fleet", "share control state with other geodns nodes through etcd (docs/fleet.md)"
-    )
-    fleet.add_argument(
-        "--store",
-        metavar="URL",
-        help="etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS): the fleet's shared store "
-        "(default: the embedded store, this node alone)",
-    )
-    fleet.add_argument(
-        "--store-prefix",
-        default="/geodns/",
-        metavar="PREFIX",
-        help="key prefix in etcd, so that several fleets share one etcd (default: /geodns/)",
-    )
-    fleet.add_argument("--store-cacert", metavar="FILE", help="CA bundle of etcd's server certs")
-    fleet.add_argument("--store-cert", metavar="FILE", help="client certificate for etcd")
-    fleet.add_argument("--store-key", metavar="FILE", help="client certificate's private key")
-    fleet.add_argument("--store-user", metavar="NAME", help="etcd user (etcd auth)")
-    fleet.add_argument(
-        "--store-password-file",
-        metavar="FILE",
-        help="file holding the etcd user's password (or set GEODNS_STORE_PASSWORD)",
-    )
-    fleet.add_argument(
-        "--store-timeout",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help="seconds an etcd request may take before the next endpoint is tried (default: 2)",
-    )
-    fleet.add_argument(
-        "--node-name",
-        metavar="NAME",
-        help="this node's name in the fleet, unique per node (default: the host name)",
-    )
-    fleet.add_argument(
-        "--store-lease-ttl",
-        type=float,
-        metavar="S",
-        help="seconds a dead node's registration and health votes outlive it (default: three "
-        "of the shortest probe interval, 3 to 30)",
-    )
+    _add_fleet_options(serve)
     serve.add_argument(
         "--scope-cache",
         metavar="DIR",
@@ -272,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dashboard and admin API (default: %(default)s)",
     )
     demo.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
+    demo.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where forces and rollouts are kept (default: a temporary directory, gone at exit)",
+    )
+    _add_fleet_options(demo)
 
     explain = sub.add_parser(
         "explain",
@@ -372,8 +336,10 @@ def _demo(args: argparse.Namespace) -> int:
     serve_args = build_parser().parse_args(["serve"])
     serve_args.zones = str(zones_dir)
     serve_args.listen = [str(listen)]
-    serve_args.http = args.http
-    serve_args.geoip_database = args.geoip_database
+    # --http, --geoip-database, --state-dir and the fleet's options mean what they mean to serve.
+    for option, value in vars(args).items():
+        if option not in ("command", "listen") and hasattr(serve_args, option):
+            setattr(serve_args, option, value)
     token = _admin_token(serve_args) or secrets.token_urlsafe(12)
     try:
         return _serve(serve_args, demo=(ports, token))
@@ -476,6 +442,53 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         return run(config, plane)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    """--store and its companions: for serve, and for demo (a fleet of demos on one machine)."""
+    fleet = parser.add_argument_group(
+        "fleet", "share control state with other geodns nodes through etcd (docs/fleet.md)"
+    )
+    fleet.add_argument(
+        "--store",
+        metavar="URL",
+        help="etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS): the fleet's shared store "
+        "(default: the embedded store, this node alone)",
+    )
+    fleet.add_argument(
+        "--store-prefix",
+        default="/geodns/",
+        metavar="PREFIX",
+        help="key prefix in etcd, so that several fleets share one etcd (default: /geodns/)",
+    )
+    fleet.add_argument("--store-cacert", metavar="FILE", help="CA bundle of etcd's server certs")
+    fleet.add_argument("--store-cert", metavar="FILE", help="client certificate for etcd")
+    fleet.add_argument("--store-key", metavar="FILE", help="client certificate's private key")
+    fleet.add_argument("--store-user", metavar="NAME", help="etcd user (etcd auth)")
+    fleet.add_argument(
+        "--store-password-file",
+        metavar="FILE",
+        help="file holding the etcd user's password (or set GEODNS_STORE_PASSWORD)",
+    )
+    fleet.add_argument(
+        "--store-timeout",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds an etcd request may take before the next endpoint is tried (default: 2)",
+    )
+    fleet.add_argument(
+        "--node-name",
+        metavar="NAME",
+        help="this node's name in the fleet, unique per node (default: the host name)",
+    )
+    fleet.add_argument(
+        "--store-lease-ttl",
+        type=float,
+        metavar="S",
+        help="seconds a dead node's registration and health votes outlive it (default: three "
+        "of the shortest probe interval, 3 to 30)",
+    )
 
 
 def _state_dir(args: argparse.Namespace) -> Path | None:

@@ -128,7 +128,7 @@ def describe(fleet: dict[str, Any], now: float) -> list[str]:
             ", ".join(n["dns"]) or "-",
             n["version"],
             "seen " + ("now" if n["self"] else ago(n["last_seen"], now)),
-            "agrees" if n["agrees"] else "DIFFERS",
+            {True: "agrees", False: "DIFFERS"}.get(n["agrees"], "unknown"),
         ]
         for n in nodes
     ]

@@ -481,7 +481,7 @@ class ControlPlane:
         """The fleet as this node sees it: the store, every live node, and each region's
         votes and quorum (for /api/state, the dashboard, /metrics and `geodns fleet`)."""
         shared, follower = self.shared.state, self.shared
-        mine = follower.node.digest
+        mine, now = follower.node.digest, self.clock()
         nodes = [
             {
                 "name": name,
@@ -490,9 +490,12 @@ class ControlPlane:
                 "http": node.http,
                 "version": node.version,
                 "started": node.started,
-                "last_seen": self.clock() if name == self.node else follower.heard.get(name),
+                # Its lease is alive while the store lists it: seen now, or when we were cut off.
+                "last_seen": now if name == self.node or follower.connected else follower.since,
+                "changed": follower.heard.get(name),  # when its record last changed
                 "digest": node.digest,
-                "agrees": node.digest == mine,
+                # Cut off from the store, the others' digests are old news: unknown.
+                "agrees": node.digest == mine if follower.connected or name == self.node else None,
             }
             for name, node in sorted(shared.nodes.items())
         ]
@@ -536,7 +539,7 @@ class ControlPlane:
                 "problems": list(shared.problems),
             },
             "nodes": nodes,
-            "disagree": sorted(n["name"] for n in nodes if not n["agrees"]),
+            "disagree": sorted(n["name"] for n in nodes if n["agrees"] is False),
             "votes": votes,
         }
 

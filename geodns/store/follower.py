@@ -114,7 +114,7 @@ class SharedFollower:
         """Commit through the store and wait (briefly) until the watch has brought the change
         back, so that the caller reads its own write. None when an expectation failed."""
         if not self.connected:
-            raise StoreUnavailable(f"{self.store.description}: {self.error}")
+            raise StoreUnavailable(self.error or f"{self.store.description}: not connected")
         started = time.monotonic()
         revision = await self.store.commit(txn)
         if revision is not None and await self.caught_up(revision):

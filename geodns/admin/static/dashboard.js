@@ -716,8 +716,9 @@
       el("td", { class: "seen", title: iso(n.last_seen) }),
       el(
         "td",
-        { class: "agrees", "data-agrees": n.agrees ? "true" : "false", title: `routing state digest ${n.digest || "–"}` },
-        n.agrees ? "✓ agrees" : "✗ differs",
+        { class: "agrees", "data-agrees": String(n.agrees), title: `routing state digest ${n.digest || "–"}` },
+        // null: this node is cut off from the store, so the others' digests are old news.
+        n.agrees === null ? "? unknown" : n.agrees ? "✓ agrees" : "✗ differs",
       ),
     );
   }
