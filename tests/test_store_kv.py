@@ -324,6 +324,46 @@ def test_open_with_nothing_listening() -> None:
         assert time.monotonic() - started < 1
 
 
+def test_reauthenticates_when_etcd_closes_for_a_stale_token() -> None:
+    """Upstream etcd 3.4.23 and some 3.5 builds answer a stale token by closing the
+    connection (etcd-io/etcd#15256); Debian's 3.4.23 answers "invalid auth token", which
+    test_auth_user_and_password covers. A stand-in gateway plays the upstream behaviour."""
+    from aiohttp import web
+
+    tokens = iter(["stale", "fresh"])
+    seen: list[str] = []
+
+    async def authenticate(request: web.Request) -> web.Response:
+        return web.json_response({"header": {"revision": "1"}, "token": next(tokens)})
+
+    async def range_(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if request.headers.get("Authorization") != "fresh":
+            assert request.transport is not None
+            request.transport.close()
+        return web.json_response({"header": {"revision": "7"}})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/v3/auth/authenticate", authenticate)
+        app.router.add_post("/v3/kv/range", range_)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        options = EtcdOptions((f"127.0.0.1:{port}",), user="geo", password="pw", timeout=1)
+        store = EtcdStore(options)
+        try:
+            assert (await store.list("")).revision == 7
+        finally:
+            await store.close()
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    assert seen == ["stale", "fresh"]
+
+
 # --- etcd only: members lost and back ------------------------------------------------------
 
 

@@ -161,10 +161,17 @@ class _Endpoint:
 class _Failed(Exception):
     """One endpoint failed; `fail_over`: the next may do better (else the call fails)."""
 
-    def __init__(self, message: str, fail_over: bool = True, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        fail_over: bool = True,
+        code: int | None = None,
+        disconnected: bool = False,
+    ) -> None:
         super().__init__(message)
         self.fail_over = fail_over
         self.code = code
+        self.disconnected = disconnected  # closed by the server without a reply
 
 
 class _Refused(StoreUnavailable):
@@ -348,6 +355,14 @@ class EtcdStore:
                     reply = await self._post(endpoint, path, body, token, stream)
             except TimeoutError:
                 raise _Failed(f"no answer in {self.options.timeout:g} s") from None
+            except _Failed as exc:
+                # Upstream etcd 3.4.23 and some 3.5 builds close the connection without a
+                # reply for an invalid token (etcd-io/etcd#15256, #20332): authenticate
+                # once more before calling the member lost.
+                if exc.disconnected and token is not None and attempt == 1:
+                    await self._reauthenticate(endpoint, token)
+                    continue
+                raise
             error = _error(reply)
             if error is None:
                 return reply
@@ -387,6 +402,9 @@ class EtcdStore:
                     text = data.decode(errors="replace").strip()[:200]
                     raise _Failed(f"HTTP {response.status}: {text}")
                 return _decode(data)
+        except aiohttp.ServerDisconnectedError as exc:
+            cause = _describe(exc, self._tls, self.options.cert)
+            raise _Failed(cause, disconnected=True) from None
         except aiohttp.ClientError as exc:
             raise _Failed(_describe(exc, self._tls, self.options.cert)) from None
         except OSError as exc:
