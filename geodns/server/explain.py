@@ -135,6 +135,12 @@ def explain_lines(body: dict[str, Any], client: str) -> list[str]:
     lines += [f"  {line}" for line in body["explain"]]
     scope = body["scope"]
     lines.append(f"  ECS scope: /{scope['prefix']} (of A answers; {scope['how']})")
+    health = body.get("health") or {}
+    if health:
+        lines.append("  health checks, every live node's vote:")
+    for region, quorum in health.items():
+        votes = ", ".join(f"{node} {v['health']}" for node, v in quorum["votes"].items())
+        lines.append(f"    {region}: {quorum['reason']} [{votes or 'no votes'}]")
     return lines
 
 

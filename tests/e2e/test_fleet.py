@@ -8,8 +8,12 @@ changes, and they converge again when it is back."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +24,7 @@ from tests.fleet import NAMES, TOKEN, ask, closed_port, fleet_zone, http, runnin
 from tests.regions import regions_in_thread
 
 FORCE = "/api/services/inference.example.com/regions/us-east-1/state"
+pytest_plugins = ["tests.browser"]
 
 
 def post(node, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -135,6 +140,15 @@ def test_health_by_majority_and_a_dead_nodes_votes_expire(etcd1, tmp_path: Path)
             votes = http(a, "/api/state")[1]["fleet"]["votes"]["inference.example.com"]
             assert votes["us-east-1"]["votes"]["node0"]["health"] == "down"
             assert (votes["us-east-1"]["up"], votes["us-east-1"]["down"]) == (2, 1)
+            # `geodns explain` shows the vote behind the region's health.
+            done = subprocess.run(
+                [sys.executable, "-m", "geodns", "explain", "inference.example.com",
+                 "216.160.83.1", "--admin", a.admin_url or ""],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            line = next(x for x in done.stdout.splitlines() if x.strip().startswith("us-east-1:"))
+            assert "1 of 3 nodes see it down" in line and "node0 down, node1 up" in line, line
         # node0 and node1 cannot reach it: down everywhere, node2 included.
         zones = zones_for(ports, broken={0: "us-east-1", 1: "us-east-1"})
         with running_fleet(tmp_path / "two", etcd1.url, zones, prefix) as fleet:
@@ -150,7 +164,9 @@ def test_health_by_majority_and_a_dead_nodes_votes_expire(etcd1, tmp_path: Path)
             assert ask(c) == US_EAST and ask(b) == US_EAST
 
 
-def test_a_lost_store_keeps_answers_refuses_changes_and_converges(etcd1, tmp_path: Path) -> None:
+def test_a_lost_store_keeps_answers_refuses_changes_and_converges(
+    etcd1, tmp_path: Path, browser_page: Any
+) -> None:
     prefix = ("--store-prefix", "/lost/")
     with regions_in_thread(*NAMES, version="41") as regions:
         ports = {n: r.port for n, r in regions.items()}
@@ -170,6 +186,10 @@ def test_a_lost_store_keeps_answers_refuses_changes_and_converges(etcd1, tmp_pat
                 assert ask(b) == EU_WEST  # not applied here alone
                 state = http(a, "/api/state")[1]["fleet"]["store"]
                 assert state["connected"] is False and state["error"]
+                browser_page.goto(a.admin_url)
+                banner = browser_page.locator("#store-error")
+                banner.wait_for(state="visible", timeout=10_000)
+                assert "Shared store unreachable" in banner.inner_text()
             finally:
                 etcd1.start()
             for node in (a, b):
@@ -195,3 +215,26 @@ def test_killing_one_etcd_member_changes_nothing(etcd3, tmp_path: Path) -> None:
                 assert http(a, "/healthz")[1]["status"] == "ok"
             finally:
                 etcd3.members[0].start()
+
+
+def test_a_node_started_while_etcd_is_down_starts_from_its_cache(etcd1, tmp_path: Path) -> None:
+    prefix = ("--store-prefix", "/cold/")
+    with regions_in_thread(*NAMES, version="41") as regions:
+        ports = {n: r.port for n, r in regions.items()}
+        with running_fleet(tmp_path, etcd1.url, zones_for(ports, n=1), prefix) as fleet:
+            (a,) = fleet.nodes
+            assert post(a, FORCE, {"state": "drain", "by": "carol"})[0] == 200
+            cache = json.loads((fleet.states[0] / ".geodns-shared-cache.json").read_text())
+            assert "forces/inference.example.com/us-east-1" in cache["keys"]
+            fleet.kill(0)
+            etcd1.stop()
+            try:
+                a = fleet.start(0)
+                assert ask(a) == EU_WEST  # the drain, from the cache, before any etcd
+                assert http(a, "/healthz")[1]["status"] == "degraded"
+                assert any("unreachable at start" in line for line in a.lines), a.log()
+            finally:
+                etcd1.start()
+            wait_for(lambda: http(a, "/healthz")[1]["status"] == "ok", timeout=10)
+            assert post(a, FORCE, {"state": "auto"})[0] == 200
+            wait_for(lambda: ask(a) == US_EAST, timeout=1)
