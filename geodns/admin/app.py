@@ -219,12 +219,9 @@ class AdminApp:
         merged = plane.scopes is not None and plane.scopes.merged
         # The worker's own state: the one this server's answers are decided on now.
         state = live_state(geo.state.version, plane.published_at)
-        body = explain_body(result, merged, state)
         # The checks behind each region's health: every live node's vote and the quorum.
-        body["health"] = plane.fleet_view()["votes"].get(result.decision.service.key, {})
-        for quorum in body["health"].values():
-            quorum["reason"] = without_paths(quorum["reason"])
-        return web.json_response(body)
+        health = plane.fleet_view()["votes"].get(result.decision.service.key, {})
+        return web.json_response(explain_body(result, merged, state, health))
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         try:

@@ -108,12 +108,19 @@ def offline_state(file: str | None, note: str | None) -> dict[str, Any]:
     }
 
 
-def explain_body(result: GeoResult, merged: bool, state: dict[str, Any]) -> dict[str, Any]:
-    """What /api/explain answers and `geodns explain --json` prints."""
+def explain_body(
+    result: GeoResult,
+    merged: bool,
+    state: dict[str, Any],
+    health: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What /api/explain answers and `geodns explain --json` prints. `health`: per region,
+    the live nodes' votes and their quorum (a running server's; none offline)."""
     body = decision_json(result.decision, result.scope_prefix)
     body["explain"] = result.decision.explain_lines()
     body["scope"] = {"prefix": result.scope_prefix, "how": scope_how(result.decision, merged)}
     body["state"] = state
+    body["health"] = health or {}
     return body
 
 
