@@ -13,7 +13,7 @@ RUN apt-get update \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* /src
 COPY geodns/example/example.com.yaml /etc/geodns/zones/example.com.yaml
-# Rolling-update state (the zones are usually mounted read-only), and merged ECS scopes.
+# Forces and rollouts (the zones are usually mounted read-only), and merged ECS scopes.
 RUN install -d -o geodns -g geodns /var/lib/geodns /var/cache/geodns
 
 USER geodns
@@ -24,4 +24,4 @@ ENTRYPOINT ["geodns"]
 # The admin side stays on the container's loopback unless you publish it with a token:
 #   ... serve ... --http 0.0.0.0:8053 --admin-token-file /run/secrets/geodns-admin-token
 CMD ["serve", "--zones", "/etc/geodns/zones", "--listen", "0.0.0.0:53", "--workers", "2", \
-     "--rollouts-file", "/var/lib/geodns/rollouts.json", "--scope-cache", "/var/cache/geodns"]
+     "--state-dir", "/var/lib/geodns", "--scope-cache", "/var/cache/geodns"]

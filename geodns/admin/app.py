@@ -81,10 +81,10 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 def _store_down(exc: StoreUnavailable) -> web.Response:
     # Not applied here alone: the fleet would disagree, and a restart would undo it.
-    log.error("admin API: change refused, the shared store is unreachable: %s", exc)
+    log.error("admin API: change refused, the store cannot take it: %s", exc)
     return _error(
         503,
-        f"the shared store is unreachable, nothing was changed: {exc}",
+        f"nothing was changed: the store cannot be reached or written: {without_paths(str(exc))}",
         **{"Retry-After": "5"},
     )
 

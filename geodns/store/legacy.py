@@ -1,7 +1,8 @@
 """The state files of geodns before the store, taken into the embedded store once.
 
-Before 0.x a node kept its rollouts in `.geodns-rollouts.json` (or `--rollouts-file`) and
-its operator forces in `.geodns-forces.json` beside it. The first start with the store reads
+Before the store a node kept its rollouts in `.geodns-rollouts.json` (or `--rollouts-file`,
+`rollouts.json` in the shipped systemd unit and Dockerfile) and its operator forces in
+`.geodns-forces.json` beside it. The first start with the store reads
 them into it, when the store is still empty, so that an upgrade keeps every drain and
 rollout; the files are left as they were (the log says they can go).
 """
@@ -30,10 +31,15 @@ FORCES_FILE = ".geodns-forces.json"
 FORMAT = 1
 
 
+SHIPPED_ROLLOUTS_FILE = "rollouts.json"  # the name contrib/geodns.service and the Dockerfile gave
+
+
 def legacy_files(directory: Path, rollouts_file: Path | None = None) -> list[Path]:
-    """Where the files of a node before the store would be."""
-    rollouts = rollouts_file or directory / ROLLOUTS_FILE
-    return [rollouts, rollouts.parent / FORCES_FILE]
+    """Where the files of a node before the store would be: `--rollouts-file`, else the
+    default name or the shipped units' name in the state directory, and the forces beside."""
+    if rollouts_file is not None:
+        return [rollouts_file, rollouts_file.parent / FORCES_FILE]
+    return [directory / ROLLOUTS_FILE, directory / SHIPPED_ROLLOUTS_FILE, directory / FORCES_FILE]
 
 
 async def import_legacy(store: KVStore, files: list[Path]) -> int:

@@ -36,9 +36,9 @@ geodns/versions/rollout.py build the success bodies). {s} is the service key
          409 a refusal: RolloutRefused's text, "refused: only 1 other region healthy on v41,
              min_old is 2"; values the rules reject (min_old -1, soak_seconds "x") are
              refusals too, so the server passes the body's values to the guard unchecked
-         500 the rollouts file could not be written (nothing changed)
+         503 the store cannot be reached or written (nothing changed)
     The guard's exceptions map one to one: RolloutRefused 409, RolloutNotFound 404,
-    RolloutStoreError 500. `current` is the service's latest rollout, finished ones
+    StoreUnavailable 503. `current` is the service's latest rollout, finished ones
     included: GET shows a completed or aborted one; acting on it is refused (409).
 
 Exit status: 0 done; 1 the server refused (409) or found nothing (404); 2 usage, token,
