@@ -127,7 +127,8 @@ def test_a_wrong_force_is_refused_before_the_store_is_asked(tmp_path: Path) -> N
                 await plane.force(KEY, "mars-1", "down")
             with pytest.raises(ValueError, match="mode 'sideways' is not one of"):
                 await plane.force(KEY, "eu-west-1", "sideways")
-            assert plane.shared.state.revision == 0
+            assert plane.shared.state.forces == {}
+            assert not (zones / FILE_NAME).exists()  # nothing lasting was ever written
 
     asyncio.run(main())
 
