@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_ZONES, running_server
+from tests.conftest import EXAMPLE_ZONES, running_server, wait_for
 from tests.e2e.test_admin import TOKEN, US, answer_of, ask, http
 
 US_EAST = ["192.0.2.10"]
@@ -95,3 +95,27 @@ def test_a_start_removes_the_temp_files_killed_writes_left(zones_dir: Path) -> N
         assert not any(path.exists() for path in stale)
         assert any("removed 2 temp file(s)" in line for line in srv.lines), srv.log()
     assert unrelated.read_text() == "mine"
+
+
+def test_the_versions_seen_survive_a_kill_9(tmp_path: Path) -> None:
+    # A version a region once reported stays known: its version-named host answers NODATA
+    # (no region serves it now), never NXDOMAIN, after a restart too.
+    from tests.e2e.test_rolling_update import NAMES, SERVICE, ask, zone_text
+    from tests.regions import regions_in_thread
+
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    with regions_in_thread(*NAMES, version="41") as regions:
+        (zones / "example.com.yaml").write_text(zone_text({n: r.port for n, r in regions.items()}))
+        with running_server(zones, "--watch-interval", "0") as first:
+            regions["ap-northeast-1"].version = "42"
+            wait_for(lambda: ask(first, f"v42.{SERVICE}") != "NXDOMAIN", timeout=5)
+            regions["ap-northeast-1"].version = "41"
+            wait_for(lambda: ask(first, f"v42.{SERVICE}") == "NODATA", timeout=5)
+            first.proc.kill()
+            first.proc.wait()
+        with running_server(zones, "--watch-interval", "0") as second:
+            assert ask(second, f"v42.{SERVICE}") == "NODATA"
+            assert ask(second, f"v43.{SERVICE}") == "NXDOMAIN"
+        saved = json.loads((zones / STATE_FILE).read_text())["keys"]
+        assert saved[f"versions/{SERVICE}"]["value"]["seen"] == ["41", "42"]
