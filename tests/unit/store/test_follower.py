@@ -137,14 +137,20 @@ def test_this_nodes_record_lives_under_a_lease_and_vanishes_when_it_is_not_renew
         store = LocalStore(tmp_path / FILE_NAME)
         async with following(store, "dns-b") as (watcher, _):
             async with following(store, "dns-a", lease_ttl=1.0) as (follower, _):
+                # Registered before start returns: the fleet sees every node that answers.
+                assert node_key("dns-a") in (await store.list("nodes/")).entries
                 vote = Observation(Health.DOWN, 0.5, "42", "HTTP 500")
                 mine = MappingProxyType({(KEY, "eu-west-1"): vote})
                 follower.update_node(replace(follower.node, observations=mine))
                 # It counts at once in this node's own state...
                 assert follower.state.nodes["dns-a"].observations == mine
                 # ... and reaches the store, under a lease, for the others.
-                await until(lambda: "dns-a" in watcher.state.nodes)
-                assert watcher.state.nodes["dns-a"].observations == mine
+                await until(
+                    lambda: (
+                        "dns-a" in watcher.state.nodes
+                        and watcher.state.nodes["dns-a"].observations == mine
+                    )
+                )
                 entry = (await store.list("nodes/")).entries[node_key("dns-a")]
                 assert entry.lease != 0
                 # Renewed every third of its time to live, it outlives it.

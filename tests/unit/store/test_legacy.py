@@ -13,7 +13,13 @@ import pytest
 
 from geodns.health.state import Health
 from geodns.store.kv import StoreUnavailable, Txn
-from geodns.store.legacy import FORCES_FILE, ROLLOUTS_FILE, import_legacy, legacy_files
+from geodns.store.legacy import (
+    FORCES_FILE,
+    ROLLOUTS_FILE,
+    SHIPPED_ROLLOUTS_FILE,
+    import_legacy,
+    legacy_files,
+)
 from geodns.store.local import FILE_NAME, LocalStore
 from geodns.store.shared import Force, SharedState, decode, force_key, force_value
 from geodns.versions.rollout import RegionStep, Rollout, to_json
@@ -94,12 +100,30 @@ def test_a_rollouts_file_elsewhere_has_its_forces_file_beside_it(tmp_path: Path)
         elsewhere / "r.json",
         elsewhere / FORCES_FILE,
     ]
-    assert legacy_files(tmp_path) == [tmp_path / ROLLOUTS_FILE, tmp_path / FORCES_FILE]
+    assert legacy_files(tmp_path) == [
+        tmp_path / ROLLOUTS_FILE,
+        tmp_path / SHIPPED_ROLLOUTS_FILE,
+        tmp_path / FORCES_FILE,
+    ]
     write(elsewhere / "r.json", {"format": 1, "rollouts": {KEY: to_json(ROLLOUT)}})
     store = LocalStore(tmp_path / FILE_NAME)
 
     async def main() -> SharedState:
         assert await import_legacy(store, legacy_files(tmp_path, elsewhere / "r.json")) == 1
+        return await contents(store)
+
+    assert asyncio.run(main()).rollouts == {KEY: ROLLOUT}
+
+
+def test_the_shipped_units_rollouts_file_in_the_state_directory_is_taken_in(
+    tmp_path: Path,
+) -> None:
+    # contrib/geodns.service and the Dockerfile gave --rollouts-file <state dir>/rollouts.json.
+    write(tmp_path / SHIPPED_ROLLOUTS_FILE, {"format": 1, "rollouts": {KEY: to_json(ROLLOUT)}})
+    store = LocalStore(tmp_path / FILE_NAME)
+
+    async def main() -> SharedState:
+        assert await import_legacy(store, legacy_files(tmp_path)) == 1
         return await contents(store)
 
     assert asyncio.run(main()).rollouts == {KEY: ROLLOUT}
