@@ -231,3 +231,21 @@ def test_every_node_reaches_the_same_verdict(policy: Quorum, vs: list[Vote]) -> 
     verdicts = {decide(policy, own, [v for v in vs if v is not own], NOW, MAX_AGE) for own in vs}
     verdicts.add(decide(policy, None, vs, NOW, MAX_AGE))  # a node that has not voted yet
     assert len(verdicts) == 1
+
+
+def test_nodes_hearing_the_same_votes_at_different_moments_pick_the_same_figures() -> None:
+    # Each node hears the others "now" (their leases are alive) and itself when it probed:
+    # utilization and version go by when each vote's probe was made, not when it was heard,
+    # or each node would take another's figure and shed differently.
+    observed = {"a": NOW - 2.0, "b": NOW - 0.5, "c": NOW - 1.0}
+    load = {"a": 0.5, "b": 0.8, "c": 0.6}
+
+    def seen_from(me: str) -> Verdict:
+        votes = [
+            Vote(n, UP, load[n], "41", observed[n] if n == me else NOW, observed[n])
+            for n in sorted(observed)
+        ]
+        own = next(v for v in votes if v.node == me)
+        return decide(MAJORITY, own, [v for v in votes if v is not own], NOW, MAX_AGE)
+
+    assert {seen_from(me).utilization for me in observed} == {0.8}

@@ -354,7 +354,7 @@ class ControlPlane:
             if name == self.node:
                 continue
             for key, seen in node.observations.items():
-                vote = Vote(name, seen.health, seen.utilization, seen.version, heard)
+                vote = Vote(name, seen.health, seen.utilization, seen.version, heard, seen.observed)
                 votes.setdefault(key, []).append(vote)
         self.monitor.set_votes(votes)
 
@@ -362,7 +362,9 @@ class ControlPlane:
         """This node's own votes, to the fleet, when they change."""
         snapshot = self.monitor.snapshot
         votes = {
-            key: Observation(v.health, v.utilization, v.version, snapshot.get(*key).last_error)
+            key: Observation(
+                v.health, v.utilization, v.version, snapshot.get(*key).last_error, v.observed
+            )
             for key, v in self.monitor.own_votes().items()
         }
         if votes != self._votes_published:

@@ -232,6 +232,7 @@ class HealthMonitor:
             result.utilization if result.ok else (before.utilization if before else None),
             result.version if result.ok else (before.version if before else None),
             now,
+            now,
         )
         verdict = self._judge(key, now)
         if verdict.up + verdict.down > 1 or not reason:

@@ -37,9 +37,13 @@ class Vote:
     health: Health  # UP or DOWN: that node's own checks, after its rise/fall
     utilization: float | None  # GPU utilization 0..1 that node's probe read; None: not reported
     version: str | None  # the model version that node's probe read; None: not reported
-    # When this node last heard this vote, on the local clock: freshness and "freshest" are
-    # judged on one clock, so the nodes' clocks need not agree.
+    # When this node last heard this vote, on the local clock: freshness is judged on one
+    # clock, so the nodes' clocks need not agree for it.
     at: float
+    # When the voting node made the probe behind it, on that node's clock, as it published it:
+    # what "freshest" utilization and version go by, so that every node, hearing the same
+    # votes at different moments, picks the same one. None: `at` stands in.
+    observed: float | None = None
 
     def __post_init__(self) -> None:
         if self.health not in (Health.UP, Health.DOWN):
@@ -133,9 +137,13 @@ def _freshest(votes: list[Vote], field: Callable[[Vote], T | None]) -> T | None:
     reporting = [v for v in votes if field(v) is not None]
     if not reporting:
         return None
-    # Latest first; among votes heard at the same moment, the first node name: every node
-    # picks the same one from the same votes.
-    return field(min(reporting, key=lambda v: (-v.at, v.node)))
+    # Latest observed first; among votes observed at the same moment, the first node name:
+    # every node picks the same one from the same votes.
+    return field(min(reporting, key=lambda v: (-_observed(v), v.node)))
+
+
+def _observed(vote: Vote) -> float:
+    return vote.at if vote.observed is None else vote.observed
 
 
 def _see(count: int, total: int) -> str:

@@ -54,6 +54,7 @@ class Observation:
     utilization: float | None = None
     version: str | None = None
     error: str | None = None  # why its latest probe failed
+    observed: float | None = None  # epoch seconds of the probe behind it, the node's clock
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def node_value(node: NodeRecord) -> bytes:
                     "utilization": o.utilization,
                     "version": o.version,
                     "error": o.error,
+                    "observed": o.observed,
                 }
                 for (s, r), o in sorted(node.observations.items())
             ],
@@ -281,6 +283,7 @@ def _node_from_json(data: Any) -> NodeRecord:
             None if utilization is None else float(utilization),
             _text_or_none(item.get("version")),
             _text_or_none(item.get("error")),
+            _number_or_none(item.get("observed")),
         )
     http = data.get("http")
     return NodeRecord(
@@ -293,6 +296,14 @@ def _node_from_json(data: Any) -> NodeRecord:
         digest=str(data.get("digest", "")),
         observations=MappingProxyType(observations),
     )
+
+
+def _number_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
 
 
 def _text_or_none(value: Any) -> str | None:
