@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import ServerProcess, running_server
 from tests.e2e.test_admin import TOKEN, http
-from tests.e2e.test_rolling_update import ADDRESSES, NAMES, PLACES, ask
+from tests.e2e.test_rolling_update import NAMES, ask, zone_text
 
 __all__ = ["NAMES", "TOKEN", "Fleet", "ask", "closed_port", "fleet_zone", "http", "running_fleet"]
 
@@ -25,27 +25,9 @@ def closed_port() -> int:
 
 
 def fleet_zone(ports: dict[str, int], interval: float = 0.5, quorum: str = "majority") -> str:
-    regions = "".join(
-        f"""\
-      {name}:
-        addresses: [{ADDRESSES[name]}]
-        location: {{lat: {PLACES[name][0]}, lon: {PLACES[name][1]}}}
-        health: {{url: "http://127.0.0.1:{port}/healthz"}}
-"""
-        for name, port in ports.items()
-    )
-    return f"""\
-zone: example.com
-soa: {{mname: ns1, rname: hostmaster, serial: 1}}
-ns: [ns1]
-records: {{ns1: {{A: 192.0.2.53}}}}
-services:
-  inference:
-    ttl: 1
-    quorum: {quorum}
-    health: {{interval: {interval}, timeout: 0.3, rise: 1, fall: 1}}
-    regions:
-{regions}"""
+    """The zone a node of the fleet serves: a fixed SOA serial (`auto` would follow each
+    node's file time), health checked every `interval`, the service's `quorum`."""
+    return zone_text(ports, interval=interval, timeout=0.3, service_keys=f"    quorum: {quorum}\n")
 
 
 @dataclass

@@ -34,7 +34,15 @@ ADDRESSES = dict(zip(NAMES, (US_EAST, EU_WEST, AP_NORTHEAST), strict=True))
 PLACES = {"us-east-1": (38.9, -77.0), "eu-west-1": (53.3, -6.3), "ap-northeast-1": (35.7, 139.7)}
 
 
-def zone_text(ports: dict[str, int], residency: str = "") -> str:
+def zone_text(
+    ports: dict[str, int],
+    residency: str = "",
+    interval: float = 0.2,
+    timeout: float = 0.2,
+    service_keys: str = "",
+) -> str:
+    """The zone: three regions checked at `ports`; `service_keys`, lines indented as keys
+    of the service, are added to it."""
     regions = "".join(
         f"""\
       {name}:
@@ -46,13 +54,13 @@ def zone_text(ports: dict[str, int], residency: str = "") -> str:
     )
     return f"""\
 zone: example.com
-soa: {{mname: ns1, rname: hostmaster}}
+soa: {{mname: ns1, rname: hostmaster, serial: 1}}
 ns: [ns1]
 records: {{ns1: {{A: 192.0.2.53}}}}
 services:
   inference:
     ttl: 1
-    health: {{interval: 0.2, timeout: 0.2, rise: 1, fall: 1}}
+{service_keys}    health: {{interval: {interval}, timeout: {timeout}, rise: 1, fall: 1}}
     regions:
 {regions}{residency}"""
 
