@@ -222,3 +222,23 @@ def test_the_cache_holds_the_lasting_keys_and_is_the_state_when_the_store_cannot
             assert follower.lost == 0  # never reached, so never lost
 
     asyncio.run(second())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shared._node_from_json raises AttributeError on an observation that is not an"
+    " object; the follower takes it for a lost store and keeps listing again",
+)
+def test_a_bad_node_record_is_skipped_and_following_goes_on(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = LocalStore(tmp_path / FILE_NAME)
+        async with following(store) as (follower, _):
+            bad = b'{"name": "dns-x", "instance": "i", "observations": [1]}'
+            await store.commit(Txn(put={node_key("dns-x"): bad}))
+            await asyncio.sleep(0.3)
+            assert follower.connected, follower.error
+            assert [p.partition(": ")[0] for p in follower.state.problems] == ["nodes/dns-x"]
+            await store.commit(put_force(force()))
+            await until(lambda: (KEY, "eu-west-1") in follower.state.forces, timeout=1.0)
+
+    asyncio.run(main())
