@@ -172,7 +172,8 @@ def decode(revision: int, entries: Mapping[str, Entry]) -> SharedState:
 
 def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> SharedState:
     """`state` after `changes`. A change older than what `state` holds for its key is
-    skipped, so that a listing and a watch may overlap."""
+    skipped (a watch replaying what a listing had). A deleted key leaves no trace, so
+    changes must come in the store's order after a listing, as a watch brings them."""
     forces, rollouts = dict(state.forces), dict(state.rollouts)
     seen, nodes, mod = dict(state.seen), dict(state.nodes), dict(state.mod)
     problems = {p.partition(": ")[0]: p for p in state.problems}
@@ -188,7 +189,7 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
         mod[key] = change.mod_revision
         try:
             _decode_into(key, json.loads(change.value), forces, rollouts, seen, nodes)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             why = f"{exc.args[0]} is missing" if isinstance(exc, KeyError) else str(exc)
             problems[key] = f"{key}: {why}"
     return SharedState(
@@ -272,7 +273,10 @@ def _node_from_json(data: Any) -> NodeRecord:
     if not isinstance(data, dict):
         raise TypeError("must be an object")
     observations = {}
-    for item in data.get("observations", []):
+    items = data.get("observations", [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise TypeError("observations: must be a list of objects")
+    for item in items:
         utilization = item.get("utilization")
         if utilization is not None and (
             isinstance(utilization, bool) or not isinstance(utilization, int | float)

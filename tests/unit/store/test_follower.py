@@ -224,11 +224,6 @@ def test_the_cache_holds_the_lasting_keys_and_is_the_state_when_the_store_cannot
     asyncio.run(second())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared._node_from_json raises AttributeError on an observation that is not an"
-    " object; the follower takes it for a lost store and keeps listing again",
-)
 def test_a_bad_node_record_is_skipped_and_following_goes_on(tmp_path: Path) -> None:
     async def main() -> None:
         store = LocalStore(tmp_path / FILE_NAME)

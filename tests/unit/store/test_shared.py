@@ -238,12 +238,6 @@ def test_a_bad_value_replacing_a_good_one_drops_it_and_a_good_one_clears_the_pro
     assert deleted.problems == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="shared._node_from_json: an observation that is not an object raises"
-    " AttributeError (item.get), which apply() does not catch",
-)
 @pytest.mark.parametrize(
     "observations", [[1], ["eu-west-1"], {"inference.example.com": "up"}], ids=str
 )
