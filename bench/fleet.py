@@ -483,7 +483,9 @@ class Toggler:
 
     def _run(self) -> None:
         us, state = ADDRESSES[REGION], "drain"
-        while not self.stop.wait(TOGGLE_EVERY):
+        start = time.perf_counter()
+        # A fixed clock: a change every TOGGLE_EVERY s, however long the asking took.
+        while not self.stop.wait(TOGGLE_EVERY - (time.perf_counter() - start) % TOGGLE_EVERY):
             status, body = force(self.port, state)
             replied = time.perf_counter()
             self.sent += 1
@@ -510,6 +512,15 @@ class Toggler:
         self.thread.join(10)
         self.poller.close()
         force(self.port, "auto")
+
+
+def idle_cpu(server: Server, seconds: float) -> float:
+    """The server's CPU use (user + system, all its processes) over `seconds`, in % of a core."""
+    before = server.cpu()
+    time.sleep(seconds)
+    after = server.cpu()
+    spent = sum(u + s for u, s in after.values()) - sum(u + s for u, s in before.values())
+    return round(100 * spent / seconds, 1)
 
 
 def wait_quiet(timeout: float, limit: float = QUIET_BUSY) -> float:
@@ -551,6 +562,11 @@ def measure_throughput(
             result = results.setdefault(mode, Result(node.server))
             commands[mode] = shlex.join(node.server.argv)
             wait_quiet(args.quiet_wait)
+            # The node's own CPU while no DNS load runs: its control plane's cost (probes,
+            # the fleet's changes it applies, its writes), without and with drains toggled.
+            idle = idle_cpu(node.server, args.idle_sample)
+            with Toggler(fleet.nodes[0].http_port, node.port):
+                idle_toggled = idle_cpu(node.server, args.idle_sample)
             warm = dnsperf_argv(queries, node.port, WARM_UP, client_cpu)
             run_dnsperf(warm, node.server, WARM_UP, raw)  # first queries, first lookups
             time.sleep(SETTLE)
@@ -567,6 +583,8 @@ def measure_throughput(
                     "background_busy_pct": background,
                     "server_socket_drops": socket_drops(node.port) - drops,
                     "dnsperf_command": shlex.join(argv),
+                    "idle_cpu_pct": idle,
+                    "idle_cpu_pct_drains_toggled": idle_toggled,
                     "drain_toggles": toggler.sent,
                     "drain_toggles_failed": toggler.failed,
                     "drains": toggler.drains,
@@ -620,6 +638,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds to wait, before each dnsperf run, for the machine to be less than\n"
         f"{QUIET_BUSY:g}%% busy (default: 20, quick: 2)",
     )
+    p.add_argument(
+        "--idle-sample",
+        type=float,
+        help="seconds the loaded node's idle CPU is sampled, without and with drains toggled\n"
+        "(default: 4, quick: 1)",
+    )
     p.add_argument("--seed", type=int, default=12, help="seed of the pauses between changes")
     args = p.parse_args(argv)
     quick = args.quick
@@ -629,6 +653,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("duration", 10.0, 2.0),
         ("repeat", 2, 1),
         ("quiet_wait", 20.0, 2.0),
+        ("idle_sample", 4.0, 1.0),
     ):
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
@@ -744,7 +769,7 @@ def print_report(report: dict) -> None:
     header = (
         f"{'store':<9} {'round':>5} {'qps':>9} {'mean ms':>8} {'lost':>5} {'us/q':>5} "
         f"{'cpu0%':>5} {'cpu1%':>5} {'bg%':>4} {'revs':>5} {'drains':>6} {'seen':>4} "
-        f"{'after ms (med/max)':>18}"
+        f"{'after ms (med/max)':>18} {'idle%':>5} {'idle% t':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -760,17 +785,20 @@ def print_report(report: dict) -> None:
                 f"{run['server_cpu_us_per_query']:>5.1f} {busy.get(CLIENT_CPU, 0):>5.0f} "
                 f"{busy.get(SERVER_CPU, 0):>5.0f} {run['background_busy_pct']:>4.0f} "
                 f"{applied:>5} {run['drains']:>6} {run['drains_seen_at_loaded_node']:>4} "
-                f"{after:>18}"
+                f"{after:>18} {run['idle_cpu_pct']:>5.1f} "
+                f"{run['idle_cpu_pct_drains_toggled']:>7.1f}"
             )
     print(
         f"us/q: the loaded node's CPU time (user + system) per answered query; cpu0%/cpu1%: "
         f"busy share of core {CLIENT_CPU} (dnsperf) and core {SERVER_CPU} (the node) during "
         "the run; bg%: both cores' busy share just before it (the fleet's other processes, "
-        "and anything else on the machine); revs: store revisions the loaded node applied "
-        f"during the run; drains: drains set through node0 (each given back {TOGGLE_EVERY:g} s "
+        "and anything else on the machine); revs: revisions of the loaded node's store during "
+        "the run (embedded: its own writes; etcd: the fleet's, which it applied); drains: "
+        f"drains set through node0 (each given back {TOGGLE_EVERY:g} s "
         f"later); seen: how many the loaded node's answers showed within {FOLLOW_WAIT:g} s "
         "(none with the embedded store: it is not in the fleet), and how long after the "
-        "POST's reply"
+        "POST's reply; idle% / idle% t: the loaded node's CPU use (% of its core) before the "
+        "load, without and with drains toggled"
     )
     means = {
         mode: {
