@@ -367,6 +367,8 @@ class ControlPlane:
             )
             for key, v in self.monitor.own_votes().items()
         }
+        # Only news is published (a vote changed, not merely confirmed): every publication is
+        # an etcd revision that every node handles.
         if votes != self._votes_published:
             self._votes_published = votes
             self.shared.update_node(replace(self.shared.node, observations=votes))

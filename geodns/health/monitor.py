@@ -226,14 +226,21 @@ class HealthMonitor:
             reason = _count(run.successes, "success")
         before = self._own.get(key)
         # A failed probe says nothing about load or version: keep what was last reported.
-        self._own[key] = Vote(
-            self.node,
+        utilization = result.utilization if result.ok else (before and before.utilization)
+        if utilization is not None:
+            # To the percent, as the dashboard shows it: a reading that wobbles below that is
+            # not news for the fleet, which hears of every change of a vote.
+            utilization = round(utilization, 2)
+        version = result.version if result.ok else (before and before.version)
+        # `observed`: when this vote last changed, which is what "freshest" means to every
+        # node; `at`: when it was last confirmed, which keeps it fresh.
+        same = before is not None and (before.health, before.utilization, before.version) == (
             own,
-            result.utilization if result.ok else (before.utilization if before else None),
-            result.version if result.ok else (before.version if before else None),
-            now,
-            now,
+            utilization,
+            version,
         )
+        observed = before.observed if same and before is not None else now
+        self._own[key] = Vote(self.node, own, utilization, version, now, observed)
         verdict = self._judge(key, now)
         if verdict.up + verdict.down > 1 or not reason:
             reason = verdict.describe()  # more than this node's word decided

@@ -190,7 +190,8 @@ class SharedFollower:
             log.warning("shared store: ignoring %s", problem)
         self._check_own_name(state)
         self._set(state)
-        if self.cache is not None and state.lasting() != before.lasting():
+        lasting_changed = changes is None or any(not c.key.startswith(NODES) for c in changes)
+        if self.cache is not None and lasting_changed and state.lasting() != before.lasting():
             self._save_cache()
         async with self._revision_seen:
             self._revision_seen.notify_all()
