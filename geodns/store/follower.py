@@ -67,6 +67,7 @@ class SharedFollower:
         self.heard: dict[str, float] = {}  # node name -> epoch seconds its record last changed
         self.round_trip: float | None = None  # seconds from a commit to its watch event
         self._lease = 0
+        self._replaced: set[str] = set()  # instances of earlier runs whose record we replaced
         self._dirty = asyncio.Event()
         self._revision_seen = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -207,15 +208,25 @@ class SharedFollower:
 
     def _check_own_name(self, state: SharedState) -> None:
         other = state.nodes.get(self.node.name)
-        if other is not None and other.instance != self.node.instance:
+        if other is None or other.instance == self.node.instance:
+            return
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(other.started))
+        if other.started < self.node.started and other.instance not in self._replaced:
+            # Most likely this node's previous run, killed before its lease expired: its
+            # record is replaced once, quietly. A process that keeps writing it is another.
+            self._replaced.add(other.instance)
+            log.info(
+                "shared store: replacing the record of node %r started %s", other.name, started
+            )
+        else:
             log.error(
                 "shared store: another process (started %s, answering on %s) registers as node"
                 " %r too; every node needs its own --node-name",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(other.started)),
+                started,
                 ", ".join(other.dns) or "?",
                 self.node.name,
             )
-            self._dirty.set()  # ours is put again: the last writer's record stands
+        self._dirty.set()  # ours is put again: the last writer's record stands
 
     def _status(self, connected: bool, error: str | None) -> None:
         if connected == self.connected and error == self.error:
