@@ -313,24 +313,20 @@ class ControlPlane:
                 wanted = wanted or self._baseline.get(key)
                 if self.monitor.snapshot.get(*key).forced is wanted:
                     continue
+                if key in drained:
+                    why = "drained for its rollout"
+                elif force is not None:
+                    why = f"forced {force.state}, as set {_iso(force.set_at)} by {force.by or '?'}"
+                elif wanted is not None:
+                    why = f"forced {wanted} by the --state file"
+                else:
+                    why = "force cleared by operator"
                 try:
-                    self.monitor.force(key[0], key[1], "auto" if wanted is None else str(wanted))
+                    self.monitor.force(key[0], key[1], str(wanted or "auto"), why)
                 except (KeyError, ValueError) as exc:
                     log.warning("cannot set %s of %s to %s: %s", key[1], key[0], wanted, exc)
                     continue
-                if key in drained:
-                    log.info("region %s of %s: drained for its rollout", key[1], key[0])
-                elif force is not None:
-                    log.info(
-                        "region %s of %s: forced %s, as set %s by %s",
-                        key[1],
-                        key[0],
-                        force.state,
-                        _iso(force.set_at),
-                        force.by or "?",
-                    )
-                else:
-                    log.info("region %s of %s: force cleared, its checks decide", key[1], key[0])
+                log.info("region %s of %s: %s", key[1], key[0], why)
         for key, force in sorted(shared.forces.items()):
             if key not in known and key not in self._ignored_logged:
                 log.warning(

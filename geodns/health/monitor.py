@@ -337,15 +337,16 @@ class HealthMonitor:
 
     # --- operators and reloads ---------------------------------------------------------
 
-    def force(self, service: str, region: str, mode: str) -> StateSnapshot:
-        """Force a region drain, up or down, or give it back to the checks with `auto`.
+    def force(self, service: str, region: str, mode: str, why: str | None = None) -> StateSnapshot:
+        """Force a region drain, up or down, or give it back to the checks with `auto`;
+        `why` goes in the transition's reason (default: "forced by operator").
 
         Raises UnknownRegion (a KeyError) or ValueError with a message for people.
         """
         key, mode = self.force_check(service, region, mode)
         forced = None if mode == "auto" else Health(mode)
         old = self._snapshot.get(*key)
-        reason = "force cleared by operator" if forced is None else "forced by operator"
+        reason = why or ("force cleared by operator" if forced is None else "forced by operator")
         if forced is None and old.forced is not None and old.checked is not None:
             reason += f"; checks say {old.checked}"
         self._commit(key, replace(old, forced=forced), self._clock(), reason)
