@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geodns import __version__
+from geodns.control.fleetview import fleet_view
 from geodns.control.rollouts import RolloutGuard
 from geodns.control.scopes import ScopeMerger
 from geodns.control.zonesource import ZoneSource
@@ -478,70 +479,10 @@ class ControlPlane:
         )
 
     def fleet_view(self) -> dict[str, Any]:
-        """The fleet as this node sees it: the store, every live node, and each region's
-        votes and quorum (for /api/state, the dashboard, /metrics and `geodns fleet`)."""
-        shared, follower = self.shared.state, self.shared
-        mine, now = follower.node.digest, self.clock()
-        nodes = [
-            {
-                "name": name,
-                "self": name == self.node,
-                "dns": list(node.dns),
-                "http": node.http,
-                "version": node.version,
-                "started": node.started,
-                # Its lease is alive while the store lists it: seen now, or when we were cut off.
-                "last_seen": now if name == self.node or follower.connected else follower.since,
-                "changed": follower.heard.get(name),  # when its record last changed
-                "digest": node.digest,
-                # Cut off from the store, the others' digests are old news: unknown.
-                "agrees": node.digest == mine if follower.connected or name == self.node else None,
-            }
-            for name, node in sorted(shared.nodes.items())
-        ]
-        votes: dict[str, dict[str, Any]] = {}
-        for service in self.zones.services():
-            for region in service.regions:
-                key = (service.key, region.name)
-                verdict = self.monitor.verdicts.get(key)
-                if verdict is None:
-                    continue
-                by_node = {
-                    name: {
-                        "health": str(seen.health),
-                        "utilization": seen.utilization,
-                        "version": seen.version,
-                        "error": seen.error,
-                    }
-                    for name, node in sorted(shared.nodes.items())
-                    if (seen := node.observations.get(key)) is not None
-                }
-                votes.setdefault(service.key, {})[region.name] = {
-                    "policy": str(service.quorum),
-                    "result": None if verdict.checked is None else str(verdict.checked),
-                    "up": verdict.up,
-                    "down": verdict.down,
-                    "reason": verdict.describe(),
-                    "votes": by_node,
-                }
-        return {
-            "node": self.node,
-            "store": {
-                "kind": "embedded" if self.embedded else "etcd",
-                "description": follower.store.description,
-                "connected": follower.connected,
-                "since": follower.since,
-                "error": follower.error,
-                "revision": shared.revision,
-                "last_event": follower.last_event,
-                "round_trip_seconds": follower.round_trip,
-                "lost": follower.lost,
-                "problems": list(shared.problems),
-            },
-            "nodes": nodes,
-            "disagree": sorted(n["name"] for n in nodes if n["agrees"] is False),
-            "votes": votes,
-        }
+        """The fleet as this node sees it (geodns.control.fleetview)."""
+        return fleet_view(
+            self.zones, self.shared, self.monitor.verdicts, self.embedded, self.clock()
+        )
 
     def kept_force(self, service: str, region: str) -> Force | None:
         """The operator force kept for a region, if any (a rollout may outrank it now)."""
