@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,8 +52,8 @@ from geodns.store.shared import (
     versions_key,
     versions_value,
 )
+from geodns.versions.rollout import Rollout, region_version
 from geodns.versions.rollout import changes as rollout_changes
-from geodns.versions.rollout import region_version
 from geodns.zones.model import ZoneSet
 
 log = logging.getLogger("geodns.control")
@@ -284,7 +284,7 @@ class ControlPlane:
             self._progressing.add(key)
             self._spawn(self._write_progress(key, before, after))
 
-    async def _write_progress(self, key: str, before: Any, after: Any) -> None:
+    async def _write_progress(self, key: str, before: Rollout, after: Rollout) -> None:
         try:
             if await self.guard.progress(before, after):
                 for line in rollout_changes(before, after):
@@ -294,7 +294,7 @@ class ControlPlane:
         finally:
             self._progressing.discard(key)
 
-    def _spawn(self, job: Any) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(job)
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
