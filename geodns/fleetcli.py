@@ -12,6 +12,10 @@ one the dashboard's Fleet panel draws (docs/fleet-view.md):
     inference.example.com
       region     dns-a  dns-b  dns-c  quorum
       us-east-1  up     up     down   up (majority, 2 up 1 down)
+    forces: 1
+      inference.example.com  eu-west-1  drain  by alice (INC-7)  5 min ago
+    rollouts: 1
+      inference.example.com: 42 -> 43 running (us-east-1 updated, eu-west-1 draining)
 
 The store line is one line, folded here. `--json` prints the section as the server sent
 it. Exit status: 0 the store answers and every node agrees; 1 the store is unreachable or
@@ -113,7 +117,8 @@ def _direct(request: urllib.request.Request, timeout: float) -> Any:
 
 
 def describe(fleet: dict[str, Any], now: float) -> list[str]:
-    """What a person reads: the store, the nodes, then each service's votes."""
+    """What a person reads: the store, the nodes, each service's votes, then the forces and
+    rollouts every node shares."""
     lines = [_store_line(fleet["store"], now)]
     lines += [f"  problem: {p}" for p in fleet["store"].get("problems") or []]
     nodes = fleet["nodes"]
@@ -142,6 +147,18 @@ def describe(fleet: dict[str, Any], now: float) -> list[str]:
             rows.append([region, *cells, _quorum(verdict)])
         lines.append(service)
         lines += ["  " + line for line in _columns(rows)]
+    forces = fleet.get("forces") or []
+    lines.append(f"forces: {len(forces) or 'none'}")
+    rows = [
+        [f["service"], f["region"], f["state"], f"by {f['by'] or '?'}", ago(f["set_at"], now)]
+        for f in forces
+    ]
+    lines += ["  " + line for line in _columns(rows)]
+    rollouts = fleet.get("rollouts") or []
+    lines.append(f"rollouts: {len(rollouts) or 'none'}")
+    for r in rollouts:
+        steps = ", ".join(f"{name} {phase}" for name, phase in r["regions"].items()) or "none begun"
+        lines.append(f"  {r['service']}: {r['from_version']} -> {r['to']} {r['status']} ({steps})")
     return lines
 
 

@@ -82,6 +82,27 @@ def fleet_view(
             "problems": list(shared.problems),
         },
         "nodes": nodes,
+        # The lasting shared state: operator forces, and each service's latest rollout.
+        "forces": [
+            {
+                "service": f.service,
+                "region": f.region,
+                "state": str(f.state),
+                "set_at": f.set_at,
+                "by": f.by,
+            }
+            for _, f in sorted(shared.forces.items())
+        ],
+        "rollouts": [
+            {
+                "service": r.service,
+                "from_version": r.from_version,
+                "to": r.to,
+                "status": r.status,
+                "regions": {name: step.phase for name, step in r.regions.items()},
+            }
+            for _, r in sorted(shared.rollouts.items())
+        ],
         "disagree": sorted(n["name"] for n in nodes if n["agrees"] is False),
         "votes": votes,
     }

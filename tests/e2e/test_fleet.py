@@ -78,6 +78,12 @@ def test_a_drain_reaches_every_node_within_a_second_and_survives_restarts(
             fleet_b = http(b, "/api/state")[1]["fleet"]  # each registered before it answered
             assert sorted(n["name"] for n in fleet_b["nodes"]) == ["node0", "node1", "node2"]
             wait_for(lambda: not http(b, "/api/state")[1]["fleet"]["disagree"], timeout=5)
+            listed = subprocess.run(
+                [sys.executable, "-m", "geodns", "fleet", "--admin", c.admin_url or ""],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            assert listed.returncode == 0, listed.stdout + listed.stderr
+            assert "us-east-1  drain  by alice" in listed.stdout, listed.stdout
 
             # A rollout step through node C, then a restart of node B (kill -9): both kept.
             assert post(c, API, {"to": "42", "min_old": 1})[0] == 201

@@ -164,8 +164,32 @@ def test_geodns_fleet_text() -> None:
         "  us-east-1       up     up     down   up (majority, 2 up 1 down)",
         "  eu-west-1       down   down   down   down (any, 0 up 3 down)",
         "  ap-northeast-1  -      -      -      unchecked (majority, 0 up 0 down)",
+        "forces: none",
+        "rollouts: none",
     ]
     assert healthy(VIEW) is False  # dns-c differs
+
+
+def test_geodns_fleet_lists_the_shared_forces_and_rollouts() -> None:
+    now = 1_700_000_400.0
+    shared = {
+        **VIEW,
+        "forces": [
+            {"service": SERVICE, "region": "eu-west-1", "state": "drain", "set_at": now - 300,
+             "by": "alice (INC-7)"}
+        ],
+        "rollouts": [
+            {"service": SERVICE, "from_version": "42", "to": "43", "status": "running",
+             "regions": {"us-east-1": "updated", "eu-west-1": "draining"}}
+        ],
+    }  # fmt: skip
+    lines = describe(shared, now)
+    assert lines[-4:] == [
+        "forces: 1",
+        f"  {SERVICE}  eu-west-1  drain  by alice (INC-7)  5 min ago",
+        "rollouts: 1",
+        f"  {SERVICE}: 42 -> 43 running (us-east-1 updated, eu-west-1 draining)",
+    ]
 
 
 def test_geodns_fleet_text_of_a_lost_store() -> None:
