@@ -48,13 +48,46 @@ class Runs:
     bits: int
     starts: np.ndarray  # uint64 (IPv4) or 'S16' (IPv6), sorted, the first one 0
     widen: np.ndarray  # bool: False where scopes never widen (IPv4-mapped, aliased trees)
+    # int64: each run's routing class id (geodns.geo.scopebuild.record_classes), NO_WIDENING
+    # where the class is not known ahead; None in runs files from before class ids.
+    classes: np.ndarray | None = None
+
+    def index(self, value: int) -> int:
+        """The run holding the address `value`: one binary search."""
+        return (
+            int(
+                np.searchsorted(
+                    self.starts, self.starts.dtype.type(_key(value, self.bits)), side="right"
+                )
+            )
+            - 1
+        )
+
+    def class_at(self, value: int) -> int:
+        """The routing class of the address `value`; NO_WIDENING when not known ahead (or
+        the runs have no class ids)."""
+        if self.classes is None:
+            return NO_WIDENING
+        return int(self.classes[self.index(value)])
+
+    def representatives(self) -> dict[int, int]:
+        """One address of each class: the start of its first run. Locating it gives a
+        record of that class (or none, for the unlocated class), which is all routing reads
+        of a client; NO_WIDENING has none."""
+        if self.classes is None:
+            return {}
+        ids, first = np.unique(self.classes, return_index=True)
+        return {
+            int(c): key_value(self.starts[i], self.bits)
+            for c, i in zip(ids.tolist(), first.tolist(), strict=True)
+            if c != NO_WIDENING
+        }
 
     def scope(self, value: int, prefix: int) -> int:
         """The shortest prefix whose network around `value` lies in one run, never longer
         than `prefix` (the scope already known to hold)."""
         bits = self.bits
-        key = self.starts.dtype.type(_key(value, bits))
-        i = int(np.searchsorted(self.starts, key, side="right")) - 1
+        i = self.index(value)
         if not self.widen[i]:
             return prefix
         shortest = 0
@@ -119,7 +152,8 @@ def build_runs(
     # lookup in one keeps the GeoIP scope.
     change = np.ones(len(cut), bool)
     change[1:] = classes[1:] != classes[:-1]
-    return Runs(bits, cut[change], classes[change] != NO_WIDENING)
+    kept = classes[change]
+    return Runs(bits, cut[change], kept != NO_WIDENING, kept)
 
 
 @dataclass(frozen=True)
@@ -148,8 +182,12 @@ class ScopeRuns:
     def save(self, path: str) -> None:
         """Write atomically (a reader never sees half a file)."""
         arrays = {"v4_starts": self.v4.starts, "v4_widen": self.v4.widen}
+        if self.v4.classes is not None:
+            arrays["v4_classes"] = self.v4.classes
         if self.v6 is not None:
             arrays |= {"v6_starts": self.v6.starts, "v6_widen": self.v6.widen}
+            if self.v6.classes is not None:
+                arrays["v6_classes"] = self.v6.classes
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -158,8 +196,8 @@ class ScopeRuns:
     @classmethod
     def load(cls, path: str) -> ScopeRuns:
         with np.load(path) as data:
-            v4 = Runs(32, data["v4_starts"], data["v4_widen"])
+            v4 = Runs(32, data["v4_starts"], data["v4_widen"], data.get("v4_classes"))
             v6 = None
             if "v6_starts" in data:
-                v6 = Runs(128, data["v6_starts"], data["v6_widen"])
+                v6 = Runs(128, data["v6_starts"], data["v6_widen"], data.get("v6_classes"))
         return cls(v4, v6)

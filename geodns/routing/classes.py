@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Part of every fingerprint: a change to what a class means must not meet runs built
 # (and cached on disk) under the old meaning.
-CLASS_FORMAT = 3
+CLASS_FORMAT = 4
 # (the residency rule the client falls under, -1 for none, UNLOCATED_CLOSED for unlocated
 # clients the service fails closed; the latency rows that order it when
 # they take turns by which regions are left, else None; the order of the candidate regions
