@@ -32,8 +32,15 @@ from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, client_address
 from geodns.server.stats import QueryStats, ReplyKey
 from geodns.wire.cookie import ServerCookies
-from geodns.wire.edns import Edns, build_opt, ede_option, nsid_option
-from geodns.wire.query import HEADER, Query, QueryError, parse_query_untrusted
+from geodns.wire.edns import Edns, build_opt, ede_option, nsid_option, parse_opt_untrusted
+from geodns.wire.query import (
+    HEADER,
+    MAX_NAME,
+    TYPE_OPT,
+    Query,
+    QueryError,
+    parse_query_untrusted,
+)
 from geodns.wire.tsig import tsig_error_rr
 from geodns.zones.lookup import Resolution, resolve
 from geodns.zones.model import ZoneSet
@@ -71,6 +78,15 @@ BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address
 BY_STATE = "by-state"  # a reply that the query bytes and the region state decide
 DROPPED_ID = 0  # QueryStats counts nothing-sent in its first slot
 _SERVFAIL_KEY = ReplyKey("", -1, Rcode.SERVFAIL)
+
+# The fast NXDOMAIN path (Answerer._nxdomain_untrusted) takes only the plainest query: QDCOUNT
+# 1, ANCOUNT 0, NSCOUNT 0, and an ARCOUNT of 0 or 1 (an OPT); its reply's counts.
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
+_NO_ADDITIONAL = b"\x00\x00"
+_ONE_ADDITIONAL = b"\x00\x01"
+_NXDOMAIN_COUNTS = (b"\x00\x01\x00\x00\x00\x01\x00\x00", b"\x00\x01\x00\x00\x00\x01\x00\x01")
+_TRANSFER_TYPES = (RT.AXFR, RT.IXFR)
+_OPT_FIXED = struct.Struct("!HHIH")  # an OPT RR after its root owner: TYPE, CLASS, TTL, RDLEN
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
 _CHAOS_VERSION = {b"\x07version\x04bind\x00", b"\x07version\x06server\x00"}
@@ -243,6 +259,8 @@ class Answerer:
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int, bytes], bytes] = {}
+        # (zone origin, qtype) -> the stats slot of an NXDOMAIN in that zone for that qtype
+        self._nxdomain_slots: dict[tuple[bytes, int], int] = {}
         self.dropped = 0
         self.errors = 0
         self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
@@ -281,6 +299,7 @@ class Answerer:
         cookied_get = self._cookied[transport].get
         cookie_clock = self.cookies.clock
         answer = self._answer
+        nxdomain = self._nxdomain_untrusted
         counts = self.stats.counts[transport]
         buckets = self.stats.latency_buckets
         observe = self.stats.observe
@@ -302,6 +321,11 @@ class Answerer:
                 # there untimed, since two clock reads would cost more than the reply.
                 buckets[0] += 1
                 return data[:2] + hit[0]
+            negative = nxdomain(data, transport)
+            if negative is not None:
+                counts[negative[1]] += 1
+                buckets[0] += 1  # as fast as a cached reply, and counted the same way
+                return negative[0]
             start = clock()
             reply, key_id = answer(data, transport, addr)
             counts[key_id] += 1
@@ -309,6 +333,92 @@ class Answerer:
             return reply
 
         return handle
+
+    def _nxdomain_untrusted(self, data: bytes, transport: str) -> tuple[bytes, int] | None:
+        """The reply to a query for a name that certainly does not exist, and its stats
+        slot; None for anything else, which then takes the full path (`_answer`).
+
+        This is the random-name flood's path ("water torture": a8f3k.example.com, each
+        name asked once), so it uses neither dnspython nor a cache: it reads the plainest
+        query shape only (one question of class IN, no records but an optional OPT with
+        no cookie and version 0), asks the wire index whether the name is NXDOMAIN, and
+        writes header + the query's own question + the zone's pre-encoded SOA + OPT.
+        Nothing is cached per name, so a flood can neither fill memory nor evict real
+        answers. Whatever it declines (malformed, unusual, or a name that exists, may
+        match a wildcard or lies below a delegation) is answered as before.
+        """
+        end = len(data)
+        if end < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
+            return None  # a response, an opcode other than QUERY, or not one plain question
+        offset = 12
+        while True:
+            if offset >= end:
+                return None
+            length = data[offset]
+            if length == 0:
+                break
+            if length > 63:
+                return None  # compressed or extended label: FORMERR from the full path
+            offset += length + 1
+        offset += 1
+        question_end = offset + 4
+        if (
+            offset - 12 > MAX_NAME
+            or question_end > end
+            or data[offset + 2 : question_end] != b"\x00\x01"
+        ):
+            return None
+        qtype = (data[offset] << 8) | data[offset + 1]
+        if qtype in _TRANSFER_TYPES:
+            return None
+        arcount = data[10:12]
+        edns = None
+        if arcount == _NO_ADDITIONAL:
+            if question_end != end:
+                return None
+        elif arcount == _ONE_ADDITIONAL:
+            rdata_at = question_end + 11
+            if rdata_at > end or data[question_end] != 0:
+                return None
+            rtype, payload, ttl, rdlen = _OPT_FIXED.unpack_from(data, question_end + 1)
+            if rtype != TYPE_OPT or rdata_at + rdlen != end:
+                return None
+            try:
+                edns = parse_opt_untrusted(payload, ttl, data[rdata_at:])
+            except MalformedQuery:
+                return None
+            if edns.version or edns.cookie is not None:
+                return None  # BADVERS, and server cookies, are the full path's
+        else:
+            return None
+        qname_key = data[12:offset].lower()
+        geo = self.geo
+        if qname_key in geo.names:
+            return None
+        if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.may_be_version_host(qname_key):
+            return None  # v<version>.<service>: exists or not with the region state
+        body = self._wire_index.nxdomain_body(qname_key)
+        if body is None:
+            return None
+        # The body starts with a pointer to the zone's origin in the question (12 + offset).
+        origin = qname_key[((body[0] & 0x3F) << 8 | body[1]) - 12 :]
+        slot = self._nxdomain_slots.get((origin, qtype))
+        if slot is None:
+            key = ReplyKey(self._origins[origin], qtype, Rcode.NXDOMAIN)
+            slot = self._nxdomain_slots[(origin, qtype)] = self.stats.key_id(key)
+        opt = b"" if edns is None else self._opt(edns, 0)
+        # QR, AA and NXDOMAIN, with the query's RD and CD (_COPIED_FLAGS: its opcode is 0)
+        reply = (
+            data[:2]
+            + bytes((0x84 | (data[2] & 0x01), 0x03 | (data[3] & 0x10)))
+            + _NXDOMAIN_COUNTS[edns is not None]
+            + data[12:question_end]
+            + body
+            + opt
+        )
+        if len(reply) > self._limit(edns, transport):
+            return None  # a long name and a small buffer: the full path sets TC
+        return reply, slot
 
     def answer(self, data: bytes, peer: Peer) -> bytes | None:
         """The reply to `data`, or None to send nothing: the same path the listeners take."""
