@@ -73,9 +73,14 @@ MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it are treated as 512 (RFC 
 EXACT_CACHE_SIZE = 50_000
 PREPARED_CACHE_SIZE = 50_000
 DECISION_CACHE_SIZE = 50_000
+# Replies for names no zone lists (outside our zones, below a delegation, from a wildcard):
+# what a random-name flood asks for, so they have caches of their own, which the flood
+# may churn without touching the answers for names that exist.
+UNLISTED_CACHE_SIZE = 10_000
 ALIAS_TYPES = (RT.A, RT.AAAA, RT.ANY)
 BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address decide
 BY_STATE = "by-state"  # a reply that the query bytes and the region state decide
+UNLISTED = "unlisted"  # a reply that the query bytes decide, for a name no zone lists
 DROPPED_ID = 0  # QueryStats counts nothing-sent in its first slot
 _SERVFAIL_KEY = ReplyKey("", -1, Rcode.SERVFAIL)
 
@@ -257,6 +262,10 @@ class Answerer:
             for origin in zones.zones
         }
         self._prepared: dict[tuple[bytes, int, int], Prepared] = {}
+        # Both caches for names no zone lists (UNLISTED_CACHE_SIZE): query bytes -> reply,
+        # and (name, type, class) -> encoded answer.
+        self._unlisted: dict[str, dict[bytes, tuple[bytes, int]]] = {UDP: {}, TCP: {}}
+        self._prepared_unlisted: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int, bytes], bytes] = {}
         # (zone origin, qtype) -> the stats slot of an NXDOMAIN in that zone for that qtype
@@ -297,6 +306,7 @@ class Answerer:
         state_get = self._by_state[transport].get
         source_get = self._by_source[transport].get
         cookied_get = self._cookied[transport].get
+        unlisted_get = self._unlisted[transport].get
         cookie_clock = self.cookies.clock
         answer = self._answer
         nxdomain = self._nxdomain_untrusted
@@ -315,6 +325,8 @@ class Answerer:
                         hit = cookied_get((data[2:], addr[0]))
                         if hit is not None and hit[2] <= cookie_clock():
                             hit = None
+                        if hit is None:
+                            hit = unlisted_get(data[2:])
             if hit is not None:
                 counts[hit[1]] += 1
                 # A cached reply takes well under the first bound (10 us): it is counted
@@ -395,8 +407,8 @@ class Answerer:
         geo = self.geo
         if qname_key in geo.names:
             return None
-        if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.may_be_version_host(qname_key):
-            return None  # v<version>.<service>: exists or not with the region state
+        if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.version_host(qname_key) is not None:
+            return None  # v<version>.<service> of a version some region reports: it exists
         body = self._wire_index.nxdomain_body(qname_key)
         if body is None:
             return None
@@ -444,6 +456,11 @@ class Answerer:
             if len(exact) >= EXACT_CACHE_SIZE:
                 exact.clear()
             exact[data[2:]] = (reply[2:], key)
+        elif cacheable == UNLISTED:
+            unlisted = self._unlisted[transport]
+            if len(unlisted) >= UNLISTED_CACHE_SIZE:
+                unlisted.clear()
+            unlisted[data[2:]] = (reply[2:], key)
         elif cacheable == BY_SOURCE:
             by_source = self._by_source[transport]
             if len(by_source) >= EXACT_CACHE_SIZE:
@@ -516,9 +533,13 @@ class Answerer:
             prepared = self._prepared_for(qname_key, query.qtype, query.qclass)
         key = ReplyKey(self._zone_of(qname_key), query.qtype, _rcode(prepared))
         reply, cacheable = self._render(prepared, qid, flags, question, edns, transport, 0, cookie)
+        listed = self._wire_index.listed(qname_key)
         if cookie:
-            return reply, _cookied(cacheable, until), key
-        return reply, BY_STATE if state_scoped and cacheable else cacheable, key
+            # Per sender, and not for unlisted names: a flood must not churn it either.
+            return reply, _cookied(cacheable and listed, until), key
+        if state_scoped and cacheable:
+            return reply, BY_STATE, key
+        return reply, cacheable if listed or cacheable is not True else UNLISTED, key
 
     def _transfer(self, qname_key: bytes) -> Prepared:
         """AXFR and IXFR, which geodns does not offer, answered as NSD answers them without
@@ -704,7 +725,8 @@ class Answerer:
 
     def _prepared_for(self, qname_key: bytes, qtype: int, qclass: int) -> Prepared:
         key = (qname_key, qtype, qclass)
-        prepared = self._prepared.get(key)
+        cache = self._prepared if self._wire_index.listed(qname_key) else self._prepared_unlisted
+        prepared = cache.get(key)
         if prepared is None:
             if qclass == CLASS_IN and qtype not in (RT.AXFR, RT.IXFR):
                 # Random names (a water-torture flood) get an NXDOMAIN built from bytes,
@@ -713,9 +735,10 @@ class Answerer:
                 if body is not None:
                     return Prepared(_NXDOMAIN_FLAGS, 0, body, (0, 1, 0), None, (0, 0, 0))
             prepared = self._prepare(qname_key, qtype, qclass)
-            if len(self._prepared) >= PREPARED_CACHE_SIZE:
-                self._prepared.clear()
-            self._prepared[key] = prepared
+            limit = PREPARED_CACHE_SIZE if cache is self._prepared else UNLISTED_CACHE_SIZE
+            if len(cache) >= limit:
+                cache.clear()
+            cache[key] = prepared
         return prepared
 
     def _prepare(self, qname_key: bytes, qtype: int, qclass: int) -> Prepared:

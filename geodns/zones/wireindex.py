@@ -51,6 +51,13 @@ class WireIndex:
 
     def __init__(self, zones: ZoneSet) -> None:
         self._zones = {idx.origin: idx for idx in map(index_zone, zones.zones.values())}
+        self._listed = frozenset(name for idx in self._zones.values() for name in idx.names)
+
+    def listed(self, qname: bytes) -> bool:
+        """Whether `qname` (lowercased wire form) exists in one of the zones. A flood of
+        random names asks for names that are not: their replies may only enter caches
+        that hold such names alone, so that they never evict an answer for a real one."""
+        return qname in self._listed
 
     def find(self, qname: bytes) -> tuple[ZoneIndex, int] | None:
         """The zone holding `qname` (lowercased wire form) and the offset of its origin in it."""
