@@ -89,7 +89,14 @@ _SERVFAIL_KEY = ReplyKey("", -1, Rcode.SERVFAIL)
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"
 _ONE_ADDITIONAL = b"\x00\x01"
-_NXDOMAIN_COUNTS = (b"\x00\x01\x00\x00\x00\x01\x00\x00", b"\x00\x01\x00\x00\x00\x01\x00\x01")
+# Its header after the ID, by the query's RD (0x01), CD (0x10) and OPT (0x02): QR, AA and
+# NXDOMAIN, the query's RD and CD (_COPIED_FLAGS, the opcode being 0), and the counts.
+_NXDOMAIN_HEADS = {
+    rd | cd | opt: struct.pack("!HHHHH", 0x8403 | rd << 8 | cd, 1, 0, 1, opt >> 1)
+    for rd in (0, 0x01)
+    for cd in (0, 0x10)
+    for opt in (0, 0x02)
+}
 _TRANSFER_TYPES = (RT.AXFR, RT.IXFR)
 _OPT_FIXED = struct.Struct("!HHIH")  # an OPT RR after its root owner: TYPE, CLASS, TTL, RDLEN
 
@@ -316,17 +323,18 @@ class Answerer:
         clock = time.perf_counter
 
         def handle(data: bytes, addr: tuple) -> bytes | None:
-            hit = cache_get(data[2:])
+            tail = data[2:]  # one slice, so that its hash is computed once for every cache
+            hit = cache_get(tail)
             if hit is None:
-                hit = state_get(data[2:])
+                hit = state_get(tail)
                 if hit is None:
-                    hit = source_get((data[2:], addr[0]))
+                    hit = source_get((tail, addr[0]))
                     if hit is None:
-                        hit = cookied_get((data[2:], addr[0]))
+                        hit = cookied_get((tail, addr[0]))
                         if hit is not None and hit[2] <= cookie_clock():
                             hit = None
                         if hit is None:
-                            hit = unlisted_get(data[2:])
+                            hit = unlisted_get(tail)
             if hit is not None:
                 counts[hit[1]] += 1
                 # A cached reply takes well under the first bound (10 us): it is counted
@@ -419,16 +427,14 @@ class Answerer:
             key = ReplyKey(self._origins[origin], qtype, Rcode.NXDOMAIN)
             slot = self._nxdomain_slots[(origin, qtype)] = self.stats.key_id(key)
         opt = b"" if edns is None else self._opt(edns, 0)
-        # QR, AA and NXDOMAIN, with the query's RD and CD (_COPIED_FLAGS: its opcode is 0)
         reply = (
             data[:2]
-            + bytes((0x84 | (data[2] & 0x01), 0x03 | (data[3] & 0x10)))
-            + _NXDOMAIN_COUNTS[edns is not None]
+            + _NXDOMAIN_HEADS[(data[2] & 0x01) | (data[3] & 0x10) | (edns is not None) << 1]
             + data[12:question_end]
             + body
             + opt
         )
-        if len(reply) > self._limit(edns, transport):
+        if len(reply) > MIN_UDP and len(reply) > self._limit(edns, transport):
             return None  # a long name and a small buffer: the full path sets TC
         return reply, slot
 

@@ -28,6 +28,11 @@ class ZoneIndex:
     negative_tail: bytes
 
 
+_UNMARKED = object()
+# A compression pointer to offset 12 + i of a reply, the question's name starting at 12.
+_POINTERS = [struct.pack("!H", 0xC000 | (12 + i)) for i in range(256)]
+
+
 def _wire(name: object) -> bytes:
     return name.canonicalize().to_wire()  # type: ignore[attr-defined]
 
@@ -51,6 +56,11 @@ class WireIndex:
 
     def __init__(self, zones: ZoneSet) -> None:
         self._zones = {idx.origin: idx for idx in map(index_zone, zones.zones.values())}
+        # Suffix -> its zone (an origin), or None (a delegation point): see nxdomain_body.
+        self._marks: dict[bytes, ZoneIndex | None] = {
+            cut: None for idx in self._zones.values() for cut in idx.cuts
+        }
+        self._marks.update(self._zones)
         self._listed = frozenset(name for idx in self._zones.values() for name in idx.names)
 
     def listed(self, qname: bytes) -> bool:
@@ -78,19 +88,22 @@ class WireIndex:
         Certain means: in a zone, not an existing name or empty non-terminal, not at or
         below a delegation, and no wildcard in the zone that could match. The SOA's owner is
         a compression pointer to the origin inside the question, at 12 + offset.
+
+        One walk up the name, one dict lookup per label: the first suffix that is a zone
+        origin or a delegation point decides (an origin wins over the parent zone's cut of
+        the same name). A cut that some parent zone holds below a child zone of ours (data
+        the child occludes) also answers None: the full lookup then decides, as it would.
         """
-        found = self.find(qname)
-        if found is None:
-            return None
-        zone, origin_offset = found
-        if qname in zone.names or zone.has_wildcard:
-            return None
-        if zone.cuts:
-            offset = 0
-            while offset < origin_offset:
-                if qname[offset:] in zone.cuts:
-                    return None
-                offset += qname[offset] + 1
-        # The longest existing ancestor must not be a cut either; below a cut, names are
-        # never in `names` except glue, and the loop above saw every ancestor.
-        return struct.pack("!H", 0xC000 | (12 + origin_offset)) + zone.negative_tail
+        marks = self._marks
+        offset = 0
+        while True:
+            zone = marks.get(qname[offset:], _UNMARKED)
+            if zone is not _UNMARKED:
+                break
+            length = qname[offset]
+            if length == 0:
+                return None  # in no zone of ours
+            offset += length + 1
+        if zone is None or zone.has_wildcard or qname in zone.names:
+            return None  # at or below a delegation, maybe a wildcard's, or a name that exists
+        return _POINTERS[offset] + zone.negative_tail
