@@ -245,6 +245,8 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
     one_run(warm, server, zone, queries, 0, args.logs / "dnsperf-warm-up.txt")
     results = {
         "machine": machine_info(),
+        # Other programs on the two cores show in every figure: say how busy it was.
+        "load_average_at_start": os.getloadavg()[0],
         "command": " ".join(["python", "bench/reload.py", *sys.argv[1:]]),
         "records": args.records,
         "rate": args.rate,
@@ -269,7 +271,8 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
 def print_report(results: dict) -> None:
     m = results["machine"]
     print(f"machine: {m['cpu_model']}, {m['nproc']} CPUs, Python {m['python']}", end="")
-    print(f", dnsperf {m['dnsperf']}; pinned: {results['pinned']}")
+    print(f", dnsperf {m['dnsperf']}; pinned: {results['pinned']}", end="")
+    print(f"; load average at start {results['load_average_at_start']:.2f}")
     print(
         f"zone: {results['records']} A records + the service; {results['rate']} q/s for "
         f"{results['duration_s']:g} s, dnsperf -q {results['outstanding']}"
