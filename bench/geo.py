@@ -31,9 +31,9 @@ listed, explained ones apart (a country geodns orders by distance), and more tha
 unexplained fails the run. Each round runs every server saturated, through the file once
 (qps, lost), then at a fixed rate all can hold (--rate, dnsperf -Q: the server's CPU per
 query from /proc, not skewed by how hard dnsperf pushes); the peak RSS of each server's
-processes is sampled throughout. dnsperf starts at the top of the file on every run, so
-the fixed-rate run replays the first queries of the saturated one: with N in the
-hundred thousands that is no help to a 50,000-entry cache.
+processes is sampled throughout. dnsperf starts at the top of a file on every run: the
+fixed-rate run reads a file of its own (the same subnets, another order), so that it does
+not replay queries the saturated run just put in the servers' caches.
 
     python bench/geo.py                  # 10 s runs, 3 interleaved rounds
     python bench/geo.py --quick          # 2 s runs, one round: proves it works
@@ -541,7 +541,8 @@ def subnet_dnsperf_argv(
 ) -> list[str]:
     """One dnsperf reading the -B file. Saturated: through the file once (-n 1) unless
     --duration was given; at a fixed rate: -Q for --rate-duration seconds."""
-    argv = ["dnsperf", "-B", "-d", str(args.query_file), "-s", HOST, "-p", str(port)]
+    queries = args.query_file if rate is None else args.rate_query_file
+    argv = ["dnsperf", "-B", "-d", str(queries), "-s", HOST, "-p", str(port)]
     argv += ["-c", str(args.clients), "-q", str(args.outstanding), "-T", str(DNSPERF_THREADS)]
     if rate is not None:
         argv += ["-Q", f"{rate:g}", "-l", f"{args.rate_duration:g}"]
@@ -604,6 +605,15 @@ def prepare_subnets(args: argparse.Namespace, name: str, spec: ServiceSpec) -> d
     order = query_order(len(subnets), args.queries, args.zipf, args.seed)
     args.query_file = args.logs / f"geo-queries-v{args.family}.bin"
     counts = write_query_file(args.query_file, name, subnets, order)
+    # The fixed-rate run gets queries of its own, drawn from the same subnets in another
+    # order: dnsperf starts at the top of a file every run, and a replay of the saturated
+    # run's first queries would find them in geodns's cache (all of them under --quick,
+    # whose 50,000 queries fit in the cache).
+    rate_order = query_order(
+        len(subnets), max(1000, int(args.rate * args.rate_duration * 1.2)), args.zipf, args.seed + 1
+    )
+    args.rate_query_file = args.logs / f"geo-queries-v{args.family}-rate.bin"
+    rate_counts = write_query_file(args.rate_query_file, name, subnets, rate_order)
     located = {s.country: s.continent for s in subnets}
     # A country the database puts on two continents keeps its first; gdnsd's map would
     # need it under both (none seen in DB-IP City Lite's drawn subnets so far).
@@ -624,6 +634,8 @@ def prepare_subnets(args: argparse.Namespace, name: str, spec: ServiceSpec) -> d
         "info": {
             **counts,
             "file": repo_relative(args.query_file),
+            "rate_file": repo_relative(args.rate_query_file),
+            "rate_queries": rate_counts["queries"],
             "subnets": len(subnets),
             "prefix": 24 if args.family == 4 else 56,
             "family": args.family,
@@ -1198,7 +1210,8 @@ def log_findings(servers: list[GeoServer]) -> dict[str, list[str]]:
 def print_verification(rows: list[dict], servers: list[GeoServer]) -> None:
     kinds = [s.kind for s in servers]
     print(f"answers for A {SERVICE} with ECS (all servers must agree on the addresses):")
-    header = f"{'client':<10} {'ECS subnet':<18} {'cont':<4} {'region':<15} {'address':<12}"
+    width = max([18] + [len(row["subnet"] or "") for row in rows])
+    header = f"{'client':<10} {'ECS subnet':<{width}} {'cont':<4} {'region':<15} {'address':<12}"
     header += "".join(f" {TITLES[k] + ' scope':>15}" for k in kinds)
     print(header)
     print("-" * len(header))
@@ -1206,7 +1219,7 @@ def print_verification(rows: list[dict], servers: list[GeoServer]) -> None:
         first = row["answers"][kinds[0]]
         address = ",".join(first.get("addresses", [])) or first.get("rcode", "error")
         line = (
-            f"{row['client']:<10} {row['subnet'] or '-':<18} {row['continent'] or '-':<4} "
+            f"{row['client']:<10} {row['subnet'] or '-':<{width}} {row['continent'] or '-':<4} "
             f"{row['region']:<15} {address:<12}"
         )
         for k in kinds:
