@@ -716,7 +716,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--duration", type=float, help="seconds per dnsperf run (default: 10)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        help="seconds per dnsperf run (default: 10; with --subnets, a saturated run goes\n"
+        "through the query file once unless this is given)",
+    )
     p.add_argument(
         "--repeat",
         type=int,
@@ -763,7 +768,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--subnets",
         type=int,
         metavar="N",
-        help="switch to this mode with N distinct client subnets (--quick alone: 2,000)",
+        help="switch to this mode with N distinct client subnets (--family 6 or --zipf\n"
+        "alone switch to it too, with 100,000; --quick: 2,000)",
     )
     many.add_argument(
         "--family", type=int, choices=(4, 6), default=4, help="IPv4 /24s or IPv6 /56s (default: 4)"
@@ -801,7 +807,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the database all servers read (default: geodns's embedded DB-IP City Lite)",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
-    p.add_argument("--quick", action="store_true", help="2 s runs, one round: proves it works")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 s runs, one round: proves it works (with --subnets: 50,000 queries, 50\n"
+        "sampled, 2 s at the fixed rate)",
+    )
     p.add_argument("--zone", type=Path, default=DEFAULT_ZONE, help="geodns YAML zone to serve")
     p.add_argument("--logs", type=Path, default=DEFAULT_LOGS, help="where logs and raw output go")
     args = p.parse_args(argv)
