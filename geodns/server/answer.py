@@ -84,8 +84,8 @@ UNLISTED = "unlisted"  # a reply that the query bytes decide, for a name no zone
 DROPPED_ID = 0  # QueryStats counts nothing-sent in its first slot
 _SERVFAIL_KEY = ReplyKey("", -1, Rcode.SERVFAIL)
 
-# The fast NXDOMAIN path (Answerer._nxdomain_untrusted) takes only the plainest query: QDCOUNT
-# 1, ANCOUNT 0, NSCOUNT 0, and an ARCOUNT of 0 or 1 (an OPT); its reply's counts.
+# The fast path for unlisted names (Answerer._unlisted_untrusted) takes only the plainest
+# query: QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, and an ARCOUNT of 0 or 1 (an OPT).
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"
 _ONE_ADDITIONAL = b"\x00\x01"
@@ -98,7 +98,7 @@ _NXDOMAIN_HEADS = {
     for opt in (0, 0x02)
 }
 _TRANSFER_TYPES = (RT.AXFR, RT.IXFR)
-_OPT_FIXED = struct.Struct("!HHIH")  # an OPT RR after its root owner: TYPE, CLASS, TTL, RDLEN
+_OPT_FIXED = struct.Struct("!HHIH")  # an RR after its owner: TYPE, CLASS, TTL, RDLENGTH
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
 _CHAOS_VERSION = {b"\x07version\x04bind\x00", b"\x07version\x06server\x00"}
@@ -222,6 +222,68 @@ BADVERS = _bare(Rcode.BADVERS)
 COOKIE_ONLY = _bare(Rcode.NOERROR, cacheable=False, copied=_ERROR_FLAGS)  # RFC 7873 5.4
 
 
+_NOT_BUILT = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Referral:
+    """The referral for every name strictly below one zone cut (the same NS and glue,
+    whatever the name and type), encoded once with the cut itself as the question name.
+    For a name `offset` octets longer, every compression pointer in it moves by `offset`:
+    those into the question (the cut now starts `offset` later) and those into the body
+    (which now starts `offset` later) alike."""
+
+    template: bytes
+    counts: tuple[int, int, int]
+    pointers: tuple[int, ...]  # where in `template` each compression pointer is
+
+    @classmethod
+    def build(cls, zones: ZoneSet, cut: bytes) -> _Referral | None:
+        name = dns.name.from_wire(cut, 0)[0]
+        res = resolve(zones, dns.name.Name((b"x", *name.labels)), RT.A)
+        if res.rcode != Rcode.NOERROR or res.authoritative or res.answer or res.ede is not None:
+            return None
+        body, counts = _encode_sections(name, RT.A, CLASS_IN, (), res.authority, res.additional)
+        pointers = _pointers(body, sum(counts))
+        return None if pointers is None else cls(body, counts, pointers)
+
+    def body(self, offset: int) -> bytes:
+        body = bytearray(self.template)
+        for at in self.pointers:
+            target = ((body[at] << 8) | body[at + 1]) + offset
+            body[at], body[at + 1] = target >> 8, target & 0xFF
+        return bytes(body)
+
+
+def _pointers(body: bytes, records: int) -> tuple[int, ...] | None:
+    """The offsets of the compression pointers in `records` RRs of NS, A, AAAA or DS (the
+    types a referral holds); None if another type is there."""
+    found: list[int] = []
+
+    def skip_name(at: int) -> int:
+        while True:
+            length = body[at]
+            if length >= 0xC0:
+                found.append(at)
+                return at + 2
+            if length == 0:
+                return at + 1
+            at += length + 1
+
+    at = 0
+    for _ in range(records):
+        at = skip_name(at)
+        rtype, _, _, rdlen = _OPT_FIXED.unpack_from(body, at)
+        at += 10
+        if rtype == RT.NS:
+            if skip_name(at) != at + rdlen:
+                return None
+        elif rtype not in (RT.A, RT.AAAA, RT.DS):
+            return None
+        at += rdlen
+    return tuple(found) if at == len(body) else None
+
+
 class Answerer:
     """`answer(query, peer) -> reply | None` for one immutable ZoneSet and option set.
 
@@ -275,8 +337,10 @@ class Answerer:
         self._prepared_unlisted: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int, bytes], bytes] = {}
-        # (zone origin, qtype) -> the stats slot of an NXDOMAIN in that zone for that qtype
-        self._nxdomain_slots: dict[tuple[bytes, int], int] = {}
+        # (zone origin, qtype, rcode) -> the stats slot of a reply from _unlisted_untrusted
+        self._fast_slots: dict[tuple[str, int, int], int] = {}
+        # delegation point (wire) -> its referral for the names below it, or None
+        self._referrals: dict[bytes, _Referral | None] = {}
         self.dropped = 0
         self.errors = 0
         self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
@@ -316,7 +380,7 @@ class Answerer:
         unlisted_get = self._unlisted[transport].get
         cookie_clock = self.cookies.clock
         answer = self._answer
-        nxdomain = self._nxdomain_untrusted
+        nxdomain = self._unlisted_untrusted
         counts = self.stats.counts[transport]
         buckets = self.stats.latency_buckets
         observe = self.stats.observe
@@ -354,18 +418,20 @@ class Answerer:
 
         return handle
 
-    def _nxdomain_untrusted(self, data: bytes, transport: str) -> tuple[bytes, int] | None:
-        """The reply to a query for a name that certainly does not exist, and its stats
-        slot; None for anything else, which then takes the full path (`_answer`).
+    def _unlisted_untrusted(self, data: bytes, transport: str) -> tuple[bytes, int] | None:
+        """The reply to a query for a name no zone lists, and its stats slot: NXDOMAIN,
+        a referral for a name below a delegation, or REFUSED outside our zones. None for
+        anything else, which then takes the full path (`_answer`).
 
         This is the random-name flood's path ("water torture": a8f3k.example.com, each
         name asked once), so it uses neither dnspython nor a cache: it reads the plainest
         query shape only (one question of class IN, no records but an optional OPT with
-        no cookie and version 0), asks the wire index whether the name is NXDOMAIN, and
-        writes header + the query's own question + the zone's pre-encoded SOA + OPT.
+        no cookie and version 0), asks the wire index what the name is, and writes the
+        header, the query's own question (its case kept), a pre-encoded body (the zone's
+        SOA; the cut's NS and glue with their pointers moved; nothing) and the OPT.
         Nothing is cached per name, so a flood can neither fill memory nor evict real
-        answers. Whatever it declines (malformed, unusual, or a name that exists, may
-        match a wildcard or lies below a delegation) is answered as before.
+        answers. What it declines (malformed or unusual queries, names that exist or may
+        match a wildcard, replies too big for the client's buffer) is answered as before.
         """
         end = len(data)
         if end < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
@@ -417,26 +483,48 @@ class Answerer:
             return None
         if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.version_host(qname_key) is not None:
             return None  # v<version>.<service> of a version some region reports: it exists
-        body = self._wire_index.nxdomain_body(qname_key)
-        if body is None:
-            return None
-        # The body starts with a pointer to the zone's origin in the question (12 + offset).
-        origin = qname_key[((body[0] & 0x3F) << 8 | body[1]) - 12 :]
-        slot = self._nxdomain_slots.get((origin, qtype))
+        index = self._wire_index
+        body = index.nxdomain_body(qname_key)
+        if body is not None:
+            # The body starts with a pointer to the zone's origin in the question (12 + offset).
+            origin = self._origins[qname_key[((body[0] & 0x3F) << 8 | body[1]) - 12 :]]
+            head = _NXDOMAIN_HEADS[(data[2] & 0x01) | (data[3] & 0x10) | (edns is not None) << 1]
+            opt = b"" if edns is None else self._opt(edns, 0)
+            rcode = Rcode.NXDOMAIN
+        else:
+            cut = index.referral_cut(qname_key)
+            if cut is not None:
+                template = self._referral_template(cut[0])
+                if template is None:
+                    return None
+                body = template.body(cut[1])
+                counts = template.counts
+                origin = self._zone_of(qname_key)
+                rcode = Rcode.NOERROR
+                opt = b"" if edns is None else self._opt(edns, 0)
+            elif index.outside(qname_key):
+                body, counts, origin = b"", (0, 0, 0), ""
+                rcode = Rcode.REFUSED
+                opt = b"" if edns is None else self._opt(edns, 0, REFUSED_OUTSIDE.ede)
+            else:
+                return None
+            flags = FLAG_QR | (((data[2] << 8) | data[3]) & _COPIED_FLAGS) | rcode
+            head = struct.pack("!HHHHH", flags, 1, counts[0], counts[1], counts[2] + bool(opt))
+        slot = self._fast_slots.get((origin, qtype, rcode))
         if slot is None:
-            key = ReplyKey(self._origins[origin], qtype, Rcode.NXDOMAIN)
-            slot = self._nxdomain_slots[(origin, qtype)] = self.stats.key_id(key)
-        opt = b"" if edns is None else self._opt(edns, 0)
-        reply = (
-            data[:2]
-            + _NXDOMAIN_HEADS[(data[2] & 0x01) | (data[3] & 0x10) | (edns is not None) << 1]
-            + data[12:question_end]
-            + body
-            + opt
-        )
+            key = ReplyKey(origin, qtype, rcode)
+            slot = self._fast_slots[(origin, qtype, rcode)] = self.stats.key_id(key)
+        reply = data[:2] + head + data[12:question_end] + body + opt
         if len(reply) > MIN_UDP and len(reply) > self._limit(edns, transport):
-            return None  # a long name and a small buffer: the full path sets TC
+            return None  # a long name and a small buffer: the full path decides what fits
         return reply, slot
+
+    def _referral_template(self, cut: bytes) -> _Referral | None:
+        """The referral for names below `cut`, encoded once per cut (there are few)."""
+        template = self._referrals.get(cut, _NOT_BUILT)
+        if template is _NOT_BUILT:
+            template = self._referrals[cut] = _Referral.build(self.zones, cut)
+        return template  # type: ignore[return-value]
 
     def answer(self, data: bytes, peer: Peer) -> bytes | None:
         """The reply to `data`, or None to send nothing: the same path the listeners take."""

@@ -107,3 +107,31 @@ class WireIndex:
         if zone is None or zone.has_wildcard or qname in zone.names:
             return None  # at or below a delegation, maybe a wildcard's, or a name that exists
         return _POINTERS[offset] + zone.negative_tail
+
+    def referral_cut(self, qname: bytes) -> tuple[bytes, int] | None:
+        """For `qname` strictly below a delegation of the zone holding it and no name of
+        that zone (glue): the highest such cut (RFC 1034 4.3.2, as lookup._delegation) and
+        its offset in `qname`. None otherwise, or when the zone is not plain to tell."""
+        if qname in self._listed:
+            return None
+        marks = self._marks
+        offset = 0
+        cut: tuple[bytes, int] | None = None
+        while True:
+            suffix = qname[offset:]
+            zone = marks.get(suffix, _UNMARKED)
+            if zone is None:
+                cut = (suffix, offset)  # keep walking up: the highest cut decides
+            elif zone is not _UNMARKED:
+                break
+            length = qname[offset]
+            if length == 0:
+                return None  # in no zone of ours
+            offset += length + 1
+        if cut is None or cut[1] == 0 or cut[0] not in zone.cuts:  # type: ignore[union-attr]
+            return None
+        return cut
+
+    def outside(self, qname: bytes) -> bool:
+        """Whether `qname` lies in no zone of ours."""
+        return self.find(qname) is None

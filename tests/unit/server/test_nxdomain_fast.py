@@ -1,8 +1,9 @@
-"""The random-name path (Answerer._nxdomain_untrusted) against the full lookup.
+"""The random-name path (Answerer._unlisted_untrusted) against the full lookup.
 
-For names that do not exist, the fast path must send what the full path sends: rcode,
-flags, the SOA and its negative TTL, the question in the query's own case, and the OPT
-(payload, DO, NSID, ECS echoed with scope 0). And a flood of random names may neither
+For names no zone lists (NXDOMAIN, below a delegation, outside our zones), the fast path
+must send what the full path sends: rcode, flags, the SOA and its negative TTL or the
+referral's NS and glue, the question in the query's own case, and the OPT (payload, DO,
+NSID, ECS echoed with scope 0, EDE). And a flood of random names may neither
 grow the answer caches past their bounds nor evict a cached answer for a real name.
 """
 
@@ -32,7 +33,10 @@ OPTIONS = ServerOptions(server_id="ns-test")
 def full_path_answerer() -> Answerer:
     """The reference: every query takes the full lookup and dnspython's encoder."""
     answerer = Answerer(ZONES, OPTIONS)
-    answerer._wire_index.nxdomain_body = lambda qname: None  # type: ignore[method-assign]
+    index = answerer._wire_index
+    index.nxdomain_body = lambda qname: None  # type: ignore[method-assign]
+    index.referral_cut = lambda qname: None  # type: ignore[method-assign]
+    index.outside = lambda qname: False  # type: ignore[method-assign]
     return answerer
 
 
@@ -149,7 +153,7 @@ def test_random_names_get_what_the_full_lookup_gives(
 def test_the_fast_path_answers_a_random_name_uncached_and_counts_it_as_the_full_path() -> None:
     fast, slow = Answerer(ZONES, OPTIONS), full_path_answerer()
     wire = make_query("Zq9-x.Example.COM", "AAAA", 7, True, False, 1232, True, False, None)
-    assert fast._nxdomain_untrusted(wire, UDP) is not None
+    assert fast._unlisted_untrusted(wire, UDP) is not None
     for answerer in (fast, slow):
         reply = dns.message.from_wire(answerer.answer(wire, Peer("127.0.0.1", 53, UDP)))
         assert reply.rcode() == dns.rcode.NXDOMAIN
@@ -163,13 +167,14 @@ def test_the_fast_path_answers_a_random_name_uncached_and_counts_it_as_the_full_
 def test_what_the_fast_path_declines_takes_the_full_path() -> None:
     cases = [
         make_query("www.example.com", "A", 1, True, False, None, False, False, None),  # exists
-        make_query("x.sub.example.com", "A", 2, True, False, None, False, False, None),  # cut
+        make_query("ns1.sub.example.com", "A", 2, True, False, None, False, False, None),  # glue
+        make_query("sub.example.com", "NS", 2, True, False, None, False, False, None),  # the cut
         make_query("x.wild.test.example", "A", 3, True, False, None, False, False, None),
-        make_query("x.example.net", "A", 4, True, False, None, False, False, None),  # not ours
         make_query("x.example.com", "AXFR", 5, False, False, None, False, False, None),
+        make_query("x.example.net", "AXFR", 5, False, False, None, False, False, None),
     ]
     for wire in cases:
-        assert FAST._nxdomain_untrusted(wire, UDP) is None
+        assert FAST._unlisted_untrusted(wire, UDP) is None
         assert_same(wire)
 
 
@@ -180,8 +185,20 @@ def test_a_server_cookie_or_edns_version_1_takes_the_full_path() -> None:
     version1 = dns.message.make_query("nosuch.example.com", "A", use_edns=1)
     for query in (cookie, version1):
         wire = query.to_wire()
-        assert FAST._nxdomain_untrusted(wire, UDP) is None
+        assert FAST._unlisted_untrusted(wire, UDP) is None
         assert_same(wire)
+
+
+def test_below_a_cut_and_outside_our_zones_the_fast_path_answers() -> None:
+    for name, rcode in (
+        ("x.Y.sub.example.com", dns.rcode.NOERROR),
+        ("a.deleg.test.example", dns.rcode.NOERROR),
+        ("x.example.net", dns.rcode.REFUSED),
+    ):
+        for edns in (None, 1232):
+            wire = make_query(name, "A", 6, True, True, edns, False, True, ("192.0.2.0", 24))
+            assert FAST._unlisted_untrusted(wire, UDP) is not None
+            assert assert_same(wire).rcode() == rcode
 
 
 def test_a_name_too_long_for_512_octets_is_truncated_as_before() -> None:
@@ -192,12 +209,12 @@ def test_a_name_too_long_for_512_octets_is_truncated_as_before() -> None:
 
 
 def flood_names(count: int, rng: random.Random) -> list[str]:
-    """Mostly plain NXDOMAIN, some below a delegation, some outside every zone: the
-    last two take the full path and are cached in the unlisted caches."""
+    """Plain NXDOMAIN, below a delegation, outside every zone (the fast path), and in a
+    zone with a wildcard (the full path, whose replies enter the unlisted caches)."""
     letters = string.ascii_lowercase + string.digits
     names = []
     for i in range(count):
-        suffix = ("example.com", "example.com", "sub.example.com", "example.net")[i % 4]
+        suffix = ("example.com", "sub.example.com", "example.net", "test.example")[i % 4]
         names.append("".join(rng.choice(letters) for _ in range(12)) + "." + suffix)
     return names
 
