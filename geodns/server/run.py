@@ -245,28 +245,10 @@ class StandIn:
             finally:
                 os._exit(code)
         os.close(stop_r)
-        stand_in = cls(pid, stop_w)
-        stand_in._yield_cpu()
-        return stand_in
-
-    def _yield_cpu(self) -> None:
-        """While the copy answers, this thread's work (the reload) runs only on CPU time
-        the copy leaves: answers first. SCHED_IDLE may be left again without privilege."""
-        self._policy: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            policy = os.sched_getscheduler(0)
-            if policy == os.SCHED_OTHER:
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-                self._policy = policy
-
-    def _resume_cpu(self) -> None:
-        if self._policy is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setscheduler(0, self._policy, os.sched_param(0))
+        return cls(pid, stop_w)
 
     def stop(self) -> None:
         """Let the copy finish the datagram in hand and exit; wait for it."""
-        self._resume_cpu()
         os.close(self._stop_fd)
         deadline = time.monotonic() + STAND_IN_STOP
         while True:
