@@ -377,10 +377,11 @@ class Answerer:
         state_get = self._by_state[transport].get
         source_get = self._by_source[transport].get
         cookied_get = self._cookied[transport].get
-        unlisted_get = self._unlisted[transport].get
+        unlisted = self._unlisted[transport]
+        unlisted_get = unlisted.get
         cookie_clock = self.cookies.clock
         answer = self._answer
-        nxdomain = self._unlisted_untrusted
+        unlisted_fast = self._unlisted_untrusted
         counts = self.stats.counts[transport]
         buckets = self.stats.latency_buckets
         observe = self.stats.observe
@@ -405,11 +406,19 @@ class Answerer:
                 # there untimed, since two clock reads would cost more than the reply.
                 buckets[0] += 1
                 return data[:2] + hit[0]
-            negative = nxdomain(data, transport)
-            if negative is not None:
-                counts[negative[1]] += 1
+            fast = unlisted_fast(data, transport)
+            if fast is not None:
+                reply, key_id, keep = fast
+                counts[key_id] += 1
                 buckets[0] += 1  # as fast as a cached reply, and counted the same way
-                return negative[0]
+                # Kept for a name asked again (a resolver's retry, a typo many clients
+                # make) in the cache that only unlisted names share: a flood churns it
+                # at a bounded size and evicts no answer for a name that exists.
+                if keep:
+                    if len(unlisted) >= UNLISTED_CACHE_SIZE:
+                        unlisted.clear()
+                    unlisted[tail] = (reply[2:], key_id)
+                return reply
             start = clock()
             reply, key_id = answer(data, transport, addr)
             counts[key_id] += 1
@@ -418,10 +427,11 @@ class Answerer:
 
         return handle
 
-    def _unlisted_untrusted(self, data: bytes, transport: str) -> tuple[bytes, int] | None:
-        """The reply to a query for a name no zone lists, and its stats slot: NXDOMAIN,
-        a referral for a name below a delegation, or REFUSED outside our zones. None for
-        anything else, which then takes the full path (`_answer`).
+    def _unlisted_untrusted(self, data: bytes, transport: str) -> tuple[bytes, int, bool] | None:
+        """The reply to a query for a name no zone lists (NXDOMAIN, a referral for a name
+        below a delegation, or REFUSED outside our zones), its stats slot, and whether the
+        query bytes alone decide it (a v<version> name's NXDOMAIN lasts only as long as
+        the region state). None for anything else, which the full path (`_answer`) takes.
 
         This is the random-name flood's path ("water torture": a8f3k.example.com, each
         name asked once), so it uses neither dnspython nor a cache: it reads the plainest
@@ -429,9 +439,10 @@ class Answerer:
         no cookie and version 0), asks the wire index what the name is, and writes the
         header, the query's own question (its case kept), a pre-encoded body (the zone's
         SOA; the cut's NS and glue with their pointers moved; nothing) and the OPT.
-        Nothing is cached per name, so a flood can neither fill memory nor evict real
-        answers. What it declines (malformed or unusual queries, names that exist or may
-        match a wildcard, replies too big for the client's buffer) is answered as before.
+        The handler keeps its replies in the unlisted cache only (bounded, holding no name
+        that exists), so a flood can neither grow memory nor evict real answers. What it
+        declines (malformed or unusual queries, names that exist or may match a wildcard,
+        replies too big for the client's buffer) is answered as before.
         """
         end = len(data)
         if end < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
@@ -481,8 +492,11 @@ class Answerer:
         geo = self.geo
         if qname_key in geo.names:
             return None
-        if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.version_host(qname_key) is not None:
-            return None  # v<version>.<service> of a version some region reports: it exists
+        by_bytes = True
+        if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.may_be_version_host(qname_key):
+            if geo.version_host(qname_key) is not None:
+                return None  # v<version>.<service> of a version some region reports: it exists
+            by_bytes = False
         index = self._wire_index
         body = index.nxdomain_body(qname_key)
         if body is not None:
@@ -517,7 +531,7 @@ class Answerer:
         reply = data[:2] + head + data[12:question_end] + body + opt
         if len(reply) > MIN_UDP and len(reply) > self._limit(edns, transport):
             return None  # a long name and a small buffer: the full path decides what fits
-        return reply, slot
+        return reply, slot, by_bytes
 
     def _referral_template(self, cut: bytes) -> _Referral | None:
         """The referral for names below `cut`, encoded once per cut (there are few)."""
