@@ -108,7 +108,7 @@ def special_prefix(address: IPAddress) -> int | None:
     return None
 
 
-def _not_global(address: IPAddress) -> bool:
+def not_global(address: IPAddress) -> bool:
     return (
         not address.is_global
         or address.is_multicast
@@ -170,7 +170,7 @@ def locate(
     if special is None:
         record, prefix = db.lookup(target)
         from_database = offset == 0
-        if record is None and _not_global(target):
+        if record is None and not_global(target):
             prefix = _FALLBACK_PREFIX[target.version]
             from_database = False
     else:

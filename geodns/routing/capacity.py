@@ -1,18 +1,19 @@
-"""Step 3, capacity: shed clients from busy regions, by a stable hash of the client network."""
+"""Step 3, capacity: shed clients from busy regions, by a stable hash of the client's bucket
+(its /24 or /56: geodns.routing.context.BUCKET_PREFIX)."""
 
 from __future__ import annotations
 
-from geodns.routing.context import Narrowed, RouteContext, names, stable_fraction
+from geodns.routing.context import Narrowed, RouteContext, bucket, names, stable_fraction
 from geodns.zones.model import Region
 
 
 def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     """Below `low` a region keeps all its clients; between `low` and `high` it sheds the
-    fraction (u - low) / (high - low) of client networks, which go behind the others;
+    fraction (u - low) / (high - low) of client buckets, which go behind the others;
     above `high` it takes none, unless every region is above `high`."""
     low, high = ctx.service.capacity.low, ctx.service.capacity.high
     key = ctx.service.key
-    network = str(ctx.client.network)
+    network = bucket(ctx.client)
     kept: list[Region] = []
     shed: list[Region] = []
     full: list[Region] = []
@@ -30,14 +31,14 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
             share = (u - low) / (high - low)
             if stable_fraction(network, key, region.name) < share:
                 shed.append(region)
-                notes.append(f"{region.name} sheds this network ({u:.0%}: {share:.0%} shed)")
+                notes.append(f"{region.name} sheds {network} ({u:.0%}: {share:.0%} shed)")
             else:
                 kept.append(region)
     if not kept and not shed:
         return Narrowed(regions, f"every region is full: answering all ({'; '.join(notes)})")
     if not notes:
-        # Kept by the hash this time: another network of this client's class may be shed.
-        reason = "busy regions keep this network" if busy else "no region is busy"
+        # Kept by the hash this time: another bucket of this client's class may be shed.
+        reason = f"busy regions keep {network}" if busy else "no region is busy"
         return Narrowed(regions, reason, by_network=bool(busy))
     result = tuple(kept + shed)
     return Narrowed(

@@ -39,13 +39,39 @@ class Narrowed:
     # answer (then `fallback` holds the addresses to answer with).
     outcome: str | None = None
     fallback: tuple[str, ...] = ()
-    # Set when the result hangs on a hash of the client network (capacity shedding, a
-    # canary share): two networks of one class may then get different answers.
+    # Set when the result hangs on a hash of the client's bucket (capacity shedding, a
+    # canary share): two buckets of one class may then get different answers.
     by_network: bool = False
 
 
 def names(regions: tuple[Region, ...] | list[Region]) -> str:
     return ", ".join(r.name for r in regions) or "none"
+
+
+# Capacity shedding and canary shares choose per client *bucket*: the client's /24 (IPv4)
+# or /56 (IPv6), the source prefixes RFC 7871 11.1 recommends resolvers send. A fixed
+# granularity makes such a decision a function of (client class, bucket), which can be
+# computed ahead, and a reply's ECS scope no wider than the bucket stays true.
+BUCKET_PREFIX = {4: 24, 6: 56}
+MAPPED_BUCKET_PREFIX = 96 + 24  # an IPv4-mapped IPv6 client is bucketed as the IPv4 one
+
+
+def bucket_prefix(client: Client) -> int:
+    """The prefix length of the client's bucket, in the family of its address."""
+    address = client.address
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return MAPPED_BUCKET_PREFIX
+    return BUCKET_PREFIX[address.version]
+
+
+def bucket(client: Client) -> str:
+    """The client's bucket as text, "81.2.69.0/24": what shedding and canaries hash."""
+    address = client.address
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # the same bucket as the IPv4 client it stands for
+    bits, prefix = address.max_prefixlen, BUCKET_PREFIX[address.version]
+    value = int(address) >> (bits - prefix) << (bits - prefix)
+    return f"{type(address)(value)}/{prefix}"
 
 
 def stable_fraction(*parts: str) -> float:

@@ -9,7 +9,7 @@ keeps all.
 
 from __future__ import annotations
 
-from geodns.routing.context import Narrowed, RouteContext, names, stable_fraction
+from geodns.routing.context import Narrowed, RouteContext, bucket, names, stable_fraction
 from geodns.versions.rollout import current_version, region_version
 from geodns.zones.model import Region, version_label
 
@@ -52,13 +52,14 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     else:
         approved, canary = judged.approved, judged.canary
     if canary is not None and policy.canary_share > 0:
-        share = stable_fraction(str(ctx.client.network), service.key, "canary", canary)
+        where = bucket(ctx.client)
+        share = stable_fraction(where, service.key, "canary", canary)
         on_canary = tuple(r for r in regions if versions[r.name] == canary)
         if share < policy.canary_share and on_canary:
             return Narrowed(
                 on_canary,
-                f"canary network ({policy.canary_share:.0%} of networks) gets new version"
-                f" {canary}: {names(on_canary)}",
+                f"canary bucket {where} ({policy.canary_share:.0%} of buckets) gets new"
+                f" version {canary}: {names(on_canary)}",
                 by_network=True,
             )
         hashed = bool(on_canary)

@@ -78,7 +78,7 @@ def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:
 def scope_how(decision: Decision, merged: bool) -> str:
     """Why the ECS scope is what it is, in a few words."""
     if decision.by_network:
-        return "this network only: the network's hash decided"
+        return "the client's /24 or /56 at most: its hash decided (shedding or a canary)"
     if merged:
         return "merged: every address in it gets this answer"
     return "the GeoIP network; merged scopes appear once a server has built them"

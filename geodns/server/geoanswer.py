@@ -21,10 +21,11 @@ import dns.rrset
 
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.latency import LatencyTable
-from geodns.geo.locate import Client, locate
-from geodns.geo.scopes import ScopeRuns
+from geodns.geo.locate import Client, locate, not_global, special_prefix
+from geodns.geo.scopes import NO_WIDENING, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.classes import class_fingerprint
+from geodns.routing.context import bucket, bucket_prefix
 from geodns.routing.pipeline import Decision, route
 from geodns.versions.rollout import region_version
 from geodns.zones.lookup import Resolution, negative, resolve
@@ -35,6 +36,8 @@ log = logging.getLogger("geodns.geo")
 RT = dns.rdatatype.RdataType
 Rcode = dns.rcode.Rcode
 DECISION_CACHE_SIZE = 50_000
+CLASS_DECISIONS = 100_000  # decisions by class: classes x name kinds, far below this
+BUCKET_DECISIONS = 8_192  # decisions by bucket, for classes a hash decides
 SERVICE = "service"
 SRV = "srv"
 ALIAS = "alias"
@@ -129,6 +132,12 @@ class GeoAnswers:
         # Merged scopes (geodns.geo.scopes) per service key, for the GeoIP file _runs_key.
         self._runs: dict[str, ScopeRuns] = {}
         self._runs_key: str | None = None
+        # The class path (by_class): per (service key, family), each class's representative
+        # client; per (service key, name kind, class), its decision under this state; per
+        # (..., bucket), a bounded few for classes whose decision hangs on the bucket.
+        self._reps: dict[tuple[str, int], dict[int, Client]] = {}
+        self._class_decisions: dict[tuple[str, str, int], Decision] = {}
+        self._bucket_decisions: dict[tuple[str, str, int, str], Decision] = {}
 
     def set_scopes(self, file_key: str, runs: dict[str, ScopeRuns]) -> None:
         """Runs by class fingerprint, built from the GeoIP file version `file_key`; they
@@ -141,6 +150,80 @@ class GeoAnswers:
                 if found is not None:
                     mine[service.key] = found
         self._runs, self._runs_key = mine, file_key
+        self._reps.clear()
+        self._class_decisions.clear()
+        self._bucket_decisions.clear()
+
+    def by_class(
+        self, dyn: DynamicName, qtype: int, value: int, family: int, source_prefix: int
+    ) -> GeoResult | None:
+        """The GeoResult `resolve(dyn, qtype, locate(address, source_prefix))` gives, for the
+        ECS address `value` of `family` (4 or 6), from the merged runs alone: one binary
+        search for the class, its decision computed once per state (per bucket where a hash
+        decides), no GeoIP lookup. None where the runs cannot say: no runs for this
+        database yet, a run whose class is not known ahead, a special-purpose or
+        IPv4-mapped address, an unlocated class outside global space, the debug TXT."""
+        service = dyn.service
+        runs = self._runs.get(service.key)
+        if runs is None or self.geoip is None or self._runs_key != self.geoip.file_key:
+            return None
+        if source_prefix == 0 or (qtype == RT.TXT and dyn.zone.debug):
+            return None
+        table = runs.v4 if family == 4 else runs.v6
+        if table is None or table.classes is None:
+            return None
+        cls = table.class_at(value)
+        if cls == NO_WIDENING:
+            return None
+        address = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
+        if special_prefix(address) is not None:
+            return None  # located by its block, never widened: the reference path's way
+        if family == 6 and address.ipv4_mapped is not None:
+            return None
+        rep = self._representative(service, table, family, cls)
+        if rep is None or (rep.record is None and not_global(address)):
+            return None
+        client = Client(address, source_prefix, rep.network, rep.record, True)
+        label = dyn.label or dyn.kind
+        key = (service.key, label, cls)
+        decision = self._class_decisions.get(key)
+        if decision is None:
+            decision = self.decide(service, client, dyn.label)
+            if len(self._class_decisions) >= CLASS_DECISIONS:
+                self._class_decisions.clear()
+            self._class_decisions[key] = decision
+        if decision.by_network:
+            where = bucket(client)
+            decision = self._bucket_decisions.get((*key, where))
+            if decision is None:
+                decision = self.decide(service, client, dyn.label)
+                if len(self._bucket_decisions) >= BUCKET_DECISIONS:
+                    # Bounded: a flood of buckets costs route() calls, never memory, and
+                    # never the class decisions above.
+                    self._bucket_decisions.pop(next(iter(self._bucket_decisions)))
+                self._bucket_decisions[(*key, where)] = decision
+        # The scope as ecs_scope() decides it for a located client: the run around the
+        # address holds the GeoIP network, so widening from the whole address is the same.
+        scope = table.scope(value, table.bits)
+        if _same_for_everyone(dyn, qtype, service):
+            scope = 0
+        elif decision.by_network:
+            scope = max(scope, bucket_prefix(client))
+        decision = replace(decision, client=client)
+        return GeoResult(dyn, qtype, decision, scope, self._signature(dyn, qtype, decision))
+
+    def _representative(
+        self, service: Service, table: object, family: int, cls: int
+    ) -> Client | None:
+        reps = self._reps.get((service.key, family))
+        if reps is None:
+            assert self.geoip is not None
+            reps = {}
+            for c, value in table.representatives().items():  # type: ignore[attr-defined]
+                rep = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
+                reps[c] = locate(self.geoip, rep, None)
+            self._reps[(service.key, family)] = reps
+        return reps.get(cls)
 
     def locate(
         self,
@@ -205,10 +288,15 @@ class GeoAnswers:
         if _same_for_everyone(dyn, qtype, decision.service):
             return 0  # a NODATA by type, or one region and no rule: the scope names no one
         scope = client.network.prefixlen
-        # The debug TXT names the client's own network, so it holds for that one only; a
-        # step that hashed the network (shedding, canary) decided for it alone too.
-        if scope and not decision.by_network and not (qtype == RT.TXT and dyn.zone.debug):
+        # The debug TXT names the client's own network, so it holds for that one only.
+        if qtype == RT.TXT and dyn.zone.debug:
+            return scope
+        if scope:
             scope = self._widened(dyn.service, client, scope)
+        if decision.by_network:
+            # A step hashed the client's bucket (shedding, a canary share): the answer holds
+            # where the class and the bucket both do, the longer of the two prefixes.
+            scope = max(scope, bucket_prefix(client))
         return scope
 
     def _widened(self, service: Service, client: Client, scope: int) -> int:

@@ -93,17 +93,19 @@ def test_scopes_are_reported(embedded: ServerProcess) -> None:
     assert "geodns_ecs_scopes_merged 1.0" in metrics(embedded)
 
 
-def test_no_widening_while_a_region_sheds(cache: Path, tmp_path: Path) -> None:
+def test_while_a_region_sheds_the_scope_is_the_clients_bucket(cache: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.yaml"
     state.write_text("inference.example.com:\n  us-east-1: {utilization: 0.8}\n")
     with running_server(
         EXAMPLE_ZONES, "--state", str(state), scope_cache=str(cache), listen=("127.0.0.1:0",)
     ) as srv:
         wait_for_scopes(srv)  # from the cache the first server filled
-        # us-east-1 sheds a share of networks by their hash: the answer holds for this
-        # network only: the embedded database's 216.160.83.0/26, longer than the source.
-        # The EU rule leaves GB clients one region: nothing is shed there.
-        assert scope(ask(srv, "216.160.83.0/24")) == 26
+        # us-east-1 sheds a share of buckets (/24s) by their hash: the answer holds for
+        # the client's /24 at most, though its class spans much more; within the bucket,
+        # where the class holds: the embedded database's 216.160.83.0/26 is one class with
+        # its neighbours. The EU rule leaves GB clients one region: nothing is shed there.
+        assert scope(ask(srv, "216.160.83.0/24")) == 24
+        assert scope(ask(srv, "216.160.83.0/16")) == 24  # longer than the source
         assert scope(ask(srv, "81.2.69.0/24")) < 24
 
 

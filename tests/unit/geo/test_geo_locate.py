@@ -9,7 +9,7 @@ import pytest
 
 import geodns.geo.locate as locate_module
 from geodns.geo.geoip import GeoIPDatabase, GeoRecord, IPAddress
-from geodns.geo.locate import Client, _not_global, locate, special_prefix
+from geodns.geo.locate import Client, locate, not_global, special_prefix
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -184,7 +184,7 @@ def test_table_covers_what_ipaddress_calls_non_global() -> None:
                 samples.append(ip(value) if n.version == 4 else ipaddress.IPv6Address(value))
         samples += [n.network_address, n.broadcast_address]
     for address in samples:
-        if _not_global(address):
+        if not_global(address):
             assert special_prefix(address) is not None, address
 
 
