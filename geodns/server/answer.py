@@ -31,7 +31,7 @@ from geodns.errors import MalformedQuery, ShortHeader
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.context import bucket
-from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, client_address
+from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, GeoResult, client_address
 from geodns.server.stats import QueryStats, ReplyKey
 from geodns.wire.cookie import ServerCookies
 from geodns.wire.edns import Edns, build_opt, ede_option, nsid_option, parse_opt_untrusted
@@ -310,6 +310,8 @@ class Answerer:
         # (service, kind, client network, qtype, ECS /0) -> (encoded answer, ECS scope, count slot)
         # ... and the client's bucket after them, for a network whose entry is BY_BUCKET
         self._decisions: dict[tuple[object, ...], tuple[Prepared, int, int] | Any] = {}
+        # (service, decision signature) -> the count slot of the class path's replies
+        self._class_counted: dict[tuple[str, object], int] = {}
         # (service, decision signature) -> encoded answer: few, shared by many networks
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
@@ -363,6 +365,8 @@ class Answerer:
         """After a state change or a new GeoIP database."""
         self._decisions.clear()
         self._encoded.clear()
+        self._class_counted.clear()
+        self.geo.drop_class_decisions()
         for by_state in self._by_state.values():
             by_state.clear()
         for by_source in self._by_source.values():
@@ -714,6 +718,21 @@ class Answerer:
         edns = query.edns
         ecs = edns.ecs if edns is not None else None
         if ecs is not None and ecs.source_prefix > 0:
+            # The class path first: one search in the merged runs, a decision per class
+            # (and bucket), no GeoIP lookup and no cache entry per client network.
+            size = 4 if ecs.family == 1 else 16
+            value = int.from_bytes(ecs.address + bytes(size - len(ecs.address)), "big")
+            fast = self.geo.by_class(
+                dynamic, query.qtype, value, 4 if size == 4 else 6, ecs.source_prefix
+            )
+            if fast is not None:
+                prepared, counted = self._class_answer(dynamic, query, fast)
+                reply, _ = self._render(
+                    prepared, qid, flags, question, edns, transport, fast.scope_prefix, cookie
+                )
+                if cookie:
+                    return reply, _cookied(True, until), counted
+                return reply, BY_STATE, counted
             address = client_address(ecs.family, ecs.address, ecs.source_prefix)
             client = self.geo.locate(address, ecs.source_prefix)
         else:
@@ -777,6 +796,38 @@ class Answerer:
         # the client), the bytes and the sender's address do.
         by_bytes = ecs is not None and ecs.source_prefix > 0
         return reply, BY_STATE if by_bytes else BY_SOURCE, counted
+
+    def _class_answer(
+        self, dynamic: DynamicName, query: Query, result: GeoResult
+    ) -> tuple[Prepared, int]:
+        """The encoded answer of a class path decision and its count slot: by signature,
+        shared by every client whose decision has it."""
+        shared = (dynamic.service.key, result.signature)
+        prepared = self._encoded.get(shared)
+        if prepared is None:
+            self.stats.decision_misses += 1
+            prepared = encode_resolution(
+                dns.name.from_wire(query.qname.lower(), 0)[0],
+                query.qtype,
+                query.qclass,
+                self.geo.resolution(result),
+            )
+            self._encoded[shared] = prepared
+        else:
+            self.stats.decision_hits += 1
+        counted = self._class_counted.get(shared)
+        if counted is None:
+            counted = self.stats.key_id(
+                ReplyKey(
+                    dynamic.zone.origin.to_text(omit_final_dot=True),
+                    query.qtype,
+                    _rcode(prepared),
+                    dynamic.service.key,
+                    self.geo.answered_regions(result),
+                )
+            )
+            self._class_counted[shared] = counted
+        return prepared, counted
 
     def _render(
         self,

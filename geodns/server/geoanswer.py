@@ -151,6 +151,10 @@ class GeoAnswers:
                     mine[service.key] = found
         self._runs, self._runs_key = mine, file_key
         self._reps.clear()
+        self.drop_class_decisions()
+
+    def drop_class_decisions(self) -> None:
+        """After a state change or a new database: decisions by class are stale."""
         self._class_decisions.clear()
         self._bucket_decisions.clear()
 
