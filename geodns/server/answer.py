@@ -567,11 +567,19 @@ class Answerer:
             self.dropped += 1
             return None, DROPPED_ID
         key = counted if isinstance(counted, int) else self.stats.key_id(counted)
-        if cacheable is True or cacheable == BY_STATE:
-            exact = (self._exact if cacheable is True else self._by_state)[transport]
+        if cacheable is True:
+            exact = self._exact[transport]
             if len(exact) >= EXACT_CACHE_SIZE:
                 exact.clear()
             exact[data[2:]] = (reply[2:], key)
+        elif cacheable == BY_STATE:
+            # Keyed by bytes that carry the client's subnet: a flood of random subnets would
+            # fill it in a moment. Full, it takes no more (until the next state empties it)
+            # rather than evicting what real clients asked first; the rest are answered by
+            # class, which costs no memory per subnet.
+            by_state = self._by_state[transport]
+            if len(by_state) < EXACT_CACHE_SIZE:
+                by_state[data[2:]] = (reply[2:], key)
         elif cacheable == UNLISTED:
             unlisted = self._unlisted[transport]
             if len(unlisted) >= UNLISTED_CACHE_SIZE:
