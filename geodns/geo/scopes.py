@@ -86,8 +86,11 @@ class Runs:
     def scope(self, value: int, prefix: int) -> int:
         """The shortest prefix whose network around `value` lies in one run, never longer
         than `prefix` (the scope already known to hold)."""
+        return self.scope_in(self.index(value), value, prefix)
+
+    def scope_in(self, i: int, value: int, prefix: int) -> int:
+        """`scope`, with the run `i` holding `value` already found."""
         bits = self.bits
-        i = self.index(value)
         if not self.widen[i]:
             return prefix
         shortest = 0

@@ -136,8 +136,8 @@ class GeoAnswers:
         # client; per (service key, name kind, class), its decision under this state; per
         # (..., bucket), a bounded few for classes whose decision hangs on the bucket.
         self._reps: dict[tuple[str, int], dict[int, Client]] = {}
-        self._class_decisions: dict[tuple[str, str, int], Decision] = {}
-        self._bucket_decisions: dict[tuple[str, str, int, str], Decision] = {}
+        self._class_decisions: dict[tuple[object, ...], tuple[Decision, object]] = {}
+        self._bucket_decisions: dict[tuple[object, ...], tuple[Decision, object]] = {}
 
     def set_scopes(self, file_key: str, runs: dict[str, ScopeRuns]) -> None:
         """Runs by class fingerprint, built from the GeoIP file version `file_key`; they
@@ -176,7 +176,8 @@ class GeoAnswers:
         table = runs.v4 if family == 4 else runs.v6
         if table is None or table.classes is None:
             return None
-        cls = table.class_at(value)
+        run = table.index(value)
+        cls = int(table.classes[run])
         if cls == NO_WIDENING:
             return None
         address = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
@@ -188,33 +189,39 @@ class GeoAnswers:
         if rep is None or (rep.record is None and not_global(address)):
             return None
         client = Client(address, source_prefix, rep.network, rep.record, True)
-        label = dyn.label or dyn.kind
-        key = (service.key, label, cls)
-        decision = self._class_decisions.get(key)
-        if decision is None:
+        # Per class (and qtype): the decision and its answer's signature, computed once per
+        # state; the decision's client is the first one of its class (explanations are
+        # not served from here), and only the scope is the query's own.
+        key = (service.key, dyn.label or dyn.kind, cls, qtype)
+        decided = self._class_decisions.get(key)
+        if decided is None:
             decision = self.decide(service, client, dyn.label)
+            decided = (decision, self._signature(dyn, qtype, decision))
             if len(self._class_decisions) >= CLASS_DECISIONS:
                 self._class_decisions.clear()
-            self._class_decisions[key] = decision
+            self._class_decisions[key] = decided
+        decision, signature = decided
         if decision.by_network:
-            where = bucket(client)
-            decision = self._bucket_decisions.get((*key, where))
-            if decision is None:
+            where = (*key, bucket(client))
+            decided = self._bucket_decisions.get(where)
+            if decided is None:
                 decision = self.decide(service, client, dyn.label)
+                decided = (decision, self._signature(dyn, qtype, decision))
                 if len(self._bucket_decisions) >= BUCKET_DECISIONS:
                     # Bounded: a flood of buckets costs route() calls, never memory, and
                     # never the class decisions above.
                     self._bucket_decisions.pop(next(iter(self._bucket_decisions)))
-                self._bucket_decisions[(*key, where)] = decision
+                self._bucket_decisions[where] = decided
+            decision, signature = decided
         # The scope as ecs_scope() decides it for a located client: the run around the
         # address holds the GeoIP network, so widening from the whole address is the same.
-        scope = table.scope(value, table.bits)
         if _same_for_everyone(dyn, qtype, service):
             scope = 0
-        elif decision.by_network:
-            scope = max(scope, bucket_prefix(client))
-        decision = replace(decision, client=client)
-        return GeoResult(dyn, qtype, decision, scope, self._signature(dyn, qtype, decision))
+        else:
+            scope = table.scope_in(run, value, table.bits)
+            if decision.by_network:
+                scope = max(scope, bucket_prefix(client))
+        return GeoResult(dyn, qtype, decision, scope, signature)
 
     def _representative(
         self, service: Service, table: object, family: int, cls: int
