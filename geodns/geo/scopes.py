@@ -14,6 +14,9 @@ network whose decision is not cached yet.
 
 from __future__ import annotations
 
+import array
+import bisect
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -54,14 +57,16 @@ class Runs:
 
     def index(self, value: int) -> int:
         """The run holding the address `value`: one binary search."""
-        return (
-            int(
-                np.searchsorted(
-                    self.starts, self.starts.dtype.type(_key(value, self.bits)), side="right"
-                )
-            )
-            - 1
-        )
+        return bisect.bisect_right(self._keys, value) - 1
+
+    @functools.cached_property
+    def _keys(self) -> array.array[int] | list[int]:
+        # Searched one address at a time on the query path: bisect on plain integers costs a
+        # quarter of numpy's searchsorted on a scalar (0.5 against 2 us), for 8 bytes a run
+        # (IPv4) or a Python int (IPv6, about 6 MB for the embedded database's 139,000 runs).
+        if self.bits == 32:
+            return array.array("Q", self.starts.tolist())
+        return [key_value(k, 128) for k in self.starts]
 
     def class_at(self, value: int) -> int:
         """The routing class of the address `value`; NO_WIDENING when not known ahead (or
@@ -96,11 +101,12 @@ class Runs:
         shortest = 0
         # A network of length q around `value` holds the address x iff the two agree on
         # their first q bits, i.e. iff (value ^ x).bit_length() <= bits - q.
-        start = key_value(self.starts[i], bits)
+        keys = self._keys
+        start = keys[i]
         if start > 0:
             shortest = bits + 1 - (value ^ (start - 1)).bit_length()
         if i + 1 < len(self.starts):
-            after = key_value(self.starts[i + 1], bits)
+            after = keys[i + 1]
             shortest = max(shortest, bits + 1 - (value ^ after).bit_length())
         return min(shortest, prefix)
 
