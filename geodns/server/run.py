@@ -8,6 +8,9 @@ The supervisor, not process 0, forks the workers: process 0 runs an event loop (
 admin side's threads), which a fork must not copy. A worker killed by a signal or dying
 of an error is forked again from the supervisor; the supervisor hands process 0 the new
 worker's end of a channel, and process 0 replays the current zones, scopes and state to it.
+
+While a worker takes in new zones (a reload: seconds of blocking work), a forked copy of
+it, its StandIn, answers its UDP sockets from the old zones (docs/reload.md).
 """
 
 from __future__ import annotations
