@@ -186,7 +186,9 @@ class GeoAnswers:
         if family == 6 and address.ipv4_mapped is not None:
             return None
         rep = self._representative(service, table, family, cls)
-        if rep is None or (rep.record is None and not_global(address)):
+        # Outside the special-purpose blocks every IPv4 address is global (a test holds
+        # the tables to that); IPv6 has reserved space beyond them (::/8, 100::/8).
+        if rep is None or (rep.record is None and family == 6 and not_global(address)):
             return None
         client = Client(address, source_prefix, rep.network, rep.record, True)
         # Per class (and qtype): the decision and its answer's signature, computed once per

@@ -229,3 +229,14 @@ def test_an_unplaced_internal_address_gets_the_databases_empty_network() -> None
     assert client.record is None
     assert client.network == net("10.8.0.0/14")
     assert not client.from_database
+
+
+def test_every_non_global_ipv4_network_is_a_special_purpose_block() -> None:
+    # The class path (GeoAnswers.by_class) skips the not-global check for IPv4 on this.
+    constants = ipaddress._IPv4Constants  # type: ignore[attr-defined]
+    networks = [*constants._private_networks, constants._multicast_network]
+    networks += [constants._reserved_network, constants._linklocal_network]
+    networks += [constants._loopback_network]
+    for network in networks:
+        prefix = special_prefix(network.network_address)
+        assert prefix is not None and prefix <= network.prefixlen, network
