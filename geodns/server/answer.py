@@ -415,7 +415,11 @@ class Answerer:
                 # there untimed, since two clock reads would cost more than the reply.
                 buckets[0] += 1
                 return data[:2] + hit[0]
-            fast = unlisted_fast(data, transport)
+            try:
+                fast = unlisted_fast(data, transport)
+            except Exception:  # a bug here must cost the shortcut, not the query
+                log.debug("fast path failed; the full path answers", exc_info=True)
+                fast = None
             if fast is not None:
                 reply, key_id, keep = fast
                 counts[key_id] += 1
@@ -465,6 +469,8 @@ class Answerer:
             if length > 63:
                 return None  # compressed or extended label: FORMERR from the full path
             offset += length + 1
+            if offset - 12 > MAX_NAME:
+                return None  # too long: stop here rather than walk a 64 KB TCP message
         offset += 1
         question_end = offset + 4
         if (
