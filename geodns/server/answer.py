@@ -775,26 +775,8 @@ class Answerer:
             if result.decision.by_network and len(key) == 5:
                 self._decisions[key] = BY_BUCKET
                 key = (*key, bucket(client))
-            shared = (dynamic.service.key, result.signature)
-            prepared = self._encoded.get(shared) if result.signature is not None else None
-            if prepared is None:
-                prepared = encode_resolution(
-                    dns.name.from_wire(query.qname.lower(), 0)[0],
-                    query.qtype,
-                    query.qclass,
-                    self.geo.resolution(result),
-                )
-                if result.signature is not None:
-                    self._encoded[shared] = prepared
-            counted = self.stats.key_id(
-                ReplyKey(
-                    dynamic.zone.origin.to_text(omit_final_dot=True),
-                    query.qtype,
-                    _rcode(prepared),
-                    dynamic.service.key,
-                    self.geo.answered_regions(result),
-                )
-            )
+            prepared = self._encoded_answer(dynamic, query, result)
+            counted = self._count_slot(dynamic, query, prepared, result)
             cached = (prepared, result.scope_prefix, counted)
             if len(self._decisions) >= DECISION_CACHE_SIZE:
                 self._decisions.clear()
@@ -817,31 +799,46 @@ class Answerer:
         """The encoded answer of a class path decision and its count slot: by signature,
         shared by every client whose decision has it."""
         shared = (dynamic.service.key, result.signature)
-        prepared = self._encoded.get(shared)
-        if prepared is None:
+        if shared in self._encoded:
+            self.stats.decision_hits += 1
+        else:
             self.stats.decision_misses += 1
+        prepared = self._encoded_answer(dynamic, query, result)
+        counted = self._class_counted.get(shared)
+        if counted is None:
+            counted = self._count_slot(dynamic, query, prepared, result)
+            self._class_counted[shared] = counted
+        return prepared, counted
+
+    def _encoded_answer(self, dynamic: DynamicName, query: Query, result: GeoResult) -> Prepared:
+        """The decision's answer in wire form, encoded once per signature (every client
+        whose decision has it shares it); a signature of None is this client's alone."""
+        shared = (dynamic.service.key, result.signature)
+        prepared = self._encoded.get(shared) if result.signature is not None else None
+        if prepared is None:
             prepared = encode_resolution(
                 dns.name.from_wire(query.qname.lower(), 0)[0],
                 query.qtype,
                 query.qclass,
                 self.geo.resolution(result),
             )
-            self._encoded[shared] = prepared
-        else:
-            self.stats.decision_hits += 1
-        counted = self._class_counted.get(shared)
-        if counted is None:
-            counted = self.stats.key_id(
-                ReplyKey(
-                    dynamic.zone.origin.to_text(omit_final_dot=True),
-                    query.qtype,
-                    _rcode(prepared),
-                    dynamic.service.key,
-                    self.geo.answered_regions(result),
-                )
+            if result.signature is not None:
+                self._encoded[shared] = prepared
+        return prepared
+
+    def _count_slot(
+        self, dynamic: DynamicName, query: Query, prepared: Prepared, result: GeoResult
+    ) -> int:
+        """Where replies of this answer are counted (zone, type, rcode, service, regions)."""
+        return self.stats.key_id(
+            ReplyKey(
+                dynamic.zone.origin.to_text(omit_final_dot=True),
+                query.qtype,
+                _rcode(prepared),
+                dynamic.service.key,
+                self.geo.answered_regions(result),
             )
-            self._class_counted[shared] = counted
-        return prepared, counted
+        )
 
     def _render(
         self,
