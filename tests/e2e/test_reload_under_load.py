@@ -51,6 +51,7 @@ class SteadyLoad:
         self.latency: dict[int, float] = {}  # ID -> seconds to its reply
         self.bad: list[str] = []
         self._stop = threading.Event()
+        self._sent_all = threading.Event()  # the sender has returned: `sent` is final
         self._sending = threading.Thread(target=self._send, daemon=True)
         self._receiving = threading.Thread(target=self._receive, daemon=True)
 
@@ -69,6 +70,12 @@ class SteadyLoad:
         self.sock.close()
 
     def _send(self) -> None:
+        try:
+            self._send_all()
+        finally:
+            self._sent_all.set()
+
+    def _send_all(self) -> None:
         start = time.monotonic()
         n = 0
         while not self._stop.is_set() and n < 65536:
@@ -89,7 +96,9 @@ class SteadyLoad:
             n += 1
 
     def _receive(self) -> None:
-        while not (self._stop.is_set() and len(self.latency) >= len(self.sent)):
+        # Until the sender is done and every query it sent is answered: a sender woken from
+        # its pacing sleep after the stop still sends one more.
+        while not (self._sent_all.is_set() and len(self.latency) >= len(self.sent)):
             try:
                 data = self.sock.recv(4096)
             except TimeoutError:
