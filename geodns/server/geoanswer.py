@@ -195,35 +195,37 @@ class GeoAnswers:
         # state; the decision's client is the first one of its class (explanations are
         # not served from here), and only the scope is the query's own.
         key = (service.key, dyn.label or dyn.kind, cls, qtype)
-        decided = self._class_decisions.get(key)
-        if decided is None:
-            decision = self.decide(service, client, dyn.label)
-            decided = (decision, self._signature(dyn, qtype, decision))
-            if len(self._class_decisions) >= CLASS_DECISIONS:
-                self._class_decisions.clear()
-            self._class_decisions[key] = decided
-        decision, signature = decided
+        decision, signature = self._decided(self._class_decisions, key, dyn, qtype, client)
         if decision.by_network:
-            where = (*key, bucket(client))
-            decided = self._bucket_decisions.get(where)
-            if decided is None:
-                decision = self.decide(service, client, dyn.label)
-                decided = (decision, self._signature(dyn, qtype, decision))
-                if len(self._bucket_decisions) >= BUCKET_DECISIONS:
-                    # Bounded: a flood of buckets costs route() calls, never memory, and
-                    # never the class decisions above.
-                    self._bucket_decisions.pop(next(iter(self._bucket_decisions)))
-                self._bucket_decisions[where] = decided
-            decision, signature = decided
-        # The scope as ecs_scope() decides it for a located client: the run around the
-        # address holds the GeoIP network, so widening from the whole address is the same.
-        if _same_for_everyone(dyn, qtype, service):
-            scope = 0
-        else:
-            scope = table.scope_in(run, value, table.bits)
-            if decision.by_network:
-                scope = max(scope, bucket_prefix(client))
+            decision, signature = self._decided(
+                self._bucket_decisions, (*key, bucket(client)), dyn, qtype, client
+            )
+        # The run around the address holds its GeoIP network, so the scope widened from
+        # the whole address is the one the reference path widens from that network.
+        run_scope = table.scope_in(run, value, table.bits)
+        scope = self.ecs_scope(dyn, qtype, decision, client, run_scope)
         return GeoResult(dyn, qtype, decision, scope, signature)
+
+    def _decided(
+        self,
+        cache: dict[tuple[object, ...], tuple[Decision, object]],
+        key: tuple[object, ...],
+        dyn: DynamicName,
+        qtype: int,
+        client: Client,
+    ) -> tuple[Decision, object]:
+        """The decision for `client` and its answer's signature, kept in `cache` by `key`.
+        Bounded by evicting the oldest entry: a flood of buckets costs route() calls,
+        never memory, and never the class decisions in the other cache."""
+        decided = cache.get(key)
+        if decided is None:
+            decision = self.decide(dyn.service, client, dyn.label)
+            decided = (decision, self._signature(dyn, qtype, decision))
+            bound = CLASS_DECISIONS if cache is self._class_decisions else BUCKET_DECISIONS
+            if len(cache) >= bound:
+                cache.pop(next(iter(cache)))
+            cache[key] = decided
+        return decided
 
     def _representative(
         self, service: Service, table: object, family: int, cls: int
@@ -283,7 +285,14 @@ class GeoAnswers:
         signature = self._signature(dyn, qtype, decision)
         return GeoResult(dyn, qtype, decision, self.ecs_scope(dyn, qtype, decision), signature)
 
-    def ecs_scope(self, dyn: DynamicName, qtype: int, decision: Decision) -> int:
+    def ecs_scope(
+        self,
+        dyn: DynamicName,
+        qtype: int,
+        decision: Decision,
+        client: Client | None = None,
+        widened: int | None = None,
+    ) -> int:
         """The ECS SCOPE PREFIX-LENGTH of a reply: the one place it is decided.
 
         It claims that every address of the network it names gets this same reply, so it
@@ -291,8 +300,12 @@ class GeoAnswers:
         the source (RFC 7871 7.2.1, "the source was not specific enough"), and it names no
         more than the network the decision is known to hold for (the GeoIP network, or
         the merged run of one routing class around it).
+
+        `client` defaults to the decision's; the class path (by_class) passes the one that
+        asked, and as `widened` the merged run's scope around it, which it has already
+        found (it never answers the debug TXT).
         """
-        client = decision.client
+        client = client or decision.client
         if client.source_prefix == 0:
             # RFC 7871 7.1.2: the resolver sent no client address, so the decision was
             # made from the resolver's own; scope 0 (7.2.1) lets it share that answer with
@@ -300,17 +313,17 @@ class GeoAnswers:
             return 0
         if _same_for_everyone(dyn, qtype, decision.service):
             return 0  # a NODATA by type, or one region and no rule: the scope names no one
-        scope = client.network.prefixlen
-        # The debug TXT names the client's own network, so it holds for that one only.
-        if qtype == RT.TXT and dyn.zone.debug:
-            return scope
-        if scope:
-            scope = self._widened(dyn.service, client, scope)
+        if widened is None:
+            scope = client.network.prefixlen
+            # The debug TXT names the client's own network, so it holds for that one only.
+            if qtype == RT.TXT and dyn.zone.debug:
+                return scope
+            widened = self._widened(dyn.service, client, scope) if scope else 0
         if decision.by_network:
             # A step hashed the client's bucket (shedding, a canary share): the answer holds
             # where the class and the bucket both do, the longer of the two prefixes.
-            scope = max(scope, bucket_prefix(client))
-        return scope
+            widened = max(widened, bucket_prefix(client))
+        return widened
 
     def _widened(self, service: Service, client: Client, scope: int) -> int:
         """The largest network around the client whose addresses all get this decision."""
