@@ -177,18 +177,32 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
     forces, rollouts = dict(state.forces), dict(state.rollouts)
     seen, nodes, mod = dict(state.seen), dict(state.nodes), dict(state.mod)
     problems = {p.partition(": ")[0]: p for p in state.problems}
+    tables: dict[str, dict[Any, Any]] = {
+        FORCES: forces,
+        ROLLOUTS: rollouts,
+        VERSIONS: seen,
+        NODES: nodes,
+    }
     for change in changes:
         key = change.key
         if change.mod_revision < mod.get(key, 0):
             continue
         problems.pop(key, None)
-        _drop(key, forces, rollouts, seen, nodes)
+        slot = _slot(key)
+        if slot is not None:
+            tables[slot[0]].pop(slot[1], None)
         if change.value is None:
             mod.pop(key, None)
             continue
         mod[key] = change.mod_revision
         try:
-            _decode_into(key, json.loads(change.value), forces, rollouts, seen, nodes)
+            if slot is None:
+                raise ValueError(
+                    "a force's key is forces/<service>/<region>"
+                    if key.startswith(FORCES)
+                    else "not a key geodns writes"
+                )
+            tables[slot[0]][slot[1]] = _decode(*slot, json.loads(change.value))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             why = f"{exc.args[0]} is missing" if isinstance(exc, KeyError) else str(exc)
             problems[key] = f"{key}: {why}"
@@ -203,54 +217,38 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
     )
 
 
-def _drop(
-    key: str,
-    forces: dict[Key, Force],
-    rollouts: dict[str, Rollout],
-    seen: dict[str, frozenset[str]],
-    nodes: dict[str, NodeRecord],
-) -> None:
-    if key.startswith(FORCES):
-        service, _, region = key[len(FORCES) :].partition("/")
-        forces.pop((service, region), None)
-    elif key.startswith(ROLLOUTS):
-        rollouts.pop(key[len(ROLLOUTS) :], None)
-    elif key.startswith(VERSIONS):
-        seen.pop(key[len(VERSIONS) :], None)
-    elif key.startswith(NODES):
-        nodes.pop(key[len(NODES) :], None)
+def _slot(key: str) -> tuple[str, Any] | None:
+    """Which table a key fills and under what: (FORCES, (service, region)), or (ROLLOUTS,
+    VERSIONS or NODES, name); None for a key geodns does not write."""
+    for prefix in (FORCES, ROLLOUTS, VERSIONS, NODES):
+        if key.startswith(prefix):
+            name = key[len(prefix) :]
+            if prefix != FORCES:
+                return prefix, name
+            service, _, region = name.partition("/")
+            return (prefix, (service, region)) if service and region else None
+    return None
 
 
-def _decode_into(
-    key: str,
-    data: Any,
-    forces: dict[Key, Force],
-    rollouts: dict[str, Rollout],
-    seen: dict[str, frozenset[str]],
-    nodes: dict[str, NodeRecord],
-) -> None:
-    if key.startswith(FORCES):
-        service, _, region = key[len(FORCES) :].partition("/")
-        if not service or not region:
-            raise ValueError("a force's key is forces/<service>/<region>")
-        forces[(service, region)] = force_from_json(service, region, data)
-    elif key.startswith(ROLLOUTS):
+def _decode(prefix: str, name: Any, data: Any) -> Any:
+    """The value of a key of `prefix` named `name`; ValueError (or KeyError, TypeError)
+    says what is wrong with it."""
+    if prefix == FORCES:
+        return force_from_json(*name, data)
+    if prefix == ROLLOUTS:
         rollout = from_json(data)
-        if rollout.service != key[len(ROLLOUTS) :]:
+        if rollout.service != name:
             raise ValueError(f"holds a rollout of {rollout.service}")
-        rollouts[rollout.service] = rollout
-    elif key.startswith(VERSIONS):
+        return rollout
+    if prefix == VERSIONS:
         versions = data["seen"] if isinstance(data, dict) else None
         if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
             raise ValueError("seen: must be a list of versions")
-        seen[key[len(VERSIONS) :]] = frozenset(versions)
-    elif key.startswith(NODES):
-        node = _node_from_json(data)
-        if node.name != key[len(NODES) :]:
-            raise ValueError(f"holds node {node.name!r}")
-        nodes[node.name] = node
-    else:
-        raise ValueError("not a key geodns writes")
+        return frozenset(versions)
+    node = _node_from_json(data)
+    if node.name != name:
+        raise ValueError(f"holds node {node.name!r}")
+    return node
 
 
 def _force_json(force: Force) -> dict[str, Any]:
