@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, cast
 
 import dns.exception
 import dns.name
@@ -17,6 +17,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
+from geodns.zones import fastparse
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
 from geodns.zones.services import build_service, parse_address
 from geodns.zones.yamlsource import Document, Path, read_yaml_file
@@ -38,6 +39,25 @@ META_TYPES = {RT.OPT, RT.TSIG, RT.TKEY, RT.IXFR, RT.AXFR, RT.MAILA, RT.MAILB, RT
 DNSSEC_SIGNED_TYPES = {RT.RRSIG, RT.SIG, RT.NSEC, RT.NSEC3, RT.NXT}
 # Names in the data of these types are written like owner names (see README: "Names").
 NAME_TYPES = {RT.CNAME, RT.NS, RT.PTR, RT.DNAME}
+
+
+_TYPES: dict[Any, RT | None] = {}
+
+
+def _rdatatype(text: Any) -> RT | None:
+    """The type a record type key names (`A`, `aaaa`, `TYPE65`), else None; remembered, as
+    a zone names the same few types thousands of times."""
+    try:
+        return _TYPES[text]
+    except KeyError:
+        pass
+    try:
+        rdtype: RT | None = dns.rdatatype.from_text(str(text).upper())
+    except dns.exception.DNSException:
+        rdtype = None
+    if len(_TYPES) < 1000:  # keys are text from zone files: keep a broken one from growing it
+        _TYPES[text] = rdtype
+    return rdtype
 
 
 class _Collector:
@@ -201,6 +221,9 @@ class _ZoneBuilder:
         text = text.strip()
         if text == "@":
             return self.origin
+        fast = fastparse.relative_name(text, self.origin, canonical=False)
+        if fast is not None:
+            return fast
         try:
             if text.endswith("."):
                 return dns.name.from_text(text)
@@ -213,6 +236,11 @@ class _ZoneBuilder:
             return None
 
     def owner_name(self, path: Path, text: Any) -> dns.name.Name | None:
+        if isinstance(text, str):
+            # Most owners are plain labels under the origin: inside the zone, made canonical.
+            fast = fastparse.relative_name(text.strip(), self.origin, canonical=True)
+            if fast is not None:
+                return fast
         name = self.name_value(path, text)
         if name is not None and not name.is_subdomain(self.origin):
             self.err.add(path, f"{name.to_text()} is outside the zone {self.origin.to_text()}")
@@ -309,9 +337,8 @@ class _ZoneBuilder:
             if type_text == "ttl":
                 continue
             tpath = (*path, type_text)
-            try:
-                rdtype = dns.rdatatype.from_text(str(type_text).upper())
-            except dns.exception.DNSException:
+            rdtype = _rdatatype(type_text)
+            if rdtype is None:
                 self.err.add(tpath, f"unknown record type {type_text!r}")
                 continue
             if rdtype in META_TYPES:
@@ -324,7 +351,7 @@ class _ZoneBuilder:
                     "does not do: remove them",
                 )
                 continue
-            if owner == self.origin and rdtype in (RT.SOA, RT.NS):
+            if rdtype in (RT.SOA, RT.NS) and owner == self.origin:
                 key = "soa" if rdtype == RT.SOA else "ns"
                 self.err.add(tpath, f"the apex {type_text} goes in the top-level `{key}:` key")
                 continue
@@ -385,12 +412,18 @@ class _ZoneBuilder:
         return self.presentation(path, rdtype, value)
 
     def address(self, path: Path, value: Any, version: int) -> dns.rdata.Rdata | None:
+        if version == 4 and isinstance(value, str):
+            text = value.strip()
+            if fastparse.ipv4_text(text):
+                return fastparse.a_rdata(text)
         family = "IPv4" if version == 4 else "IPv6"
         ip = parse_address(value)
         if ip is None or ip.version != version:
             self.err.add(path, f"{value!r} is not an {family} address")
             return None
-        return dns.rdata.from_text(IN, RT.A if version == 4 else RT.AAAA, str(ip))
+        if version == 6:
+            return fastparse.aaaa_rdata(ip.packed)
+        return dns.rdata.from_text(IN, RT.A, str(ip))
 
     def txt(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
         # A string is one record; a list of strings is one record of several strings.
@@ -513,6 +546,10 @@ class _ZoneBuilder:
             for region in service.regions:
                 host = region_host(service, region.name)
                 self.service_owned[host] = f"host name of region {region.name} of {service.key}"
+        # Every name here is canonical (lowercase), so equal names have equal labels, and a
+        # tuple of bytes hashes and compares in C where a Name does it label by label.
+        owned = {name.labels: what for name, what in self.service_owned.items()}
+        service_names = {name.labels for name in self.services}
         for owner, node in self.data.items():
             if RT.CNAME in node:
                 _, rdatas, path = node[RT.CNAME]
@@ -528,19 +565,20 @@ class _ZoneBuilder:
                     )
                 if len(rdatas) > 1:
                     self.err.add(path, "a name can have only one CNAME")
-            taken = self.service_owned.get(owner)
+            taken = owned.get(owner.labels)
             if taken is not None:
                 _, _, path = next(iter(node.values()))
                 self.err.add(path, f"{owner} is the {taken}: a service's names are its own")
-            if owner in self.services:
+            if owner.labels in service_names:
                 self.err.add(
                     self.service_paths[owner],
                     f"service name {owner} also has records under `records:`",
                 )
         cuts = {o for o, n in self.data.items() if RT.NS in n and o != self.origin}
         for owner, node in self.data.items():
+            labels = owner.labels
             for cut in cuts:
-                if owner == cut:
+                if labels == cut.labels:
                     for rdtype, (_, _, path) in node.items():
                         if rdtype not in (RT.NS, RT.DS):
                             self.err.add(
@@ -548,7 +586,7 @@ class _ZoneBuilder:
                                 f"{rdtype.name} at the delegation {cut} would never "
                                 "be answered (only NS and DS belong at a zone cut)",
                             )
-                elif owner.is_subdomain(cut):
+                elif labels[-len(cut.labels) :] == cut.labels:
                     for rdtype, (_, _, path) in node.items():
                         if rdtype not in (RT.A, RT.AAAA):
                             self.err.add(
@@ -562,14 +600,21 @@ class _ZoneBuilder:
                     self.err.add(path, f"service {name} is at or below the delegation at {cut}")
 
     def freeze(self, soa: dns.rdata.Rdata) -> Zone:
-        nodes: dict[dns.name.Name, dict[RT, dns.rrset.RRset]] = {}
+        # Each owner's node becomes its RRsets in place, so that `nodes` is a copy of `data`
+        # that reuses the names' hashes (a Name hashes itself character by character).
+        empty = []
         for owner, node in self.data.items():
-            frozen: dict[RT, dns.rrset.RRset] = {}
-            for rdtype, (ttl, rdatas, _) in node.items():
+            rrsets = cast(dict[RT, Any], node)
+            for rdtype, (ttl, rdatas, _) in list(node.items()):
                 if rdatas:
-                    frozen[rdtype] = dns.rrset.from_rdata_list(owner, ttl, rdatas)
-            if frozen:
-                nodes[owner] = frozen
+                    rrsets[rdtype] = fastparse.rrset(owner, ttl, rdatas)
+                else:
+                    del rrsets[rdtype]
+            if not node:
+                empty.append(owner)
+        nodes = cast(dict[dns.name.Name, dict[RT, dns.rrset.RRset]], dict(self.data))
+        for owner in empty:
+            del nodes[owner]
         # Each region gets a host name under its service (us-east-1.inference.example.com),
         # the targets of the service's SRV RRset and a way to reach one region by name.
         for service in self.services.values():
@@ -581,15 +626,24 @@ class _ZoneBuilder:
                         node[rdtype] = dns.rrset.from_text_list(
                             host, service.ttl, "IN", rdtype.name, list(addresses)
                         )
-        existing: set[dns.name.Name] = set()
+        # The origin comes first (its SOA), so the walk up from any name in the zone stops
+        # at the origin at the latest; a name right under it needs no walk at all.
+        existing: set[dns.name.Name] = {self.origin}
+        child = len(self.origin.labels) + 1
         dynamic = [*self.services, *(srv_name(s) for s in self.services.values())]
-        for owner in [*nodes, *dynamic]:
+        for owner in nodes:
+            if len(owner.labels) == child:
+                existing.add(owner)
+                continue
             name = owner
             while name not in existing:
                 existing.add(name)
-                if name == self.origin:
-                    break
-                name = name.parent()
+                name = fastparse.parent(name)
+        for owner in dynamic:
+            name = owner
+            while name not in existing:
+                existing.add(name)
+                name = fastparse.parent(name)
         cuts = frozenset(o for o, n in nodes.items() if RT.NS in n and o != self.origin)
         return Zone(
             origin=self.origin,

@@ -1,0 +1,186 @@
+"""The zone loader's shortcuts build exactly what dnspython's general parsers build.
+
+Each shortcut in geodns.zones.fastparse either declines (None / False: the loader then
+takes dnspython's path, errors included) or gives the object the general path gives:
+same class, same slot values, same wire form, same hash. Random valid and invalid input.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import pickle
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geodns.zones import fastparse
+from geodns.zones.services import parse_address
+
+IN = dns.rdataclass.IN
+RT = dns.rdatatype.RdataType
+
+
+def slots(obj: object) -> dict[str, object]:
+    names = [s for cls in type(obj).__mro__ for s in getattr(cls, "__slots__", ())]
+    return {name: getattr(obj, name) for name in names}
+
+
+def assert_same_rdata(fast: dns.rdata.Rdata, slow: dns.rdata.Rdata) -> None:
+    assert type(fast) is type(slow)
+    assert slots(fast) == slots(slow)
+    assert {k: type(v) for k, v in slots(fast).items()} == {
+        k: type(v) for k, v in slots(slow).items()
+    }
+    assert fast == slow and hash(fast) == hash(slow)
+    assert fast.to_wire() == slow.to_wire() and fast.to_text() == slow.to_text()
+    assert pickle.loads(pickle.dumps(fast)) == slow
+
+
+octet = st.integers(0, 255)
+ipv4_like = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.tuples(octet, octet, octet, octet).map(lambda t: ".".join(map(str, t))),
+    # leading zeros, out of range, wrong counts, spaces, other characters
+    st.lists(st.integers(0, 999).map(lambda n: st_format(n)), min_size=1, max_size=6).map(".".join),
+    st.text(alphabet="0123456789. x:-/%", max_size=20),
+)
+
+
+def st_format(n: int) -> str:
+    return f"{n:03d}" if n % 7 == 0 else str(n)
+
+
+@given(ipv4_like)
+@settings(max_examples=1000, deadline=None)
+def test_ipv4_shortcut_takes_exactly_the_canonical_addresses(text: str) -> None:
+    ip = parse_address(text)
+    canonical = ip is not None and ip.version == 4 and str(ip) == text
+    assert fastparse.ipv4_text(text) == canonical
+    if canonical:
+        assert_same_rdata(fastparse.a_rdata(text), dns.rdata.from_text(IN, RT.A, text))
+
+
+@given(st.ip_addresses(v=6))
+@settings(max_examples=500, deadline=None)
+def test_aaaa_from_bytes_is_from_text(ip: ipaddress.IPv6Address) -> None:
+    assert_same_rdata(fastparse.aaaa_rdata(ip.packed), dns.rdata.from_text(IN, RT.AAAA, str(ip)))
+
+
+ORIGINS = [dns.name.from_text(t) for t in ("example.com.", ".", "a.b-c.d.", "Sub.Example.COM.")]
+plain_label = st.text(alphabet="abcXYZ019_-*", min_size=1, max_size=10)
+label_text = st.text(alphabet="abcXYZ019_-*.\\é @", min_size=0, max_size=12)
+name_text = st.one_of(
+    st.lists(label_text, min_size=1, max_size=5).map(".".join),
+    st.tuples(label_text, st.sampled_from(["example.com", "EXAMPLE.Com", "b-c.d", "com", "."])).map(
+        lambda t: f"{t[0]}.{t[1]}"
+    ),
+    # plain labels, ending in an origin (any case) or a part of one
+    st.tuples(
+        st.lists(plain_label, min_size=0, max_size=3),
+        st.sampled_from(["example.com", "EXAMPLE.Com", "a.B-c.d", "b-c.d", "sub.example.com", "d"]),
+    ).map(lambda t: ".".join([*t[0], t[1]])),
+    # labels near 63 octets and names near 255
+    st.tuples(st.integers(1, 70), st.integers(1, 8)).map(lambda t: ".".join(["x" * t[0]] * t[1])),
+)
+
+
+def reference_name(text: str, origin: dns.name.Name, canonical: bool) -> dns.name.Name:
+    """What the loader made of a name without a trailing dot before the shortcut."""
+    name = dns.name.from_text(text, origin=None)
+    if name.is_subdomain(origin.relativize(dns.name.root)):
+        name = name.derelativize(dns.name.root)
+    else:
+        name = name.derelativize(origin)
+    return name.canonicalize() if canonical else name
+
+
+@given(name_text, st.sampled_from(ORIGINS), st.booleans())
+@settings(max_examples=2000, deadline=None)
+def test_relative_name_shortcut_is_dnspythons_name(
+    text: str, origin: dns.name.Name, canonical: bool
+) -> None:
+    origin = origin.canonicalize()  # as the loader holds it
+    fast = fastparse.relative_name(text, origin, canonical)
+    try:
+        slow = reference_name(text, origin, canonical)
+    except dns.exception.DNSException:
+        assert fast is None  # the loader reports dnspython's error
+        return
+    if fast is not None:
+        assert type(fast) is dns.name.Name
+        assert fast.labels == slow.labels  # exactly, case included (Name == ignores case)
+        assert hash(fast) == hash(slow) and fast.is_subdomain(origin)
+        assert pickle.loads(pickle.dumps(fast)).labels == slow.labels
+
+
+def test_relative_name_shortcut_declines_what_it_cannot_read() -> None:
+    origin = dns.name.from_text("example.com.")
+    for text in ("@", "www.", "a\\.b", "bücher", "a..b", "", " www", "x" * 64):
+        assert fastparse.relative_name(text, origin, canonical=True) is None
+    name = fastparse.relative_name("WWW", origin, canonical=False)
+    assert name is not None and name.labels == (b"WWW", b"example", b"com", b"")
+
+
+rdata_lists = st.lists(
+    st.one_of(
+        st.sampled_from(["192.0.2.1", "192.0.2.2", "10.0.0.1"]).map(
+            lambda t: dns.rdata.from_text(IN, RT.A, t)
+        ),
+        st.sampled_from(["a.example.", "b.example."]).map(
+            lambda t: dns.rdata.from_text(IN, RT.CNAME, t)
+        ),
+        st.sampled_from(['"x"', '"y" "z"']).map(lambda t: dns.rdata.from_text(IN, RT.TXT, t)),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(rdata_lists, st.integers(0, 2**31 - 1))
+@settings(max_examples=500, deadline=None)
+def test_rrset_is_from_rdata_list(rdatas: list[dns.rdata.Rdata], ttl: int) -> None:
+    owner = dns.name.from_text("www.example.com.")
+    try:
+        slow = dns.rrset.from_rdata_list(owner, ttl, rdatas)
+    except Exception as exc:  # mixed types: the same exception from both
+        with pytest.raises(type(exc)):
+            fastparse.rrset(owner, ttl, rdatas)
+        return
+    fast = fastparse.rrset(owner, ttl, rdatas)
+    assert type(fast) is type(slow) and fast == slow
+    assert list(fast) == list(slow) and fast.ttl == slow.ttl
+    assert (fast.name, fast.rdclass, fast.rdtype, fast.covers, fast.deleting) == (
+        slow.name,
+        slow.rdclass,
+        slow.rdtype,
+        slow.covers,
+        slow.deleting,
+    )
+    assert type(fast.items) is type(slow.items)
+    assert fast.to_text() == slow.to_text()
+
+
+@given(name_text)
+@settings(max_examples=500, deadline=None)
+def test_parent_is_dnspythons_parent(text: str) -> None:
+    try:
+        name = dns.name.from_text(text)
+    except dns.exception.DNSException:
+        return
+    while True:
+        try:
+            slow = name.parent()
+        except dns.name.NoParent:
+            with pytest.raises(dns.name.NoParent):
+                fastparse.parent(name)
+            return
+        fast = fastparse.parent(name)
+        assert type(fast) is dns.name.Name and fast.labels == slow.labels
+        name = fast
