@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from dataclasses import dataclass
 
@@ -106,6 +107,35 @@ def special_prefix(address: IPAddress) -> int | None:
         if value & mask in values:
             return length
     return None
+
+
+def _merged(blocks: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """The blocks as sorted, disjoint [start, end) integer ranges: starts, then ends."""
+    ranges = sorted(
+        (int(n.network_address), int(n.network_address) + n.num_addresses)
+        for n in map(ipaddress.ip_network, blocks)
+    )
+    starts: list[int] = []
+    ends: list[int] = []
+    for start, end in ranges:
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends
+
+
+_SPECIAL_RANGES = {4: _merged(_SPECIAL_V4), 6: _merged(_SPECIAL_V6)}
+
+
+def is_special(value: int, version: int) -> bool:
+    """Whether the address `value` of IP `version` is in a special-purpose block:
+    `special_prefix(address) is not None`, in one binary search over plain integers, for
+    the query path that has no address object."""
+    starts, ends = _SPECIAL_RANGES[version]
+    i = bisect.bisect_right(starts, value) - 1
+    return i >= 0 and value < ends[i]
 
 
 def not_global(address: IPAddress) -> bool:

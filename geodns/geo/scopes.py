@@ -14,7 +14,6 @@ network whose decision is not cached yet.
 
 from __future__ import annotations
 
-import array
 import bisect
 import functools
 import ipaddress
@@ -57,16 +56,25 @@ class Runs:
 
     def index(self, value: int) -> int:
         """The run holding the address `value`: one binary search."""
-        return bisect.bisect_right(self._keys, value) - 1
+        return bisect.bisect_right(self.keys, value) - 1
 
     @functools.cached_property
-    def _keys(self) -> array.array[int] | list[int]:
+    def keys(self) -> list[int]:
+        """Where each run starts, as plain integers: the query path's search table."""
         # Searched one address at a time on the query path: bisect on plain integers costs a
-        # quarter of numpy's searchsorted on a scalar (0.5 against 2 us), for 8 bytes a run
-        # (IPv4) or a Python int (IPv6, about 6 MB for the embedded database's 139,000 runs).
+        # quarter of numpy's searchsorted on a scalar (0.5 against 2 us). A list rather than
+        # an array("Q"): reading a list's element makes no new int (about 40 bytes a run).
         if self.bits == 32:
-            return array.array("Q", self.starts.tolist())
+            return self.starts.tolist()  # type: ignore[no-any-return]
         return [key_value(k, 128) for k in self.starts]
+
+    @functools.cached_property
+    def class_list(self) -> list[int]:
+        """Each run's class id as a plain list, for the query path; NO_WIDENING throughout
+        in runs files from before class ids."""
+        if self.classes is None:
+            return [NO_WIDENING] * len(self.starts)
+        return self.classes.tolist()  # type: ignore[no-any-return]
 
     def class_at(self, value: int) -> int:
         """The routing class of the address `value`; NO_WIDENING when not known ahead (or
@@ -101,7 +109,7 @@ class Runs:
         shortest = 0
         # A network of length q around `value` holds the address x iff the two agree on
         # their first q bits, i.e. iff (value ^ x).bit_length() <= bits - q.
-        keys = self._keys
+        keys = self.keys
         start = keys[i]
         if start > 0:
             shortest = bits + 1 - (value ^ (start - 1)).bit_length()

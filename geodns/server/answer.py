@@ -31,10 +31,24 @@ from geodns.errors import MalformedQuery, ShortHeader
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.context import bucket
-from geodns.server.geoanswer import ALIAS, DynamicName, GeoAnswers, GeoResult, client_address
+from geodns.server.geoanswer import (
+    ALIAS,
+    ClassAnswer,
+    DynamicName,
+    GeoAnswers,
+    GeoResult,
+    client_address,
+)
 from geodns.server.stats import QueryStats, ReplyKey
 from geodns.wire.cookie import ServerCookies
-from geodns.wire.edns import Edns, build_opt, ede_option, nsid_option, parse_opt_untrusted
+from geodns.wire.edns import (
+    OPT_ECS,
+    Edns,
+    build_opt,
+    ede_option,
+    nsid_option,
+    parse_opt_untrusted,
+)
 from geodns.wire.query import (
     HEADER,
     MAX_NAME,
@@ -88,7 +102,7 @@ UNLISTED = "unlisted"  # a reply that the query bytes decide, for a name no zone
 DROPPED_ID = 0  # QueryStats counts nothing-sent in its first slot
 _SERVFAIL_KEY = ReplyKey("", -1, Rcode.SERVFAIL)
 
-# The fast path for unlisted names (Answerer._unlisted_untrusted) takes only the plainest
+# The plain path (Answerer._plain_untrusted) takes only the plainest
 # query: QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, and an ARCOUNT of 0 or 1 (an OPT).
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"
@@ -103,6 +117,8 @@ _NXDOMAIN_HEADS = {
 }
 _TRANSFER_TYPES = (RT.AXFR, RT.IXFR)
 _OPT_FIXED = struct.Struct("!HHIH")  # an RR after its owner: TYPE, CLASS, TTL, RDLENGTH
+_OPT_HEAD = struct.Struct("!BHHIH")  # a reply's OPT up to its options: root owner, fixed part
+_SCOPE = [bytes((n,)) for n in range(129)]  # an ECS SCOPE PREFIX-LENGTH octet
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
 _CHAOS_VERSION = {b"\x07version\x04bind\x00", b"\x07version\x06server\x00"}
@@ -307,11 +323,10 @@ class Answerer:
         self.geo = GeoAnswers(zones, state, geoip)
         # Outlives this Answerer: a reload swaps the Answerer, not the counts.
         self.stats = stats or QueryStats()
-        # (service, kind, client network, qtype, ECS /0) -> (encoded answer, ECS scope, count slot)
+        # (service, name asked, client network, qtype, ECS /0) -> (encoded answer, ECS scope,
+        # count slot)
         # ... and the client's bucket after them, for a network whose entry is BY_BUCKET
         self._decisions: dict[tuple[object, ...], tuple[Prepared, int, int] | Any] = {}
-        # (service, decision signature) -> the count slot of the class path's replies
-        self._class_counted: dict[tuple[str, object], int] = {}
         # (service, decision signature) -> encoded answer: few, shared by many networks
         self._encoded: dict[tuple[str, object], Prepared] = {}
         self._server_id = self.options.server_id.encode("utf-8")[:65535]
@@ -344,7 +359,7 @@ class Answerer:
         self._prepared_unlisted: dict[tuple[bytes, int, int], Prepared] = {}
         self._wire_index = WireIndex(zones)
         self._opt_cache: dict[tuple[bool, bool, int, bytes], bytes] = {}
-        # (zone origin, qtype, rcode) -> the stats slot of a reply from _unlisted_untrusted
+        # (zone origin, qtype, rcode) -> the stats slot of an unlisted reply of _plain_untrusted
         self._fast_slots: dict[tuple[str, int, int], int] = {}
         # delegation point (wire) -> its referral for the names below it, or None
         self._referrals: dict[bytes, _Referral | None] = {}
@@ -365,7 +380,6 @@ class Answerer:
         """After a state change or a new GeoIP database."""
         self._decisions.clear()
         self._encoded.clear()
-        self._class_counted.clear()
         self.geo.drop_class_decisions()
         for by_state in self._by_state.values():
             by_state.clear()
@@ -390,7 +404,7 @@ class Answerer:
         unlisted_get = unlisted.get
         cookie_clock = self.cookies.clock
         answer = self._answer
-        unlisted_fast = self._unlisted_untrusted
+        plain_fast = self._plain_untrusted
         counts = self.stats.counts[transport]
         buckets = self.stats.latency_buckets
         observe = self.stats.observe
@@ -402,13 +416,7 @@ class Answerer:
             if hit is None:
                 hit = state_get(tail)
                 if hit is None:
-                    hit = source_get((tail, addr[0]))
-                    if hit is None:
-                        hit = cookied_get((tail, addr[0]))
-                        if hit is not None and hit[2] <= cookie_clock():
-                            hit = None
-                        if hit is None:
-                            hit = unlisted_get(tail)
+                    hit = unlisted_get(tail)
             if hit is not None:
                 counts[hit[1]] += 1
                 # A cached reply takes well under the first bound (10 us): it is counted
@@ -416,7 +424,7 @@ class Answerer:
                 buckets[0] += 1
                 return data[:2] + hit[0]
             try:
-                fast = unlisted_fast(data, transport)
+                fast = plain_fast(data, transport)
             except Exception:  # a bug here must cost the shortcut, not the query
                 log.debug("fast path failed; the full path answers", exc_info=True)
                 fast = None
@@ -424,13 +432,26 @@ class Answerer:
                 reply, key_id, keep = fast
                 counts[key_id] += 1
                 buckets[0] += 1  # as fast as a cached reply, and counted the same way
-                # Kept for a name asked again (a typo many clients make, a resolver's
-                # retry) in the cache that only unlisted names share, while it has room:
-                # under a flood it fills once and then costs a length check, not an
-                # insert and a clear every 10,000 queries (a third of this path's time).
-                if keep and len(unlisted) < UNLISTED_CACHE_SIZE:
-                    unlisted[tail] = (reply[2:], key_id)
+                # Kept for the same bytes asked again (a resolver's next client in the same
+                # subnet, a retry, a typo many clients make) while its cache has room: under
+                # a flood of random subnets or names it fills once and then costs a length
+                # check, never an eviction of what real clients asked first.
+                if keep is not None and len(keep) < (
+                    UNLISTED_CACHE_SIZE if keep is unlisted else EXACT_CACHE_SIZE
+                ):
+                    keep[tail] = (reply[2:], key_id)
                 return reply
+            # Replies that depend on the sender too: the plain path never makes these (no
+            # ECS, ECS /0, a server cookie), so they are looked up only after it.
+            hit = source_get((tail, addr[0]))
+            if hit is None:
+                hit = cookied_get((tail, addr[0]))
+                if hit is not None and hit[2] <= cookie_clock():
+                    hit = None
+            if hit is not None:
+                counts[hit[1]] += 1
+                buckets[0] += 1
+                return data[:2] + hit[0]
             start = clock()
             reply, key_id = answer(data, transport, addr)
             counts[key_id] += 1
@@ -439,11 +460,16 @@ class Answerer:
 
         return handle
 
-    def _unlisted_untrusted(self, data: bytes, transport: str) -> tuple[bytes, int, bool] | None:
-        """The reply to a query for a name no zone lists (NXDOMAIN, a referral for a name
-        below a delegation, or REFUSED outside our zones), its stats slot, and whether the
-        query bytes alone decide it (a v<version> name's NXDOMAIN lasts only as long as
-        the region state). None for anything else, which the full path (`_answer`) takes.
+    def _plain_untrusted(
+        self, data: bytes, transport: str
+    ) -> tuple[bytes, int, dict[bytes, tuple[bytes, int]] | None] | None:
+        """The reply to the plainest queries, its stats slot, and the reply cache it may be
+        kept in (None: the query bytes alone do not decide it). None for anything else,
+        which the full path (`_answer`) takes. Two kinds take this path: a service name
+        asked with ECS (_by_class_untrusted), and a name no zone lists (NXDOMAIN, a
+        referral for a name below a delegation, or REFUSED outside our zones), kept in
+        the unlisted cache unless it is a v<version> name's NXDOMAIN, which lasts only as
+        long as the region state.
 
         This is the random-name flood's path ("water torture": a8f3k.example.com, each
         name asked once), so it uses neither dnspython nor a cache: it reads the plainest
@@ -487,25 +513,30 @@ class Answerer:
         if arcount == _NO_ADDITIONAL:
             if question_end != end:
                 return None
+            rdata_at = 0
         elif arcount == _ONE_ADDITIONAL:
             rdata_at = question_end + 11
             if rdata_at > end or data[question_end] != 0:
                 return None
             rtype, payload, ttl, rdlen = _OPT_FIXED.unpack_from(data, question_end + 1)
-            if rtype != TYPE_OPT or rdata_at + rdlen != end:
-                return None
-            try:
-                edns = parse_opt_untrusted(payload, ttl, data[rdata_at:])
-            except MalformedQuery:
-                return None
-            if edns.version or edns.cookie is not None:
-                return None  # BADVERS, and server cookies, are the full path's
+            if rtype != TYPE_OPT or rdata_at + rdlen != end or ttl & 0xFF0000:
+                return None  # not one OPT, or BADVERS (version > 0): the full path's
         else:
             return None
         qname_key = data[12:offset].lower()
         geo = self.geo
-        if qname_key in geo.names:
-            return None
+        dynamic = geo.names.get(qname_key)
+        if dynamic is not None:
+            if rdata_at == 0 or (dynamic.kind == ALIAS and qtype not in ALIAS_TYPES):
+                return None  # no ECS: the sender's address decides; a static answer
+            return self._by_class_untrusted(data, dynamic, qtype, question_end, transport)
+        if rdata_at:
+            try:
+                edns = parse_opt_untrusted(payload, ttl, data[rdata_at:])
+            except MalformedQuery:
+                return None
+            if edns.cookie is not None:
+                return None  # server cookies are the full path's
         by_bytes = True
         if qname_key[0] > 1 and qname_key[1] == 0x76 and geo.may_be_version_host(qname_key):
             if geo.version_host(qname_key) is not None:
@@ -545,7 +576,72 @@ class Answerer:
         reply = data[:2] + head + data[12:question_end] + body + opt
         if len(reply) > MIN_UDP and len(reply) > self._limit(edns, transport):
             return None  # a long name and a small buffer: the full path decides what fits
-        return reply, slot, by_bytes
+        return reply, slot, self._unlisted[transport] if by_bytes else None
+
+    def _by_class_untrusted(
+        self, data: bytes, dynamic: DynamicName, qtype: int, question_end: int, transport: str
+    ) -> tuple[bytes, int, dict[bytes, tuple[bytes, int]] | None] | None:
+        """The reply to a query for a service name whose only EDNS option is ECS with a
+        source prefix, from its class (GeoAnswers.class_answer): the same bytes the full
+        path sends, without building a Query, an Edns or a client. None for anything
+        else, and where the class path cannot say. The header, the question and the OPT's
+        fixed part are the caller's (_plain_untrusted) to have checked."""
+        end = len(data)
+        at = question_end + 11  # the OPT's RDATA: exactly one option, ECS
+        if end - at < 8 or data[at] != 0 or data[at + 1] != OPT_ECS:
+            return None
+        if at + 4 + ((data[at + 2] << 8) | data[at + 3]) != end or data[at + 4] != 0:
+            return None
+        family = data[at + 5]
+        source = data[at + 6]
+        if family == 1:
+            bits = 32
+        elif family == 2:
+            bits = 128
+        else:
+            return None
+        address_at = at + 8
+        size = end - address_at
+        # RFC 7871 6: a prefix in range, exactly its octets, no bits set past it; anything
+        # else is FORMERR, which the full path writes. /0 is the resolver's address.
+        if not 0 < source <= bits or data[at + 7] > bits or size != (source + 7) >> 3:
+            return None
+        if source & 7 and data[end - 1] & (0xFF >> (source & 7)):
+            return None
+        value = int.from_bytes(data[address_at:end], "big") << (bits - 8 * size)
+        found = self.geo.class_answer(dynamic, qtype, value, 4 if bits == 32 else 6)
+        if found is None:
+            return None
+        answer, scope = found
+        reply = answer.reply
+        if reply is None:
+            prepared, slot = self._class_reply(dynamic, qtype, answer)
+        else:
+            self.stats.decision_hits += 1
+            prepared, slot = reply  # type: ignore[misc]
+        # Our OPT (_opt): the DO bit echoed, the ECS option as it came with our scope, and
+        # the answer's EDE if any (a refusal's reason).
+        options = data[at : at + 7] + _SCOPE[scope] + data[address_at:end] + prepared.ede
+        udp_size = self.options.udp_size
+        opt = (
+            _OPT_HEAD.pack(
+                0,
+                TYPE_OPT,
+                udp_size,
+                prepared.ext_rcode << 24 | (data[question_end + 7] & 0x80) << 8,
+                len(options),
+            )
+            + options
+        )
+        if transport == TCP:
+            limit = TCP_LIMIT
+        else:
+            payload = (data[question_end + 3] << 8) | data[question_end + 4]
+            limit = max(MIN_UDP, min(payload, udp_size))
+        reply = prepared.render(
+            (data[0] << 8) | data[1], (data[2] << 8) | data[3], data[12:question_end], opt, limit
+        )
+        return reply, slot, self._by_state[transport]
 
     def _referral_template(self, cut: bytes) -> _Referral | None:
         """The referral for names below `cut`, encoded once per cut (there are few)."""
@@ -736,13 +832,11 @@ class Answerer:
             # (and bucket), no GeoIP lookup and no cache entry per client network.
             size = 4 if ecs.family == 1 else 16
             value = int.from_bytes(ecs.address + bytes(size - len(ecs.address)), "big")
-            fast = self.geo.by_class(
-                dynamic, query.qtype, value, 4 if size == 4 else 6, ecs.source_prefix
-            )
-            if fast is not None:
-                prepared, counted = self._class_answer(dynamic, query, fast)
+            found = self.geo.class_answer(dynamic, query.qtype, value, 4 if size == 4 else 6)
+            if found is not None:
+                prepared, counted = self._class_reply(dynamic, query.qtype, found[0])
                 reply, _ = self._render(
-                    prepared, qid, flags, question, edns, transport, fast.scope_prefix, cookie
+                    prepared, qid, flags, question, edns, transport, found[1], cookie
                 )
                 if cookie:
                     return reply, _cookied(True, until), counted
@@ -756,7 +850,7 @@ class Answerer:
         # cached decision with the queries that claim this network's scope.
         key = (
             dynamic.service.key,
-            dynamic.label or dynamic.kind,
+            dynamic.qname,
             client.network,
             query.qtype,
             client.source_prefix == 0,
@@ -775,8 +869,8 @@ class Answerer:
             if result.decision.by_network and len(key) == 5:
                 self._decisions[key] = BY_BUCKET
                 key = (*key, bucket(client))
-            prepared = self._encoded_answer(dynamic, query, result)
-            counted = self._count_slot(dynamic, query, prepared, result)
+            prepared = self._encoded_answer(dynamic, query.qtype, result)
+            counted = self._count_slot(dynamic, query.qtype, prepared, result)
             cached = (prepared, result.scope_prefix, counted)
             if len(self._decisions) >= DECISION_CACHE_SIZE:
                 self._decisions.clear()
@@ -793,33 +887,30 @@ class Answerer:
         by_bytes = ecs is not None and ecs.source_prefix > 0
         return reply, BY_STATE if by_bytes else BY_SOURCE, counted
 
-    def _class_answer(
-        self, dynamic: DynamicName, query: Query, result: GeoResult
+    def _class_reply(
+        self, dynamic: DynamicName, qtype: int, answer: ClassAnswer
     ) -> tuple[Prepared, int]:
-        """The encoded answer of a class path decision and its count slot: by signature,
-        shared by every client whose decision has it."""
-        shared = (dynamic.service.key, result.signature)
-        if shared in self._encoded:
+        """The encoded answer of a class path decision and its count slot, kept on the
+        ClassAnswer (the encoding itself is shared by every decision with its signature)."""
+        reply = answer.reply
+        if reply is not None:
             self.stats.decision_hits += 1
-        else:
-            self.stats.decision_misses += 1
-        prepared = self._encoded_answer(dynamic, query, result)
-        counted = self._class_counted.get(shared)
-        if counted is None:
-            counted = self._count_slot(dynamic, query, prepared, result)
-            self._class_counted[shared] = counted
-        return prepared, counted
+            return reply  # type: ignore[return-value]
+        self.stats.decision_misses += 1
+        prepared = self._encoded_answer(dynamic, qtype, answer.result)
+        reply = answer.reply = (prepared, self._count_slot(dynamic, qtype, prepared, answer.result))
+        return reply
 
-    def _encoded_answer(self, dynamic: DynamicName, query: Query, result: GeoResult) -> Prepared:
+    def _encoded_answer(self, dynamic: DynamicName, qtype: int, result: GeoResult) -> Prepared:
         """The decision's answer in wire form, encoded once per signature (every client
         whose decision has it shares it); a signature of None is this client's alone."""
         shared = (dynamic.service.key, result.signature)
         prepared = self._encoded.get(shared) if result.signature is not None else None
         if prepared is None:
             prepared = encode_resolution(
-                dns.name.from_wire(query.qname.lower(), 0)[0],
-                query.qtype,
-                query.qclass,
+                dns.name.from_wire(dynamic.qname, 0)[0],
+                qtype,
+                CLASS_IN,
                 self.geo.resolution(result),
             )
             if result.signature is not None:
@@ -827,13 +918,13 @@ class Answerer:
         return prepared
 
     def _count_slot(
-        self, dynamic: DynamicName, query: Query, prepared: Prepared, result: GeoResult
+        self, dynamic: DynamicName, qtype: int, prepared: Prepared, result: GeoResult
     ) -> int:
         """Where replies of this answer are counted (zone, type, rcode, service, regions)."""
         return self.stats.key_id(
             ReplyKey(
                 dynamic.zone.origin.to_text(omit_final_dot=True),
-                query.qtype,
+                qtype,
                 _rcode(prepared),
                 dynamic.service.key,
                 self.geo.answered_regions(result),

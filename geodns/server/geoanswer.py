@@ -7,10 +7,13 @@ are cached per (service, name kind, network, qtype) and dropped with the state o
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dns.name
 import dns.rcode
@@ -21,11 +24,11 @@ import dns.rrset
 
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.latency import LatencyTable
-from geodns.geo.locate import Client, locate, not_global, special_prefix
+from geodns.geo.locate import Client, is_special, locate, not_global
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.classes import class_fingerprint
-from geodns.routing.context import bucket, bucket_prefix
+from geodns.routing.context import BUCKET_PREFIX, bucket_prefix
 from geodns.routing.pipeline import Decision, route
 from geodns.versions.rollout import region_version
 from geodns.zones.lookup import Resolution, negative, resolve
@@ -54,6 +57,9 @@ class DynamicName:
     # the chain plus the service's answer for this client, so residency holds through it.
     chain: tuple[dns.rrset.RRset, ...] = ()
     label: str | None = None  # VERSION: the version's label, "v43"
+    # The name asked, lowercased wire: what the caches of decisions and answers key on,
+    # since two aliases of one service share everything but their chain.
+    qname: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,19 +78,49 @@ class GeoResult:
     signature: tuple[object, ...] | None
 
 
+@dataclass(slots=True, eq=False)
+class ClassAnswer:
+    """The class path's answer for every client of one routing class (or of one bucket of
+    it) under the current state; only the ECS scope is computed per query."""
+
+    result: GeoResult  # the decision and its signature (scope_prefix unused)
+    fixed_scope: int | None  # every reply's scope; None: the run's scope, at least `floor`
+    floor: int
+    unlocated_v6: bool  # an IPv6 address of it outside global space is the network path's
+    by_bucket: bool  # a hash decides: look again by bucket, in the bucket answers
+    # The Answerer's (encoded answer, count slot), filled on its first use: gone with this.
+    reply: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassTable:
+    """One family's runs for a service, as the query path reads them."""
+
+    bits: int
+    keys: Sequence[int]  # where each run starts, as integers
+    classes: Sequence[int]  # each run's class id
+    reps: dict[int, Client]  # per class, one located client of it
+    bucket_shift: int  # value >> bucket_shift: the client's bucket (/24, /56)
+
+
+_NO_TABLE: Any = object()
+
+
 def dynamic_names(zones: ZoneSet) -> dict[bytes, DynamicName]:
     """Lowercased wire names answered per client, and what each one is."""
     out: dict[bytes, DynamicName] = {}
     for zone in zones.zones.values():
         for service in zone.services.values():
-            out[service.name.canonicalize().to_wire()] = DynamicName(zone, service, SERVICE)
-            out[srv_name(service).canonicalize().to_wire()] = DynamicName(zone, service, SRV)
+            for kind, name in ((SERVICE, service.name), (SRV, srv_name(service))):
+                key = name.canonicalize().to_wire()
+                out[key] = DynamicName(zone, service, kind, qname=key)
     for zone in zones.zones.values():
         for owner, node in zone.nodes.items():
             if RT.CNAME in node:
                 alias = _alias(zones, owner)
                 if alias is not None:
-                    out[owner.canonicalize().to_wire()] = alias
+                    key = owner.canonicalize().to_wire()
+                    out[key] = replace(alias, qname=key)
     return out
 
 
@@ -132,12 +168,12 @@ class GeoAnswers:
         # Merged scopes (geodns.geo.scopes) per service key, for the GeoIP file _runs_key.
         self._runs: dict[str, ScopeRuns] = {}
         self._runs_key: str | None = None
-        # The class path (by_class): per (service key, family), each class's representative
-        # client; per (service key, name kind, class), its decision under this state; per
-        # (..., bucket), a bounded few for classes whose decision hangs on the bucket.
-        self._reps: dict[tuple[str, int], dict[int, Client]] = {}
-        self._class_decisions: dict[tuple[object, ...], tuple[Decision, object]] = {}
-        self._bucket_decisions: dict[tuple[object, ...], tuple[Decision, object]] = {}
+        # The class path (class_answer): per family and service key, its runs as the query
+        # path reads them; per (name, qtype, class, family), the ClassAnswer under this
+        # state; per (..., bucket), a bounded few for classes whose decision a hash decides.
+        self._tables: dict[int, dict[str, _ClassTable | None]] = {4: {}, 6: {}}
+        self._class_answers: dict[tuple[object, ...], ClassAnswer] = {}
+        self._bucket_answers: dict[tuple[object, ...], ClassAnswer] = {}
 
     def set_scopes(self, file_key: str, runs: dict[str, ScopeRuns]) -> None:
         """Runs by class fingerprint, built from the GeoIP file version `file_key`; they
@@ -150,95 +186,137 @@ class GeoAnswers:
                 if found is not None:
                     mine[service.key] = found
         self._runs, self._runs_key = mine, file_key
-        self._reps.clear()
+        self._tables = {4: {}, 6: {}}
         self.drop_class_decisions()
 
     def drop_class_decisions(self) -> None:
         """After a state change or a new database: decisions by class are stale."""
-        self._class_decisions.clear()
-        self._bucket_decisions.clear()
+        self._class_answers.clear()
+        self._bucket_answers.clear()
 
     def by_class(
         self, dyn: DynamicName, qtype: int, value: int, family: int, source_prefix: int
     ) -> GeoResult | None:
         """The GeoResult `resolve(dyn, qtype, locate(address, source_prefix))` gives, for the
-        ECS address `value` of `family` (4 or 6), from the merged runs alone: one binary
-        search for the class, its decision computed once per state (per bucket where a hash
-        decides), no GeoIP lookup. None where the runs cannot say: no runs for this
-        database yet, a run whose class is not known ahead, a special-purpose or
-        IPv4-mapped address, an unlocated class outside global space, the debug TXT."""
-        service = dyn.service
-        runs = self._runs.get(service.key)
-        if runs is None or self.geoip is None or self._runs_key != self.geoip.file_key:
+        ECS address `value` of `family` (4 or 6), from the merged runs alone (class_answer).
+        None where the runs cannot say, and for ECS /0 (the resolver's address decides)."""
+        if source_prefix == 0:
             return None
-        if source_prefix == 0 or (qtype == RT.TXT and dyn.zone.debug):
+        found = self.class_answer(dyn, qtype, value, family)
+        if found is None:
             return None
-        table = runs.v4 if family == 4 else runs.v6
-        if table is None or table.classes is None:
-            return None
-        run = table.index(value)
-        cls = int(table.classes[run])
-        if cls == NO_WIDENING:
-            return None
-        address = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
-        if special_prefix(address) is not None:
-            return None  # located by its block, never widened: the reference path's way
-        if family == 6 and address.ipv4_mapped is not None:
-            return None
-        rep = self._representative(service, table, family, cls)
-        # Outside the special-purpose blocks every IPv4 address is global (a test holds
-        # the tables to that); IPv6 has reserved space beyond them (::/8, 100::/8).
-        if rep is None or (rep.record is None and family == 6 and not_global(address)):
-            return None
-        client = Client(address, source_prefix, rep.network, rep.record, True)
-        # Per class (and qtype): the decision and its answer's signature, computed once per
-        # state; the decision's client is the first one of its class (explanations are
-        # not served from here), and only the scope is the query's own.
-        key = (service.key, dyn.label or dyn.kind, cls, qtype)
-        decision, signature = self._decided(self._class_decisions, key, dyn, qtype, client)
-        if decision.by_network:
-            decision, signature = self._decided(
-                self._bucket_decisions, (*key, bucket(client)), dyn, qtype, client
-            )
-        # The run around the address holds its GeoIP network, so the scope widened from
-        # the whole address is the one the reference path widens from that network.
-        run_scope = table.scope_in(run, value, table.bits)
-        scope = self.ecs_scope(dyn, qtype, decision, client, run_scope)
-        return GeoResult(dyn, qtype, decision, scope, signature)
+        answer, scope = found
+        result = answer.result
+        return GeoResult(dyn, qtype, result.decision, scope, result.signature)
 
-    def _decided(
+    def class_answer(
+        self, dyn: DynamicName, qtype: int, value: int, family: int
+    ) -> tuple[ClassAnswer, int] | None:
+        """The class path: the ClassAnswer for the ECS address `value` of `family` (4 or 6,
+        source prefix > 0) and the ECS scope of its reply, from one binary search in the
+        merged runs; the decision is computed once per class (per bucket where a hash
+        decides) and state, with no GeoIP lookup and no object per query. None where the
+        runs cannot say: no runs for this database yet, a run whose class is not known
+        ahead, a special-purpose address (IPv4-mapped ones included), an unlocated IPv6
+        address outside global space, the debug TXT."""
+        table = self._tables[family].get(dyn.service.key, _NO_TABLE)
+        if table is _NO_TABLE:
+            table = self._class_table(dyn, family)
+        if table is None:
+            return None
+        keys = table.keys
+        run = bisect.bisect_right(keys, value) - 1
+        cls = table.classes[run]
+        if cls == NO_WIDENING or is_special(value, family):
+            return None  # special blocks are located by their block, never widened
+        key = (dyn.qname, qtype, cls, family)
+        answer = self._class_answers.get(key)
+        if answer is None:
+            answer = self._class_answer(dyn, qtype, table, cls, value, key)
+            if answer is None:
+                return None
+        if answer.unlocated_v6 and not_global(ipaddress.IPv6Address(value)):
+            return None
+        if answer.by_bucket:
+            key = (*key, value >> table.bucket_shift)
+            answer = self._bucket_answers.get(key)
+            if answer is None:
+                answer = self._class_answer(dyn, qtype, table, cls, value, key)
+                if answer is None:
+                    return None
+        if answer.fixed_scope is not None:
+            return answer, answer.fixed_scope
+        # The shortest prefix whose network around `value` stays inside its run (the run
+        # holds its GeoIP network, so this is the scope the reference path widens to).
+        bits = table.bits
+        shortest = 0
+        start = keys[run]
+        if start > 0:
+            shortest = bits + 1 - (value ^ (start - 1)).bit_length()
+        if run + 1 < len(keys):
+            after = bits + 1 - (value ^ keys[run + 1]).bit_length()
+            if after > shortest:
+                shortest = after
+        return answer, shortest if shortest > answer.floor else answer.floor
+
+    def _class_table(self, dyn: DynamicName, family: int) -> _ClassTable | None:
+        """The runs of the service's class in `family`, ready for the query path, and one
+        located client per class; None (kept) where there are none to use."""
+        service = dyn.service
+        table = None
+        runs = self._runs.get(service.key)
+        if runs is not None and self.geoip is not None and self._runs_key == self.geoip.file_key:
+            family_runs = runs.v4 if family == 4 else runs.v6
+            if family_runs is not None and family_runs.classes is not None:
+                reps = {}
+                for cls, first in family_runs.representatives().items():
+                    reps[cls] = locate(self.geoip, _address(first, family_runs.bits), None)
+                bits = family_runs.bits
+                table = _ClassTable(
+                    bits,
+                    family_runs.keys,
+                    family_runs.class_list,
+                    reps,
+                    bits - BUCKET_PREFIX[family],
+                )
+        self._tables[family][service.key] = table
+        return table
+
+    def _class_answer(
         self,
-        cache: dict[tuple[object, ...], tuple[Decision, object]],
-        key: tuple[object, ...],
         dyn: DynamicName,
         qtype: int,
-        client: Client,
-    ) -> tuple[Decision, object]:
-        """The decision for `client` and its answer's signature, kept in `cache` by `key`.
-        Bounded by evicting the oldest entry: a flood of buckets costs route() calls,
-        never memory, and never the class decisions in the other cache."""
-        decided = cache.get(key)
-        if decided is None:
-            decision = self.decide(dyn.service, client, dyn.label)
-            decided = (decision, self._signature(dyn, qtype, decision))
-            bound = CLASS_DECISIONS if cache is self._class_decisions else BUCKET_DECISIONS
-            if len(cache) >= bound:
-                cache.pop(next(iter(cache)))
-            cache[key] = decided
-        return decided
-
-    def _representative(
-        self, service: Service, table: object, family: int, cls: int
-    ) -> Client | None:
-        reps = self._reps.get((service.key, family))
-        if reps is None:
-            assert self.geoip is not None
-            reps = {}
-            for c, value in table.representatives().items():  # type: ignore[attr-defined]
-                rep = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
-                reps[c] = locate(self.geoip, rep, None)
-            self._reps[(service.key, family)] = reps
-        return reps.get(cls)
+        table: _ClassTable,
+        cls: int,
+        value: int,
+        key: tuple[object, ...],
+    ) -> ClassAnswer | None:
+        """Decide for class `cls` (and the bucket of `value`, when `key` names one) and keep
+        it. Bounded by evicting the oldest entry: a flood of buckets costs route() calls,
+        never memory, and never the class answers in the other cache."""
+        rep = table.reps.get(cls)
+        if rep is None or (qtype == RT.TXT and dyn.zone.debug):
+            return None  # the debug TXT names the client's own network: not a class's
+        address = _address(value, table.bits)
+        # The decision's client is the first one of its class (explanations are not served
+        # from here) with this query's address, which a bucket's hash reads.
+        client = Client(address, table.bits, rep.network, rep.record, True)
+        decision = self.decide(dyn.service, client, dyn.label)
+        by_bucket = decision.by_network and len(key) == 4
+        fixed, floor = self._scope_terms(dyn, qtype, decision, client)
+        answer = ClassAnswer(
+            GeoResult(dyn, qtype, decision, 0, self._signature(dyn, qtype, decision)),
+            fixed,
+            floor,
+            rep.record is None and table.bits == 128,
+            by_bucket,
+        )
+        cache = self._class_answers if len(key) == 4 else self._bucket_answers
+        bound = CLASS_DECISIONS if len(key) == 4 else BUCKET_DECISIONS
+        if len(cache) >= bound:
+            cache.pop(next(iter(cache)))
+        cache[key] = answer
+        return answer
 
     def locate(
         self,
@@ -270,7 +348,7 @@ class GeoAnswers:
         label = qname_key[1 : 1 + n].decode("ascii", "replace")
         if label not in self.version_labels(parent.service):
             return None
-        return DynamicName(parent.zone, parent.service, VERSION, label=label)
+        return DynamicName(parent.zone, parent.service, VERSION, label=label, qname=qname_key)
 
     def version_labels(self, service: Service) -> set[str]:
         judged = self.state.versions.get(service.key)
@@ -311,19 +389,30 @@ class GeoAnswers:
             # made from the resolver's own; scope 0 (7.2.1) lets it share that answer with
             # its clients, all of whom it would get for them without ECS anyway.
             return 0
-        if _same_for_everyone(dyn, qtype, decision.service):
-            return 0  # a NODATA by type, or one region and no rule: the scope names no one
+        fixed, floor = self._scope_terms(dyn, qtype, decision, client)
+        if fixed is not None:
+            return fixed
         if widened is None:
             scope = client.network.prefixlen
-            # The debug TXT names the client's own network, so it holds for that one only.
-            if qtype == RT.TXT and dyn.zone.debug:
-                return scope
             widened = self._widened(dyn.service, client, scope) if scope else 0
+        return max(widened, floor)
+
+    @staticmethod
+    def _scope_terms(
+        dyn: DynamicName, qtype: int, decision: Decision, client: Client
+    ) -> tuple[int | None, int]:
+        """What an ECS scope is made of, apart from the network the decision holds for: a
+        scope fixed whatever the network (or None), and the least it may be."""
+        if _same_for_everyone(dyn, qtype, decision.service):
+            return 0, 0  # a NODATA by type, or one region and no rule: the scope names no one
+        if qtype == RT.TXT and dyn.zone.debug:
+            # The debug TXT names the client's own network, so it holds for that one only.
+            return client.network.prefixlen, 0
         if decision.by_network:
             # A step hashed the client's bucket (shedding, a canary share): the answer holds
             # where the class and the bucket both do, the longer of the two prefixes.
-            widened = max(widened, bucket_prefix(client))
-        return widened
+            return None, bucket_prefix(client)
+        return None, 0
 
     def _widened(self, service: Service, client: Client, scope: int) -> int:
         """The largest network around the client whose addresses all get this decision."""
@@ -456,6 +545,10 @@ def _same_for_everyone(dyn: DynamicName, qtype: int, service: Service) -> bool:
     if not _holds_addresses(dyn, qtype):
         return True
     return len(service.regions) <= 1 and not service.residency and service.unlocated is None
+
+
+def _address(value: int, bits: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.IPv4Address(value) if bits == 32 else ipaddress.IPv6Address(value)
 
 
 def _unlocated(

@@ -9,7 +9,7 @@ import pytest
 
 import geodns.geo.locate as locate_module
 from geodns.geo.geoip import GeoIPDatabase, GeoRecord, IPAddress
-from geodns.geo.locate import Client, locate, not_global, special_prefix
+from geodns.geo.locate import Client, is_special, locate, not_global, special_prefix
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -240,3 +240,22 @@ def test_every_non_global_ipv4_network_is_a_special_purpose_block() -> None:
     for network in networks:
         prefix = special_prefix(network.network_address)
         assert prefix is not None and prefix <= network.prefixlen, network
+
+
+@pytest.mark.parametrize("bits", [32, 128])
+def test_is_special_agrees_with_special_prefix(bits: int) -> None:
+    """The query path's integer check (one binary search) against the per-length table, for
+    random addresses, and the first and last address of every block and around it."""
+    rng = random.Random(bits)
+    version = 4 if bits == 32 else 6
+    blocks = locate_module._SPECIAL_V4 if bits == 32 else locate_module._SPECIAL_V6
+    values = [rng.getrandbits(bits) >> rng.randint(0, 8) for _ in range(20_000)]
+    for block in blocks:
+        net = ipaddress.ip_network(block)
+        first = int(net.network_address)
+        values += [first - 1, first, first + net.num_addresses - 1, first + net.num_addresses]
+    for value in values:
+        if not 0 <= value < 1 << bits:
+            continue
+        address = ipaddress.IPv4Address(value) if bits == 32 else ipaddress.IPv6Address(value)
+        assert is_special(value, version) == (special_prefix(address) is not None), address

@@ -135,5 +135,5 @@ def test_a_flood_of_buckets_does_not_grow_the_class_decisions(database, load: fl
     base = int(ipaddress.ip_address("14.0.0.0"))  # a /8 of one record: 65,536 buckets
     for i in range(20_000):
         assert answers.by_class(dyn, 1, base + (i << 8), 4, 24) is not None
-    assert len(answers._class_decisions) <= 2
-    assert len(answers._bucket_decisions) <= 8_192
+    assert len(answers._class_answers) <= 2
+    assert len(answers._bucket_answers) <= 8_192
