@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from collections.abc import Iterable
 from pathlib import Path as FsPath
@@ -76,6 +77,19 @@ def load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
 
     Raises ConfigErrors with every problem in every file when anything is wrong.
     """
+    # A zone of 10,000 records is some 200,000 new objects and no reference cycles: the
+    # collector, triggered every 700 allocations, would walk them again and again while
+    # they are made (a quarter of the load's CPU in a server, half in a fresh process).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_zones(paths)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
     paths = list(paths)
     files = list(zone_files(paths))
     errors: list[ConfigError] = []
