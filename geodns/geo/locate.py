@@ -149,6 +149,42 @@ def not_global(address: IPAddress) -> bool:
     )
 
 
+def _not_global_v6() -> tuple[list[int], list[int]] | None:
+    """The IPv6 space not_global() holds for, as ranges, from ipaddress's own tables; None
+    where this Python keeps them otherwise (then not_global() itself is asked)."""
+    constants = getattr(ipaddress, "_IPv6Constants", None)
+    try:
+        nets = (
+            *constants._private_networks,  # type: ignore[union-attr]
+            *constants._reserved_networks,  # type: ignore[union-attr]
+            constants._multicast_network,  # type: ignore[union-attr]
+            constants._linklocal_network,  # type: ignore[union-attr]
+        )
+        ranges = _merged(tuple(str(n) for n in nets))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    for start, end in zip(*ranges, strict=True):
+        if not (
+            not_global(ipaddress.IPv6Address(start)) and not_global(ipaddress.IPv6Address(end - 1))
+        ):
+            return None
+    return ranges
+
+
+_NOT_GLOBAL_V6 = _not_global_v6()
+
+
+def not_global_v6(value: int) -> bool:
+    """`not_global(IPv6Address(value))` for an address outside the special-purpose blocks
+    (inside them newer Pythons carve exceptions these ranges do not hold), in one binary
+    search rather than about 20 us of ipaddress properties."""
+    if _NOT_GLOBAL_V6 is None:
+        return not_global(ipaddress.IPv6Address(value))
+    starts, ends = _NOT_GLOBAL_V6
+    i = bisect.bisect_right(starts, value) - 1
+    return i >= 0 and value < ends[i]
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """Who asked, as far as routing cares: a GeoIP record and the network it holds for."""

@@ -24,7 +24,7 @@ import dns.rrset
 
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.latency import LatencyTable
-from geodns.geo.locate import Client, is_special, locate, not_global
+from geodns.geo.locate import Client, is_special, locate, not_global_v6
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.classes import class_fingerprint
@@ -235,7 +235,7 @@ class GeoAnswers:
             answer = self._class_answer(dyn, qtype, table, cls, value, key)
             if answer is None:
                 return None
-        if answer.unlocated_v6 and not_global(ipaddress.IPv6Address(value)):
+        if answer.unlocated_v6 and not_global_v6(value):
             return None
         if answer.by_bucket:
             key = (*key, value >> table.bucket_shift)

@@ -9,7 +9,14 @@ import pytest
 
 import geodns.geo.locate as locate_module
 from geodns.geo.geoip import GeoIPDatabase, GeoRecord, IPAddress
-from geodns.geo.locate import Client, is_special, locate, not_global, special_prefix
+from geodns.geo.locate import (
+    Client,
+    is_special,
+    locate,
+    not_global,
+    not_global_v6,
+    special_prefix,
+)
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -259,3 +266,21 @@ def test_is_special_agrees_with_special_prefix(bits: int) -> None:
             continue
         address = ipaddress.IPv4Address(value) if bits == 32 else ipaddress.IPv6Address(value)
         assert is_special(value, version) == (special_prefix(address) is not None), address
+
+
+def test_not_global_v6_agrees_with_not_global_outside_the_special_blocks() -> None:
+    """Where the class path asks it (unlocated IPv6 addresses outside the special-purpose
+    blocks): random addresses, and both edges of every range ipaddress keeps."""
+    rng = random.Random(6)
+    values = [rng.getrandbits(128) >> rng.randint(0, 8) for _ in range(20_000)]
+    values += [(0x2 << 124) | rng.getrandbits(124) for _ in range(20_000)]  # 2000::/3
+    if locate_module._NOT_GLOBAL_V6 is not None:
+        for start, end in zip(*locate_module._NOT_GLOBAL_V6, strict=True):
+            values += [start - 1, start, end - 1, end]
+    checked = 0
+    for value in values:
+        if not 0 <= value < 1 << 128 or is_special(value, 6):
+            continue
+        checked += 1
+        assert not_global_v6(value) == not_global(ipaddress.IPv6Address(value)), value
+    assert checked > 10_000
