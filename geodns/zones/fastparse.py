@@ -121,3 +121,10 @@ def parent(name: dns.name.Name) -> dns.name.Name:
     out = _Name.__new__(_Name)
     _set(out, "labels", labels[1:])
     return out
+
+
+def name_rdata(rdtype: RT, target: dns.name.Name) -> dns.rdata.Rdata:
+    """dns.rdata.from_text(IN, rdtype, target.to_text()) for a type whose data is one name
+    (CNAME, NS, PTR, DNAME): the text would only be parsed back into the same labels."""
+    cls = dns.rdata.get_rdata_class(IN, rdtype)
+    return cls(IN, rdtype, target)

@@ -409,7 +409,7 @@ class _ZoneBuilder:
             return self.txt(path, rdtype, value)
         if rdtype in NAME_TYPES:
             target = self.name_value(path, value)
-            return None if target is None else dns.rdata.from_text(IN, rdtype, target.to_text())
+            return None if target is None else fastparse.name_rdata(rdtype, target)
         if rdtype == RT.MX:
             return self.fields(path, rdtype, value, [("preference", "int16"), ("exchange", "name")])
         if rdtype == RT.SRV:

@@ -128,6 +128,22 @@ def test_relative_name_shortcut_declines_what_it_cannot_read() -> None:
     assert name is not None and name.labels == (b"WWW", b"example", b"com", b"")
 
 
+absolute_names = st.lists(
+    st.binary(min_size=1, max_size=20)
+    | st.text(alphabet='abcXYZ019_-*.\\@() "', min_size=1, max_size=20).map(str.encode),
+    min_size=0,
+    max_size=4,
+).map(lambda labels: dns.name.Name([*labels, b""]))
+
+
+@given(absolute_names, st.sampled_from([RT.CNAME, RT.NS, RT.PTR, RT.DNAME]))
+@settings(max_examples=1000, deadline=None)
+def test_name_rdata_is_from_text(target: dns.name.Name, rdtype: RT) -> None:
+    fast = fastparse.name_rdata(rdtype, target)
+    assert_same_rdata(fast, dns.rdata.from_text(IN, rdtype, target.to_text()))
+    assert fast.target.labels == target.labels  # type: ignore[attr-defined]
+
+
 rdata_lists = st.lists(
     st.one_of(
         st.sampled_from(["192.0.2.1", "192.0.2.2", "10.0.0.1"]).map(
