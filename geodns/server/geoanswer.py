@@ -188,11 +188,21 @@ class GeoAnswers:
         self._runs, self._runs_key = mine, file_key
         self._tables = {4: {}, 6: {}}
         self.drop_class_decisions()
+        # Built here rather than on the first query of each family, which would wait for
+        # it (about 45 ms for the embedded database's IPv6 runs, once per file version).
+        for dyn in self.names.values():
+            for family in (4, 6):
+                if dyn.service.key not in self._tables[family]:
+                    self._class_table(dyn.service, family)
 
     def drop_class_decisions(self) -> None:
         """After a state change or a new database: decisions by class are stale."""
         self._class_answers.clear()
         self._bucket_answers.clear()
+        if self.geoip is not None and self._runs_key != self.geoip.file_key:
+            # A new database: these runs and classes are another file's (until set_scopes
+            # brings its own, every query takes the network path).
+            self._tables = {4: {}, 6: {}}
 
     def by_class(
         self, dyn: DynamicName, qtype: int, value: int, family: int, source_prefix: int
@@ -221,7 +231,7 @@ class GeoAnswers:
         address outside global space, the debug TXT."""
         table = self._tables[family].get(dyn.service.key, _NO_TABLE)
         if table is _NO_TABLE:
-            table = self._class_table(dyn, family)
+            table = self._class_table(dyn.service, family)
         if table is None:
             return None
         keys = table.keys
@@ -259,10 +269,9 @@ class GeoAnswers:
                 shortest = after
         return answer, shortest if shortest > answer.floor else answer.floor
 
-    def _class_table(self, dyn: DynamicName, family: int) -> _ClassTable | None:
+    def _class_table(self, service: Service, family: int) -> _ClassTable | None:
         """The runs of the service's class in `family`, ready for the query path, and one
         located client per class; None (kept) where there are none to use."""
-        service = dyn.service
         table = None
         runs = self._runs.get(service.key)
         if runs is not None and self.geoip is not None and self._runs_key == self.geoip.file_key:

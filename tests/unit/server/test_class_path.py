@@ -137,3 +137,20 @@ def test_a_flood_of_buckets_does_not_grow_the_class_decisions(database, load: fl
         assert answers.by_class(dyn, 1, base + (i << 8), 4, 24) is not None
     assert len(answers._class_answers) <= 2
     assert len(answers._bucket_answers) <= 8_192
+
+
+def test_a_new_database_file_stops_the_class_path_until_its_runs_come(database) -> None:
+    db, runs = database
+    answers = _answers(database, StateSnapshot())
+    dyn = _dynamic(answers)
+    address = int(ipaddress.ip_address("81.2.69.0"))
+    assert answers.by_class(dyn, 1, address, 4, 24) is not None
+    key = db.file_key
+    try:
+        db.file_key = "a-newer-file"  # what maybe_reload() sets on a swap
+        answers.drop_class_decisions()  # what the worker calls then
+        assert answers.by_class(dyn, 1, address, 4, 24) is None
+        answers.set_scopes("a-newer-file", runs)  # its runs, built
+        assert answers.by_class(dyn, 1, address, 4, 24) is not None
+    finally:
+        db.file_key = key
