@@ -5,7 +5,7 @@ Scalars follow the YAML 1.2 core schema rather than PyYAML's YAML 1.1: `NO`
 matters for country lists and IPv6 addresses.
 
 Parsing uses libyaml's C composer (PyYAML's CSafeLoader) when PyYAML was built with it:
-about eight times faster than the pure-Python one (0.1 s against 1.0 s of CPU for a zone of
+about ten times faster than the pure-Python one (0.07 s against 0.76 s of CPU for a zone of
 10,000 records, bench/zonebuild.py), and its nodes carry the same start marks, so every
 `file:line` is the same. Only the wording of a syntax error differs (libyaml's "did not find
 expected key" for PyYAML's "expected <block end>"). Without libyaml the pure-Python loader
