@@ -417,6 +417,12 @@ class Answerer:
                 hit = state_get(tail)
                 if hit is None:
                     hit = unlisted_get(tail)
+                    if hit is None:
+                        hit = source_get((tail, addr[0]))
+                        if hit is None:
+                            hit = cookied_get((tail, addr[0]))
+                            if hit is not None and hit[2] <= cookie_clock():
+                                hit = None
             if hit is not None:
                 counts[hit[1]] += 1
                 # A cached reply takes well under the first bound (10 us): it is counted
@@ -441,17 +447,6 @@ class Answerer:
                 ):
                     keep[tail] = (reply[2:], key_id)
                 return reply
-            # Replies that depend on the sender too: the plain path never makes these (no
-            # ECS, ECS /0, a server cookie), so they are looked up only after it.
-            hit = source_get((tail, addr[0]))
-            if hit is None:
-                hit = cookied_get((tail, addr[0]))
-                if hit is not None and hit[2] <= cookie_clock():
-                    hit = None
-            if hit is not None:
-                counts[hit[1]] += 1
-                buckets[0] += 1
-                return data[:2] + hit[0]
             start = clock()
             reply, key_id = answer(data, transport, addr)
             counts[key_id] += 1
