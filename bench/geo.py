@@ -370,10 +370,19 @@ class GeoServer(Server):
 
 
 def make_server(
-    kind: str, port: int, argv: list[str], log: Path, cpu: int | None, threads: str, **kw
+    kind: str,
+    port: int,
+    argv: list[str],
+    log: Path,
+    cpu: int | str | None,
+    threads: str,
+    workers: int = 1,
+    **kw,
 ) -> GeoServer:
+    """`cpu`: a core, a taskset list of cores ("1-3"), or None: not pinned."""
     pinning = "none" if cpu is None else f"core {cpu}"
-    return GeoServer(kind, 1, port, pin(cpu, argv), log, pinning, kind=kind, threads=threads, **kw)
+    argv = pin(cpu, argv)
+    return GeoServer(kind, workers, port, argv, log, pinning, kind=kind, threads=threads, **kw)
 
 
 # --- answers ---------------------------------------------------------------------------
@@ -747,6 +756,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="which servers to run (default: all three)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="geodns worker processes (default: 1); with more than 1, geodns is pinned to\n"
+        "cores 1..N when the machine has them (dnsperf keeps core 0), else not pinned:\n"
+        "how to measure its scaling on a machine with more cores",
+    )
+    p.add_argument(
         "--countries",
         nargs="+",
         metavar="CC",
@@ -833,8 +850,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = 2.0 if args.quick else 10.0
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
-    if args.duration <= 0 or args.repeat < 1:
-        p.error("--duration and --repeat must be positive")
+    if args.duration <= 0 or args.repeat < 1 or args.workers < 1:
+        p.error("--duration, --repeat and --workers must be positive")
     if "geodns" not in args.servers:
         p.error("--servers must include geodns")
     args.zone, args.logs = args.zone.absolute(), args.logs.absolute()
@@ -923,7 +940,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             cmd = geodns_serve_argv()  # RRL off, like PowerDNS and gdnsd (which have none)
             cmd[cmd.index("warning")] = "info"  # for the line saying scopes are merged
             cmd += ["--zones", repo_relative(args.zone), "--listen", f"{HOST}:{port}"]
-            cmd += ["--workers", "1", "--geoip-database", str(mmdb)]
+            cmd += ["--workers", str(args.workers), "--geoip-database", str(mmdb)]
             if many:
                 # The scopes of a real database take a while to build: kept between runs.
                 from geodns.geo.scopebuild import default_cache_dir
@@ -931,9 +948,24 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
                 cmd += ["--scope-cache", default_cache_dir()]
             else:
                 cmd += ["--scope-cache", str(workdir / "scopes")]
+            geodns_cpu: int | str | None = server_cpu
+            if args.workers > 1:
+                # One core per worker beside dnsperf's, or none pinned: workers sharing one
+                # core would show nothing of the scaling.
+                wanted = set(range(SERVER_CPU, SERVER_CPU + args.workers))
+                geodns_cpu = f"{SERVER_CPU}-{SERVER_CPU + args.workers - 1}"
+                if not pinned or not wanted <= cpus:
+                    geodns_cpu = None
+                    notes.append(
+                        f"geodns with {args.workers} workers is not pinned (needs cores "
+                        f"{SERVER_CPU}-{SERVER_CPU + args.workers - 1} beside dnsperf's): its "
+                        "workers share every core with dnsperf, so its figure shows scaling "
+                        "only on a machine with a core per worker plus one"
+                    )
+            threads = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
             servers.append(
                 make_server(
-                    "geodns", port, cmd, args.logs / "geodns.log", server_cpu, threads="1 worker"
+                    "geodns", port, cmd, args.logs / "geodns.log", geodns_cpu, threads, args.workers
                 )
             )
         if "pdns" in args.servers:

@@ -360,7 +360,7 @@ def repo_relative(path: Path) -> str:
     return str(path) if rel.startswith("..") else rel
 
 
-def pin(cpu: int | None, argv: list[str]) -> list[str]:
+def pin(cpu: int | str | None, argv: list[str]) -> list[str]:
     return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
 
 
