@@ -20,8 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geodns.errors import ConfigErrors
 from geodns.zones import fastparse
+from geodns.zones.loader import build_zone
 from geodns.zones.services import parse_address
+from geodns.zones.yamlsource import load_yaml
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType
@@ -200,3 +203,106 @@ def test_parent_is_dnspythons_parent(text: str) -> None:
         fast = fastparse.parent(name)
         assert type(fast) is dns.name.Name and fast.labels == slow.labels
         name = fast
+
+
+# --- the loader with and without the shortcuts ----------------------------------------------
+
+OWNERS = [
+    "www", "WWW", "h1", "a.b", "A.B", "x.example.com", "X.Example.COM", "www.example.com.",
+    "y.example.org.", "'@'", "'*'", "'*.w'", "bücher", "a\\.b", "_srv._tcp", "sub", "ns1.sub",
+    "deep.ns1.sub", "x" * 64, ".".join(["abcdefghij" * 6] * 5), "a..b", "Sub", "inference",
+    "us-east-1.inference", "h-9", "1", "NO",
+]  # fmt: skip
+VALUES = {
+    "A": ["192.0.2.1", "192.0.2.01", "' 10.0.0.1 '", "1.2.3", "256.1.1.1", "2001:db8::1",
+          "0.0.0.0", "1", "[192.0.2.1, 192.0.2.2]", "[192.0.2.1, 192.0.2.1]", "[]"],
+    "AAAA": ['"2001:db8::1"', '"::ffff:1.2.3.4"', "192.0.2.1", '"2001:DB8::A"', '"fe80::1%eth0"'],
+    "CNAME": ["www", "www.example.com.", "'@'", "Other.Example.COM", "a\\.b", '""', "[a, b]"],
+    "NS": ["ns1.sub", "[ns1.sub, ns2.sub]", "ns.example.net."],
+    "PTR": ["host", "Host.Example.Com."],
+    "MX": ['"10 mail"', "{preference: 5, exchange: MAIL}", '"x mail"'],
+    "TXT": ["hello", "[a, b]"],
+    "a": ["192.0.2.9"],
+    "BOGUS": ["x"],
+    "ttl": ["60", "-1"],
+}  # fmt: skip
+
+owner_lines = st.lists(
+    st.tuples(
+        st.sampled_from(OWNERS),
+        st.lists(
+            st.sampled_from(sorted(VALUES)).flatmap(
+                lambda t: st.sampled_from(VALUES[t]).map(lambda v: f"{t}: {v}")
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda s: s.split(":")[0],
+        ),
+    ),
+    min_size=1,
+    max_size=10,
+    unique_by=lambda t: t[0],
+)
+
+
+def zone_text(owners: list[tuple[str, list[str]]], service: bool) -> str:
+    lines = ["zone: example.com", "soa: {mname: ns1, rname: hostmaster}", "ns: [ns1]", "records:"]
+    lines += [f"  {owner}: {{{', '.join(rrsets)}}}" for owner, rrsets in owners]
+    if service:
+        lines += [
+            "services:",
+            "  inference:",
+            "    regions:",
+            "      r1: {addresses: [192.0.2.10]}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def outcome(text: str) -> object:
+    """Everything a load gives: the zone's records and names, or its error messages."""
+    try:
+        zone = build_zone(load_yaml(text, "z.yaml"))
+    except ConfigErrors as exc:
+        return [str(e) for e in exc.errors]
+    records = [
+        (
+            owner.labels,
+            rdtype,
+            rrset.ttl,
+            [(type(r), r.to_text(), r.to_digestable()) for r in rrset],
+        )
+        for owner, node in zone.nodes.items()
+        for rdtype, rrset in node.items()
+    ]
+    names = sorted(n.labels for n in zone.existing), sorted(n.labels for n in zone.delegations)
+    return records, names
+
+
+DECLINING = {
+    "relative_name": lambda text, origin, canonical: None,
+    "ipv4_text": lambda text: False,
+    "aaaa_rdata": lambda packed: dns.rdata.from_text(
+        IN, RT.AAAA, str(ipaddress.IPv6Address(packed))
+    ),
+    "name_rdata": lambda rdtype, target: dns.rdata.from_text(IN, rdtype, target.to_text()),
+    "rrset": dns.rrset.from_rdata_list,
+    "parent": lambda name: name.parent(),
+}
+
+
+@given(owner_lines, st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_the_loader_builds_and_reports_the_same_without_its_shortcuts(
+    owners: list[tuple[str, list[str]]], service: bool
+) -> None:
+    text = zone_text(owners, service)
+    fast = outcome(text)
+    saved = {name: getattr(fastparse, name) for name in DECLINING}
+    try:
+        for name, general in DECLINING.items():
+            setattr(fastparse, name, general)
+        slow = outcome(text)
+    finally:
+        for name, shortcut in saved.items():
+            setattr(fastparse, name, shortcut)
+    assert fast == slow
