@@ -640,19 +640,18 @@ class _ZoneBuilder:
                         node[rdtype] = dns.rrset.from_text_list(
                             host, service.ttl, "IN", rdtype.name, list(addresses)
                         )
-        # The origin comes first (its SOA), so the walk up from any name in the zone stops
-        # at the origin at the latest; a name right under it needs no walk at all.
-        existing: set[dns.name.Name] = {self.origin}
+        # Every owner exists (a set made from the dict reuses its hashes), the origin among
+        # them (its SOA), so the walk up from a name in the zone stops at the origin at the
+        # latest; a name right under the origin needs no walk at all.
+        existing: set[dns.name.Name] = set(nodes)
         child = len(self.origin.labels) + 1
         dynamic = [*self.services, *(srv_name(s) for s in self.services.values())]
         for owner in nodes:
-            if len(owner.labels) == child:
-                existing.add(owner)
-                continue
-            name = owner
-            while name not in existing:
-                existing.add(name)
-                name = fastparse.parent(name)
+            if len(owner.labels) > child:
+                name = fastparse.parent(owner)
+                while name not in existing:
+                    existing.add(name)
+                    name = fastparse.parent(name)
         for owner in dynamic:
             name = owner
             while name not in existing:
