@@ -3,12 +3,15 @@
 A zone of 10,000 records spent most of its build in dnspython's general text parsers:
 `dns.rdata.from_text` runs a tokenizer and validates class and type for every A record
 (14 us), `dns.name.from_text` scans every character of every owner name, and
-`dns.rrset.from_rdata_list` hashes every rdata twice. Each function here handles the
-common, plainly valid case directly and returns None for anything else (an escape, a
-non-ASCII name, a name too long), and the caller then takes dnspython's own path: what
-is built, and every error message, are dnspython's either way.
+`dns.rrset.from_rdata_list` hashes every rdata twice. The text shortcuts here (ipv4_text,
+relative_name) take only the common, plainly valid text and decline anything else (an
+escape, a non-ASCII name, a name too long, an address not written canonically), which the
+loader then gives to dnspython as before: what is built, and every error message, are
+dnspython's either way. The others build from values already parsed and validated (an
+address's bytes, a target Name, a list of rdata of one type), or fall back to dnspython's
+function where they would differ (singleton types, signatures).
 `tests/unit/zones/test_fastparse.py` holds each of them to the general path it replaces,
-for random valid and invalid input.
+for random valid and invalid input, and the loader with them to the loader without them.
 
 The rdata and names are made without their constructors, which would validate again what
 was just validated; they are the same objects (same class, same slots) as dnspython makes,
