@@ -466,16 +466,18 @@ class Answerer:
         the unlisted cache unless it is a v<version> name's NXDOMAIN, which lasts only as
         long as the region state.
 
-        This is the random-name flood's path ("water torture": a8f3k.example.com, each
-        name asked once), so it uses neither dnspython nor a cache: it reads the plainest
-        query shape only (one question of class IN, no records but an optional OPT with
-        no cookie and version 0), asks the wire index what the name is, and writes the
-        header, the query's own question (its case kept), a pre-encoded body (the zone's
-        SOA; the cut's NS and glue with their pointers moved; nothing) and the OPT.
-        The handler keeps its replies in the unlisted cache only (bounded, holding no name
-        that exists), so a flood can neither grow memory nor evict real answers. What it
-        declines (malformed or unusual queries, names that exist or may match a wildcard,
-        replies too big for the client's buffer) is answered as before.
+        These are the paths of the two floods that miss every cache: random client
+        subnets asking a service name, and random names ("water torture":
+        a8f3k.example.com, each asked once). So it uses neither dnspython nor a query
+        object: it reads the plainest query shape only (one question of class IN, no
+        records but an optional OPT of version 0 with no cookie), and for an unlisted
+        name asks the wire index what the name is, and writes the header, the query's own
+        question (its case kept), a pre-encoded body (the zone's SOA; the cut's NS and
+        glue with their pointers moved; nothing) and the OPT. The handler keeps its
+        replies in caches it only fills while they have room (the unlisted one holds no
+        name that exists), so a flood can neither grow memory nor evict real answers. What
+        it declines (malformed or unusual queries, names that exist or may match a
+        wildcard, replies too big for the client's buffer) the full path answers.
         """
         end = len(data)
         if end < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
