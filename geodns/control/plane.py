@@ -502,7 +502,7 @@ class ControlPlane:
         """Load and validate every zone; swap them in whole, or keep serving the old ones.
 
         Reading, validating and building the zones blocks this process's loop (about
-        0.7 s for a zone of 10,000 records), so a stand-in (a forked copy of the local
+        0.25 s of CPU for a zone of 10,000 records), so a stand-in (a forked copy of the local
         DNS worker, see StandIn) answers from the old zones meanwhile; other workers
         fork their own while they take the new zones in. A thread would not do: it
         holds the GIL that the loop needs for every datagram. Reloads run one at a time

@@ -114,7 +114,7 @@ class DnsWorker:
 
     def apply_zones(self, zones: ZoneSet) -> None:
         """Swap in a new configuration; queries in flight finish on the old one, since
-        answering is synchronous. Building the Answerer blocks the loop (0.15 s for a
+        answering is synchronous. Building the Answerer blocks the loop (0.04 s for a
         zone of 10,000 records): a reload runs it under stand_in()."""
         answerer = Answerer(
             zones, self.config.options, self.answerer.state, self.config.geoip, self.stats
