@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,27 @@ def serve(port: int) -> None:
     asyncio.run(_serve(port))
 
 
+def serve_thread(port: int) -> None:
+    """The same echo from a thread blocked in recvfrom, beside an idle uvloop loop: no
+    readiness poll and no receive that finds nothing, two system calls a datagram."""
+    import threading
+
+    import uvloop
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, port))
+
+    def run() -> None:
+        recv, send = sock.recvfrom, sock.sendto
+        while True:
+            data, addr = recv(65535)
+            send(data[:2] + bytes((data[2] | 0x80,)) + data[3:], addr)
+
+    threading.Thread(target=run, daemon=True).start()
+    uvloop.install()
+    asyncio.run(asyncio.Event().wait())
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -64,10 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", type=int, nargs="+", default=[5000, 20000])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    p.add_argument(
+        "--thread",
+        action="store_true",
+        help="echo from a thread blocked in recvfrom instead of the event loop's callback",
+    )
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the echo server itself
     args = p.parse_args(argv)
     if args.serve:
-        serve(args.serve)
+        (serve_thread if args.thread else serve)(args.serve)
         return 0
     for tool in ("dnsperf", "taskset"):
         if shutil.which(tool) is None:
@@ -75,11 +102,21 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     port = free_port(set())
     server = subprocess.Popen(
-        pin(SERVER_CPU, [sys.executable, __file__, "--serve", str(port)]),
+        pin(
+            SERVER_CPU,
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(port),
+                *(["--thread"] if args.thread else []),
+            ],
+        ),
         start_new_session=True,
     )
+    kind = "a thread in recvfrom" if args.thread else "uvloop DatagramProtocol"
     print(
-        f"echo server (uvloop DatagramProtocol) on core {SERVER_CPU}, dnsperf on core "
+        f"echo server ({kind}) on core {SERVER_CPU}, dnsperf on core "
         f"{CLIENT_CPU}, {args.duration:g} s a run"
     )
     print(f"{'load':<22} {'qps':>10} {'lost':>6} {'server us/q':>12}")
