@@ -95,6 +95,10 @@ BY_BUCKET: Any = object()
 # what a random-name flood asks for, so they have caches of their own, which the flood
 # may churn without touching the answers for names that exist.
 UNLISTED_CACHE_SIZE = 10_000
+# Seconds a reload spends answering the old configuration's recent queries into the new
+# one's caches (Answerer.warm_from): about 4,000 names at 45 us each.
+WARM_BUDGET = 0.2
+_WARM_PEER = ("127.0.0.1", 0)  # static replies do not depend on the sender
 ALIAS_TYPES = (RT.A, RT.AAAA, RT.ANY)
 BY_SOURCE = "by-source"  # a reply that the query bytes and the sender's address decide
 BY_STATE = "by-state"  # a reply that the query bytes and the region state decide
@@ -395,6 +399,26 @@ class Answerer:
         self.dropped = 0
         self.errors = 0
         self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
+
+    def warm_from(self, old: Answerer, budget: float = WARM_BUDGET) -> int:
+        """Answer again, into this Answerer's caches, the static queries `old` answered last
+        (its UDP reply cache, newest first), for up to `budget` seconds; the number warmed.
+
+        A new configuration starts with empty caches, and the first query for each name
+        costs about 45 us against 0.5 from a cache: after a reload at 20,000 q/s of 5,000
+        names, the loop fell behind by a third of a second and lost queries. A reload
+        warms the new Answerer while the old one's stand-in still answers, so the names
+        in use are ready when it takes over. Nothing is counted: no client asked these.
+        """
+        deadline = time.perf_counter() + budget
+        answer = self._answer
+        warmed = 0
+        for tail in reversed(list(old._exact[UDP])):
+            if warmed % 64 == 0 and warmed and time.perf_counter() > deadline:
+                break
+            answer(b"\0\0" + tail, UDP, _WARM_PEER)
+            warmed += 1
+        return warmed
 
     @property
     def state(self) -> StateSnapshot:
