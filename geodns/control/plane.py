@@ -513,12 +513,24 @@ class ControlPlane:
             started = time.monotonic()
             stand_in = self.local.stand_in() if self.local is not None else None
             try:
-                return self._reload(trigger, now, started)
+                result = self._reload(trigger, now)
             finally:
                 if stand_in is not None:
                     stand_in.stop()
+            if result.ok:
+                # Logged once the stand-in is gone, the loop answering from the new zones:
+                # the time is trigger to applied, what a client can tell.
+                log.info(
+                    "reload (%s): config version %d, %d zones from %s in %.2f s",
+                    trigger,
+                    self.config_version,
+                    len(self.zones.zones),
+                    self.source.path,
+                    time.monotonic() - started,
+                )
+            return result
 
-    def _reload(self, trigger: str, now: float, started: float) -> ReloadResult:
+    def _reload(self, trigger: str, now: float) -> ReloadResult:
         """The blocking part of reload(), while a stand-in answers."""
         try:
             zones = self.source.load()
@@ -548,14 +560,6 @@ class ControlPlane:
         self.reloads.ok += 1
         self.reload_error = None
         self.last_reload = result
-        log.info(
-            "reload (%s): config version %d, %d zones from %s in %.2f s",
-            trigger,
-            self.config_version,
-            len(zones.zones),
-            self.source.path,
-            time.monotonic() - started,
-        )
         return result
 
     async def _watch_zones(self) -> None:
