@@ -105,6 +105,7 @@ from bench.run import (  # noqa: E402
     result_cells,
     run_bench,
     run_dnsperf,
+    socket_drops,
     tool_version,
     write_json,
 )
@@ -473,19 +474,6 @@ def background_busy() -> float:
     time.sleep(BACKGROUND_SAMPLE)
     busy = core_busy(before, core_times())
     return round(sum(busy.values()) / max(1, len(busy)), 1)
-
-
-def socket_drops(port: int) -> int:
-    """Datagrams the kernel dropped, over their lifetime, for a full receive buffer on
-    the UDP sockets bound to `port` (the server's: several with SO_REUSEPORT)."""
-    drops = 0
-    for table in ("udp", "udp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-                fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    drops += int(fields[-1])
-    return drops
 
 
 def port53_listeners() -> list[str]:

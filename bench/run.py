@@ -142,6 +142,19 @@ def group_cpu(pgid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def socket_drops(port: int) -> int:
+    """Datagrams the kernel dropped, over their lifetime, for a full receive buffer on
+    the UDP sockets bound to `port` (the server's: several with SO_REUSEPORT)."""
+    drops = 0
+    for table in ("udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    drops += int(fields[-1])
+    return drops
+
+
 def print_logs(logs: dict[str, list[str]]) -> None:
     """The first lines of note from each server's log, or that there were none."""
     for label, lines in logs.items():
