@@ -102,21 +102,23 @@ class Runs:
         return self.scope_in(self.index(value), value, prefix)
 
     def scope_in(self, i: int, value: int, prefix: int) -> int:
-        """`scope`, with the run `i` holding `value` already found."""
-        bits = self.bits
+        """`scope`, with the run `i` holding `value` already found. On the query path of
+        every uncached ECS query (the class path), so plain integers only."""
         if not self.widen[i]:
             return prefix
+        bits = self.bits
+        keys = self.keys
         shortest = 0
         # A network of length q around `value` holds the address x iff the two agree on
         # their first q bits, i.e. iff (value ^ x).bit_length() <= bits - q.
-        keys = self.keys
         start = keys[i]
         if start > 0:
             shortest = bits + 1 - (value ^ (start - 1)).bit_length()
-        if i + 1 < len(self.starts):
-            after = keys[i + 1]
-            shortest = max(shortest, bits + 1 - (value ^ after).bit_length())
-        return min(shortest, prefix)
+        if i + 1 < len(keys):
+            after = bits + 1 - (value ^ keys[i + 1]).bit_length()
+            if after > shortest:
+                shortest = after
+        return shortest if shortest < prefix else prefix
 
 
 def build_runs(

@@ -25,7 +25,7 @@ import dns.rrset
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, is_special, locate, not_global_v6
-from geodns.geo.scopes import NO_WIDENING, ScopeRuns
+from geodns.geo.scopes import NO_WIDENING, Runs, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.classes import class_fingerprint
 from geodns.routing.context import BUCKET_PREFIX, bucket_prefix
@@ -96,6 +96,7 @@ class ClassAnswer:
 class _ClassTable:
     """One family's runs for a service, as the query path reads them."""
 
+    runs: Runs
     bits: int
     keys: Sequence[int]  # where each run starts, as integers
     classes: Sequence[int]  # each run's class id
@@ -256,18 +257,10 @@ class GeoAnswers:
                     return None
         if answer.fixed_scope is not None:
             return answer, answer.fixed_scope
-        # The shortest prefix whose network around `value` stays inside its run (the run
-        # holds its GeoIP network, so this is the scope the reference path widens to).
-        bits = table.bits
-        shortest = 0
-        start = keys[run]
-        if start > 0:
-            shortest = bits + 1 - (value ^ (start - 1)).bit_length()
-        if run + 1 < len(keys):
-            after = bits + 1 - (value ^ keys[run + 1]).bit_length()
-            if after > shortest:
-                shortest = after
-        return answer, shortest if shortest > answer.floor else answer.floor
+        # The run holds the address's GeoIP network, so the scope widened from the whole
+        # address is the one the reference path widens from that network.
+        scope = table.runs.scope_in(run, value, table.bits)
+        return answer, scope if scope > answer.floor else answer.floor
 
     def _class_table(self, service: Service, family: int) -> _ClassTable | None:
         """The runs of the service's class in `family`, ready for the query path, and one
@@ -282,6 +275,7 @@ class GeoAnswers:
                     reps[cls] = locate(self.geoip, _address(first, family_runs.bits), None)
                 bits = family_runs.bits
                 table = _ClassTable(
+                    family_runs,
                     bits,
                     family_runs.keys,
                     family_runs.class_list,
