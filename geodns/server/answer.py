@@ -663,12 +663,7 @@ class Answerer:
         if found is None:
             return None
         answer, scope = found
-        reply = answer.reply
-        if reply is None:
-            prepared, slot = self._class_reply(dynamic, qtype, answer)
-        else:
-            self.stats.decision_hits += 1
-            prepared, slot = reply  # type: ignore[misc]
+        prepared, slot = self._class_reply(dynamic, qtype, answer)
         # Our OPT (_opt): the DO bit echoed, the ECS option as it came with our scope, and
         # the answer's EDE if any (a refusal's reason).
         options = data[at : at + 7] + _SCOPE[scope] + data[address_at:end] + prepared.ede
