@@ -121,7 +121,6 @@ _NXDOMAIN_HEADS = {
 }
 _TRANSFER_TYPES = (RT.AXFR, RT.IXFR)
 _OPT_FIXED = struct.Struct("!HHIH")  # an RR after its owner: TYPE, CLASS, TTL, RDLENGTH
-_OPT_HEAD = struct.Struct("!BHHIH")  # a reply's OPT up to its options: root owner, fixed part
 _SCOPE = [bytes((n,)) for n in range(129)]  # an ECS SCOPE PREFIX-LENGTH octet
 
 _CHAOS_ID = {b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"}
@@ -664,25 +663,13 @@ class Answerer:
             return None
         answer, scope = found
         prepared, slot = self._class_reply(dynamic, qtype, answer)
-        # Our OPT (_opt): the DO bit echoed, the ECS option as it came with our scope, and
-        # the answer's EDE if any (a refusal's reason).
+        # Our OPT (as _opt builds it): the DO bit echoed, the ECS option as it came with our
+        # scope, and the answer's EDE if any (a refusal's reason).
         options = data[at : at + 7] + _SCOPE[scope] + data[address_at:end] + prepared.ede
         udp_size = self.options.udp_size
-        opt = (
-            _OPT_HEAD.pack(
-                0,
-                TYPE_OPT,
-                udp_size,
-                prepared.ext_rcode << 24 | (data[question_end + 7] & 0x80) << 8,
-                len(options),
-            )
-            + options
-        )
-        if transport == TCP:
-            limit = TCP_LIMIT
-        else:
-            payload = (data[question_end + 3] << 8) | data[question_end + 4]
-            limit = max(MIN_UDP, min(payload, udp_size))
+        opt = build_opt(udp_size, bool(data[question_end + 7] & 0x80), prepared.ext_rcode, options)
+        payload = (data[question_end + 3] << 8) | data[question_end + 4]
+        limit = _reply_limit(transport, payload, udp_size)
         reply = prepared.render(
             (data[0] << 8) | data[1], (data[2] << 8) | data[3], data[12:question_end], opt, limit
         )
@@ -1010,11 +997,8 @@ class Answerer:
         return reply, prepared.cacheable
 
     def _limit(self, edns: Edns | None, transport: str) -> int:
-        if transport == TCP:
-            return TCP_LIMIT
-        if edns is None:
-            return MIN_UDP
-        return max(MIN_UDP, min(edns.payload, self.options.udp_size))
+        payload = None if edns is None else edns.payload
+        return _reply_limit(transport, payload, self.options.udp_size)
 
     def _opt(
         self, edns: Edns, ext_rcode: int, ede: bytes = b"", scope: int = 0, cookie: bytes = b""
@@ -1090,6 +1074,16 @@ class Answerer:
             return REFUSED_PROHIBITED  # no server id configured: as NSD's hide-identity
         res = Resolution(Rcode.NOERROR, True, answer=answer)
         return encode_resolution(qname, qtype, CLASS_CH, res)
+
+
+def _reply_limit(transport: str, payload: int | None, udp_size: int) -> int:
+    """The largest reply a client takes: TCP's, or over UDP its EDNS payload (none: 512)
+    within our own UDP size, and never under 512 (RFC 6891 6.2.5)."""
+    if transport == TCP:
+        return TCP_LIMIT
+    if payload is None:
+        return MIN_UDP
+    return max(MIN_UDP, min(payload, udp_size))
 
 
 def _cookied(cacheable: bool, until: float) -> bool | float:
