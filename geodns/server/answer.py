@@ -45,6 +45,7 @@ from geodns.wire.edns import (
     OPT_ECS,
     Edns,
     build_opt,
+    ecs_problem,
     ede_option,
     nsid_option,
     parse_opt_untrusted,
@@ -639,24 +640,17 @@ class Answerer:
         at = question_end + 11  # the OPT's RDATA: exactly one option, ECS
         if end - at < 8 or data[at] != 0 or data[at + 1] != OPT_ECS:
             return None
-        if at + 4 + ((data[at + 2] << 8) | data[at + 3]) != end or data[at + 4] != 0:
+        if at + 4 + ((data[at + 2] << 8) | data[at + 3]) != end:
             return None
-        family = data[at + 5]
+        family = (data[at + 4] << 8) | data[at + 5]
         source = data[at + 6]
-        if family == 1:
-            bits = 32
-        elif family == 2:
-            bits = 128
-        else:
-            return None
         address_at = at + 8
         size = end - address_at
-        # RFC 7871 6: a prefix in range, exactly its octets, no bits set past it; anything
-        # else is FORMERR, which the full path writes. /0 is the resolver's address.
-        if not 0 < source <= bits or data[at + 7] > bits or size != (source + 7) >> 3:
+        # A malformed option is FORMERR, which the full path writes; /0 is the resolver's
+        # address, which the full path looks up.
+        if source == 0 or ecs_problem(family, source, data[at + 7], size, data[end - 1]):
             return None
-        if source & 7 and data[end - 1] & (0xFF >> (source & 7)):
-            return None
+        bits = 32 if family == 1 else 128
         value = int.from_bytes(data[address_at:end], "big") << (bits - 8 * size)
         found = self.geo.class_answer(dynamic, qtype, value, 4 if bits == 32 else 6)
         if found is None:

@@ -54,22 +54,32 @@ def check_cookie_untrusted(data: bytes) -> bytes:
     return bytes(data)
 
 
+def ecs_problem(family: int, source: int, scope: int, size: int, last: int) -> str | None:
+    """What makes an ECS option malformed (RFC 7871 6), or None: its fixed fields, the
+    number of address octets, and the last of them. Also read on the plain query path,
+    which has the bytes and no option object."""
+    max_prefix = _ECS_MAX_PREFIX.get(family)
+    if max_prefix is None:
+        return f"ECS family {family} is not IPv4 (1) or IPv6 (2)"
+    if source > max_prefix or scope > max_prefix:
+        return f"ECS prefix longer than {max_prefix} bits"
+    if size != (source + 7) // 8:
+        # RFC 7871 6: the address is truncated to exactly the octets the prefix needs.
+        return f"ECS address has {size} octets for a /{source} prefix"
+    if size and source % 8 and last & (0xFF >> (source % 8)):
+        return "ECS address has bits set past the source prefix"
+    return None
+
+
 def parse_ecs_untrusted(data: bytes) -> ClientSubnet:
     """Validate an ECS option body; every malformed shape is BadECS (answered FORMERR)."""
     if len(data) < 4:
         raise BadECS("ECS option shorter than its fixed fields")
     family, source, scope = struct.unpack_from("!HBB", data)
-    max_prefix = _ECS_MAX_PREFIX.get(family)
-    if max_prefix is None:
-        raise BadECS(f"ECS family {family} is not IPv4 (1) or IPv6 (2)")
-    if source > max_prefix or scope > max_prefix:
-        raise BadECS(f"ECS prefix longer than {max_prefix} bits")
     address = data[4:]
-    if len(address) != (source + 7) // 8:
-        # RFC 7871 6: the address is truncated to exactly the octets the prefix needs.
-        raise BadECS(f"ECS address has {len(address)} octets for a /{source} prefix")
-    if address and source % 8 and address[-1] & (0xFF >> (source % 8)):
-        raise BadECS("ECS address has bits set past the source prefix")
+    problem = ecs_problem(family, source, scope, len(address), address[-1] if address else 0)
+    if problem is not None:
+        raise BadECS(problem)
     return ClientSubnet(family, source, scope, bytes(address))
 
 
