@@ -7,11 +7,9 @@ are cached per (service, name kind, network, qtype) and dropped with the state o
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -97,9 +95,6 @@ class _ClassTable:
     """One family's runs for a service, as the query path reads them."""
 
     runs: Runs
-    bits: int
-    keys: Sequence[int]  # where each run starts, as integers
-    classes: Sequence[int]  # each run's class id
     reps: dict[int, Client]  # per class, one located client of it
     bucket_shift: int  # value >> bucket_shift: the client's bucket (/24, /56)
 
@@ -235,9 +230,9 @@ class GeoAnswers:
             table = self._class_table(dyn.service, family)
         if table is None:
             return None
-        keys = table.keys
-        run = bisect.bisect_right(keys, value) - 1
-        cls = table.classes[run]
+        runs = table.runs
+        run = runs.index(value)
+        cls = runs.class_list[run]
         if cls == NO_WIDENING or is_special(value, family):
             return None  # special blocks are located by their block, never widened
         key = (dyn.qname, qtype, cls, family)
@@ -259,7 +254,7 @@ class GeoAnswers:
             return answer, answer.fixed_scope
         # The run holds the address's GeoIP network, so the scope widened from the whole
         # address is the one the reference path widens from that network.
-        scope = table.runs.scope_in(run, value, table.bits)
+        scope = runs.scope_in(run, value, runs.bits)
         return answer, scope if scope > answer.floor else answer.floor
 
     def _class_table(self, service: Service, family: int) -> _ClassTable | None:
@@ -274,14 +269,7 @@ class GeoAnswers:
                 for cls, first in family_runs.representatives().items():
                     reps[cls] = locate(self.geoip, _address(first, family_runs.bits), None)
                 bits = family_runs.bits
-                table = _ClassTable(
-                    family_runs,
-                    bits,
-                    family_runs.keys,
-                    family_runs.class_list,
-                    reps,
-                    bits - BUCKET_PREFIX[family],
-                )
+                table = _ClassTable(family_runs, reps, bits - BUCKET_PREFIX[family])
         self._tables[family][service.key] = table
         return table
 
@@ -300,10 +288,11 @@ class GeoAnswers:
         rep = table.reps.get(cls)
         if rep is None or (qtype == RT.TXT and dyn.zone.debug):
             return None  # the debug TXT names the client's own network: not a class's
-        address = _address(value, table.bits)
+        bits = table.runs.bits
+        address = _address(value, bits)
         # The decision's client is the first one of its class (explanations are not served
         # from here) with this query's address, which a bucket's hash reads.
-        client = Client(address, table.bits, rep.network, rep.record, True)
+        client = Client(address, bits, rep.network, rep.record, True)
         decision = self.decide(dyn.service, client, dyn.label)
         by_bucket = decision.by_network and len(key) == 4
         fixed, floor = self._scope_terms(dyn, qtype, decision, client)
@@ -311,7 +300,7 @@ class GeoAnswers:
             GeoResult(dyn, qtype, decision, 0, self._signature(dyn, qtype, decision)),
             fixed,
             floor,
-            rep.record is None and table.bits == 128,
+            rep.record is None and bits == 128,
             by_bucket,
         )
         cache = self._class_answers if len(key) == 4 else self._bucket_answers
