@@ -59,7 +59,7 @@ from geodns.wire.query import (
     parse_query_untrusted,
 )
 from geodns.wire.tsig import tsig_error_rr
-from geodns.zones.lookup import Resolution, resolve
+from geodns.zones.lookup import Resolution, resolve, resolve_owner
 from geodns.zones.model import ZoneSet
 from geodns.zones.wireindex import WireIndex
 
@@ -402,7 +402,8 @@ class Answerer:
 
     def warm_from(self, old: Answerer, budget: float = WARM_BUDGET) -> int:
         """Answer again, into this Answerer's caches, the static queries `old` answered last
-        (its UDP reply cache, newest first), for up to `budget` seconds; the number warmed.
+        (its UDP reply cache, newest first), for up to `budget` seconds of this thread's
+        CPU; the number warmed.
 
         A new configuration starts with empty caches, and the first query for each name
         costs about 45 us against 0.5 from a cache: after a reload at 20,000 q/s of 5,000
@@ -410,11 +411,13 @@ class Answerer:
         warms the new Answerer while the old one's stand-in still answers, so the names
         in use are ready when it takes over. Nothing is counted: no client asked these.
         """
-        deadline = time.perf_counter() + budget
+        # CPU time, not wall time: a reload warms at the lowest priority, and the time the
+        # stand-in takes the core from it must not shorten the warming.
+        deadline = time.thread_time() + budget
         answer = self._answer
         warmed = 0
         for tail in reversed(list(old._exact[UDP])):
-            if warmed % 64 == 0 and warmed and time.perf_counter() > deadline:
+            if warmed % 64 == 0 and warmed and time.thread_time() > deadline:
                 break
             answer(b"\0\0" + tail, UDP, _WARM_PEER)
             warmed += 1
@@ -1040,6 +1043,16 @@ class Answerer:
         return prepared
 
     def _prepare(self, qname_key: bytes, qtype: int, qclass: int) -> Prepared:
+        if qclass == CLASS_IN and qtype not in (RT.AXFR, RT.IXFR):
+            # A name that owns data, in its zone, above no cut: its answer straight from the
+            # node, without parsing the name or walking the zones (37 us to 12 for the
+            # first query of a name; a reload warms thousands of them).
+            owner = self._wire_index.owner(qname_key)
+            if owner is not None:
+                zone, name = owner
+                res = resolve_owner(zone, name, RT.make(qtype))
+                if res is not None:
+                    return encode_resolution(name, qtype, qclass, res)
         qname = dns.name.from_wire(qname_key, 0)[0]
         if qclass == CLASS_CH:
             return self._chaos(qname, qname_key, qtype)

@@ -95,6 +95,18 @@ def _in_zone(zone: Zone, qname: dns.name.Name, qtype: RT) -> _Step:
         node = _wildcard(zone, qname)
         if node is None:
             return _Step(negative(zone, Rcode.NXDOMAIN))
+    return _from_node(zone, node, qtype)
+
+
+def resolve_owner(zone: Zone, qname: dns.name.Name, qtype: RT) -> Resolution | None:
+    """resolve() for a name that owns a node of `zone`, where `zone` is the longest match
+    and no delegation lies at or above the name (geodns.zones.wireindex tells, from the
+    wire name); None when the answer needs more than the node (a CNAME to chase)."""
+    step = _from_node(zone, zone.nodes[qname], qtype)
+    return step.resolution if step.cname_target is None else None
+
+
+def _from_node(zone: Zone, node: Node, qtype: RT) -> _Step:
     cname = node.get(RT.CNAME)
     if cname is not None and qtype != RT.CNAME:
         return _Step(

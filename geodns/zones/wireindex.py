@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import dns.rdatatype
+from dns.name import Name
 
 from geodns.zones.model import Zone, ZoneSet
 
@@ -22,6 +23,8 @@ class ZoneIndex:
 
     origin: bytes
     names: frozenset[bytes]  # every existing name, empty non-terminals and services included
+    zone: Zone
+    owners: dict[bytes, Name]  # the names that own a node, by wire name
     cuts: frozenset[bytes]  # delegation points
     has_wildcard: bool
     # SOA RR minus its owner: TYPE, CLASS, negative TTL, RDLENGTH, RDATA (names uncompressed).
@@ -38,13 +41,17 @@ def _wire(name: object) -> bytes:
 
 
 def index_zone(zone: Zone) -> ZoneIndex:
-    names = frozenset(_wire(n) for n in zone.existing)
+    wires = {n: _wire(n) for n in zone.existing}
+    names = frozenset(wires.values())
+    owners = {wires.get(n) or _wire(n): n for n in zone.nodes}
     soa = zone.soa[0]
     rdata = soa.to_wire()  # no compression table: names written in full
     tail = struct.pack("!HHIH", dns.rdatatype.SOA, 1, zone.negative_ttl, len(rdata)) + rdata
     return ZoneIndex(
         origin=_wire(zone.origin),
         names=names,
+        zone=zone,
+        owners=owners,
         cuts=frozenset(_wire(n) for n in zone.delegations),
         has_wildcard=any(n.labels and n.labels[0] == b"*" for n in zone.nodes),
         negative_tail=tail,
@@ -89,24 +96,42 @@ class WireIndex:
         below a delegation, and no wildcard in the zone that could match. The SOA's owner is
         a compression pointer to the origin inside the question, at 12 + offset.
 
-        One walk up the name, one dict lookup per label: the first suffix that is a zone
-        origin or a delegation point decides (an origin wins over the parent zone's cut of
-        the same name). A cut that some parent zone holds below a child zone of ours (data
+        The first suffix that is a zone origin or a delegation point decides
+        (_closest_mark). A cut that some parent zone holds below a child zone of ours (data
         the child occludes) also answers None: the full lookup then decides, as it would.
         """
+        zone, offset = self._closest_mark(qname)
+        if zone is _UNMARKED:
+            return None  # in no zone of ours
+        if zone is None or zone.has_wildcard or qname in zone.names:  # type: ignore[union-attr]
+            return None  # at or below a delegation, maybe a wildcard's, or a name that exists
+        return _POINTERS[offset] + zone.negative_tail
+
+    def owner(self, qname: bytes) -> tuple[Zone, Name] | None:
+        """The zone and the name of the node that `qname` (lowercased wire form) owns, when
+        that zone is the longest match and no delegation lies at or above the name: what
+        lookup.resolve_owner answers from without parsing the name. None otherwise."""
+        zone, _ = self._closest_mark(qname)
+        if not isinstance(zone, ZoneIndex):
+            return None  # in no zone of ours, or at or below a delegation (DS, glue)
+        name = zone.owners.get(qname)
+        return None if name is None else (zone.zone, name)
+
+    def _closest_mark(self, qname: bytes) -> tuple[ZoneIndex | object | None, int]:
+        """The lowest suffix of `qname` that is a zone origin (its ZoneIndex) or a
+        delegation point (None), and its offset; _UNMARKED when in no zone of ours.
+        One walk up the name, one dict lookup per label; an origin wins over the parent
+        zone's cut of the same name."""
         marks = self._marks
         offset = 0
         while True:
             zone = marks.get(qname[offset:], _UNMARKED)
             if zone is not _UNMARKED:
-                break
+                return zone, offset
             length = qname[offset]
             if length == 0:
-                return None  # in no zone of ours
+                return _UNMARKED, offset
             offset += length + 1
-        if zone is None or zone.has_wildcard or qname in zone.names:
-            return None  # at or below a delegation, maybe a wildcard's, or a name that exists
-        return _POINTERS[offset] + zone.negative_tail
 
     def referral_cut(self, qname: bytes) -> tuple[bytes, int] | None:
         """For `qname` strictly below a delegation of the zone holding it and no name of
