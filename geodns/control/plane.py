@@ -36,6 +36,7 @@ from geodns.health.quorum import Vote
 from geodns.health.state import ALL_UP, Health, ServiceVersions, StateSnapshot
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
+from geodns.server.standin import run_now
 from geodns.server.stats import QueryTotals, combine
 from geodns.store.follower import SharedFollower
 from geodns.store.kv import KVStore, StoreUnavailable, Txn
@@ -503,17 +504,17 @@ class ControlPlane:
 
         Reading, validating and building the zones blocks this process's loop (about
         0.25 s of CPU for a zone of 10,000 records), so a stand-in (a forked copy of the local
-        DNS worker, see StandIn) answers from the old zones meanwhile; other workers
-        fork their own while they take the new zones in. A thread would not do: it
-        holds the GIL that the loop needs for every datagram. Reloads run one at a time
-        (the lock), and nothing between the load and the swap awaits.
+        DNS worker, see geodns.server.standin) answers from the old zones meanwhile, and
+        the work runs at the lowest priority, in a thread the loop waits for; other
+        workers fork their own while they take the new zones in. Reloads run one at a
+        time (the lock), and nothing between the load and the swap awaits.
         """
         async with self._reload_lock:
             now = self.clock()
             started = time.monotonic()
             stand_in = self.local.stand_in() if self.local is not None else None
             try:
-                result = self._reload(trigger, now)
+                result = self._reload(trigger, now, run_now if stand_in is None else stand_in.run)
             finally:
                 if stand_in is not None:
                     stand_in.stop()
@@ -530,10 +531,11 @@ class ControlPlane:
                 )
             return result
 
-    def _reload(self, trigger: str, now: float) -> ReloadResult:
-        """The blocking part of reload(), while a stand-in answers."""
+    def _reload(self, trigger: str, now: float, run: Callable) -> ReloadResult:
+        """The blocking part of reload(), while a stand-in answers: the heavy steps go
+        through `run` (StandIn.run: at the lowest priority, leaving the core to it)."""
         try:
-            zones = self.source.load()
+            zones = run(self.source.load)
         except ConfigErrors as exc:
             result = ReloadResult(now, trigger, False, tuple(str(e) for e in exc.errors))
             self.reloads.failed += 1
@@ -551,7 +553,7 @@ class ControlPlane:
         self.monitor.set_zones(zones)
         self._apply_forces()  # a region back in the zones takes its kept force again
         if self.local is not None:
-            self.local.apply_zones(zones)
+            self.local.apply_zones(zones, run)
         for link in self.children:
             link.send(("stand-in", None))
             link.send(("zones", zones))

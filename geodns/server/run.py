@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
-import select
 import signal
 import socket
 import time
@@ -37,9 +35,10 @@ from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
 from geodns.server.sockets import LISTEN_BACKLOG, ListenAddress, SocketSet, bind_all
+from geodns.server.standin import StandIn, run_now
 from geodns.server.stats import QueryStats
 from geodns.server.tcp import TCPConnection, TCPState
-from geodns.server.udp import Handler, UDPServer
+from geodns.server.udp import UDPServer
 from geodns.zones.model import ZoneSet
 
 log = logging.getLogger("geodns.server")
@@ -47,7 +46,6 @@ log = logging.getLogger("geodns.server")
 SHUTDOWN_GRACE = 2.0  # seconds for open TCP connections to flush their replies
 RESTART_PAUSE = 1.0  # seconds before restarting a worker that died within this of starting
 STATS_INTERVAL = 1.0  # seconds between a worker's reports of its counts
-STAND_IN_STOP = 2.0  # seconds for a stand-in to finish its datagram before it is killed
 
 
 @dataclass(frozen=True)
@@ -112,17 +110,26 @@ class DnsWorker:
             self.answerer.handler(TCP), config.tcp_idle_timeout, config.tcp_max_connections
         )
 
-    def apply_zones(self, zones: ZoneSet) -> None:
+    def apply_zones(
+        self, zones: ZoneSet, run: Callable[[Callable[[], Answerer]], Answerer] = run_now
+    ) -> None:
         """Swap in a new configuration; queries in flight finish on the old one, since
         answering is synchronous. Building the Answerer (0.04 s for a zone of 10,000
         records) and warming its caches with the queries the old one answered last (up to
-        WARM_BUDGET, 0.2 s) block the loop: a reload runs them under stand_in()."""
-        answerer = Answerer(
-            zones, self.config.options, self.answerer.state, self.config.geoip, self.stats
-        )
-        if self.scopes is not None:
-            answerer.geo.set_scopes(*self.scopes)
-        answerer.warm_from(self.answerer)
+        WARM_BUDGET, 0.2 s) block the loop: a reload runs them under stand_in(), through
+        its StandIn.run."""
+        old = self.answerer
+
+        def build() -> Answerer:
+            answerer = Answerer(
+                zones, self.config.options, old.state, self.config.geoip, self.stats
+            )
+            if self.scopes is not None:
+                answerer.geo.set_scopes(*self.scopes)
+            answerer.warm_from(old)
+            return answerer
+
+        answerer = run(build)
         self.zones = zones
         self.answerer = answerer
         for protocol in self.udp:
@@ -175,7 +182,7 @@ class DnsWorker:
                 self._stand_in = self.stand_in()
         elif kind == "zones":
             try:
-                self.apply_zones(value)
+                self.apply_zones(value, run_now if self._stand_in is None else self._stand_in.run)
             finally:
                 if self._stand_in is not None:
                     self._stand_in.stop()
@@ -199,113 +206,6 @@ class DnsWorker:
             messages.append(("scopes", self.scope_files))
         messages.append(("state", self.answerer.state))
         return messages
-
-
-class _SocketTransport:
-    """What UDPServer sends through, in a stand-in: the socket itself, no loop."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def sendto(self, data: bytes, addr: tuple) -> None:
-        with contextlib.suppress(OSError):  # a full buffer drops the reply, as a loop does
-            self.sock.sendto(data, addr)
-
-
-class StandIn:
-    """A forked copy of a DNS worker that answers its UDP sockets while the worker's
-    loop is busy with a reload, as NSD's old server process answers while a new one
-    loads. The copy shares the sockets, so whichever process reads a datagram answers
-    it: while the worker is blocked, the copy reads them all, from the zones it was
-    forked with (nothing is half applied). It runs no event loop (a fork must not use
-    the parent's), only select() and the Answerer's handler, and exits when the worker
-    closes its end of a pipe. TCP connections wait in the listen queue meanwhile, and
-    what the copy answers is not counted in the worker's figures."""
-
-    def __init__(self, pid: int, stop_fd: int) -> None:
-        self.pid = pid
-        self._stop_fd = stop_fd
-
-    @classmethod
-    def start(cls, worker: DnsWorker) -> StandIn:
-        handler = worker.answerer.handler(UDP)
-        stop_r, stop_w = os.pipe()
-        parent = os.getpid()
-        # Out of the collector's sight until stop(): a full collection in either process
-        # would walk (and write to) every object, copying every page the two share, for
-        # nothing (the zones are not cycles); the first reload stalled about 1 s on it.
-        gc.freeze()
-        try:
-            pid = os.fork()
-        except OSError:
-            gc.unfreeze()
-            os.close(stop_r)
-            os.close(stop_w)
-            raise
-        if pid == 0:
-            code = 1
-            try:
-                os.close(stop_w)
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.set_wakeup_fd(-1)  # the parent loop's: not ours to write to
-                die_with_parent(parent)
-                _stand_in(handler, worker, stop_r)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(stop_r)
-        return cls(pid, stop_w)
-
-    def stop(self) -> None:
-        """Let the copy finish the datagram in hand and exit; wait for it.
-
-        First, while the copy still answers, a full collection: the reload made a new
-        configuration's worth of objects (and dropped the old one, whose Answerer holds
-        reference cycles), which would otherwise set off a full collection of the whole
-        heap (60-100 ms for a zone of 10,000 records) a moment after the worker's loop
-        took the sockets back."""
-        gc.unfreeze()
-        gc.collect()
-        os.close(self._stop_fd)
-        deadline = time.monotonic() + STAND_IN_STOP
-        while True:
-            with contextlib.suppress(ChildProcessError):
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
-                if pid == 0 and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                    continue
-                if pid == 0:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
-            return
-
-
-def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:
-    protocols: dict[int, UDPServer] = {}
-    socks: dict[int, socket.socket] = {}
-    for fd in worker.udp_fds:
-        sock = socket.socket(fileno=os.dup(fd))
-        sock.setblocking(False)
-        protocol = UDPServer(handler, worker.limiter, udp_size=worker.config.options.udp_size)
-        protocol.connection_made(_SocketTransport(sock))  # type: ignore[arg-type]
-        protocols[sock.fileno()] = protocol
-        socks[sock.fileno()] = sock
-    while True:
-        ready, _, _ = select.select([stop_fd, *socks], [], [])
-        if stop_fd in ready:
-            return
-        for fd in ready:
-            sock, protocol = socks[fd], protocols[fd]
-            for _ in range(64):  # then look at the stop pipe again
-                try:
-                    data, addr = sock.recvfrom(65535)
-                except OSError:  # BlockingIOError: none left
-                    break
-                # The loop's protocol would log a failure; a stand-in drops that datagram.
-                with contextlib.suppress(Exception):
-                    protocol.datagram_received(data, addr)
 
 
 def run(config: ServeConfig, control: Control | None = None) -> int:

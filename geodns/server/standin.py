@@ -1,0 +1,217 @@
+"""The stand-in that answers while a DNS worker reloads, and the priority the reload runs at.
+
+A reload's work (reading and building the zones, the new Answerer, a full collection)
+blocks the worker's loop for about half a second of CPU. Meanwhile a forked copy of the
+worker, its StandIn, answers the UDP sockets from the old zones. The two share the
+server's core, so the work runs in a thread at the lowest scheduling priority
+(`SCHED_IDLE`) while the loop's thread waits for it: the kernel gives the work only the
+time the stand-in leaves, and a stand-in woken by a datagram takes the core from it at
+once. Neither a nice value nor a plain thread does that: EEVDF lets a running task of any
+nice value finish its slice (about 3 ms) before a woken one runs, which put a few ms on
+every query answered during a reload, and the loop's thread competing for the GIL would
+add the 5 ms switch interval. A reload that finds no spare CPU for PATIENCE seconds (the
+stand-in saturated) stops the stand-in and takes the core, as it did before there was one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from geodns.lifetime import die_with_parent
+from geodns.server.answer import UDP
+from geodns.server.udp import Handler, UDPServer
+
+if TYPE_CHECKING:
+    from geodns.server.run import DnsWorker
+
+log = logging.getLogger("geodns.server")
+
+STAND_IN_STOP = 2.0  # seconds for a stand-in to finish its datagram before it is killed
+PATIENCE = 3.0  # seconds a reload waits for spare CPU before it takes the core
+
+T = TypeVar("T")
+
+
+def run_now(work: Callable[[], T]) -> T:
+    """Run a reload's work where no stand-in answers: on the caller's thread."""
+    return work()
+
+
+class _SocketTransport:
+    """What UDPServer sends through, in a stand-in: the socket itself, no loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def sendto(self, data: bytes, addr: tuple) -> None:
+        with contextlib.suppress(OSError):  # a full buffer drops the reply, as a loop does
+            self.sock.sendto(data, addr)
+
+
+class StandIn:
+    """A forked copy of a DNS worker that answers its UDP sockets while the worker's
+    loop is busy with a reload, as NSD's old server process answers while a new one
+    loads. The copy shares the sockets, so whichever process reads a datagram answers
+    it: while the worker is blocked, the copy reads them all, from the zones it was
+    forked with (nothing is half applied). It runs no event loop (a fork must not use
+    the parent's), only select() and the Answerer's handler, and exits when the worker
+    closes its end of a pipe. TCP connections wait in the listen queue meanwhile, and
+    what the copy answers is not counted in the worker's figures."""
+
+    def __init__(self, pid: int, stop_fd: int, done_fd: int) -> None:
+        self.pid = pid
+        self._stop_fd = stop_fd
+        self._done_fd = done_fd
+        self._patient_until = time.monotonic() + PATIENCE
+        self._gone = False
+
+    @classmethod
+    def start(cls, worker: DnsWorker) -> StandIn:
+        handler = worker.answerer.handler(UDP)
+        stop_r, stop_w = os.pipe()
+        done_r, done_w = os.pipe()
+        parent = os.getpid()
+        # Out of the collector's sight until stop(): a full collection in either process
+        # would walk (and write to) every object, copying every page the two share, for
+        # nothing (the zones are not cycles); the first reload stalled about 1 s on it.
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError:
+            gc.unfreeze()
+            for fd in (stop_r, stop_w, done_r, done_w):
+                os.close(fd)
+            raise
+        if pid == 0:
+            code = 1
+            try:
+                os.close(stop_w)
+                os.close(done_r)
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.set_wakeup_fd(-1)  # the parent loop's: not ours to write to
+                die_with_parent(parent)
+                _stand_in(handler, worker, stop_r)
+                code = 0
+            finally:
+                # Done reading: the worker may take the sockets back now, without waiting
+                # for this copy to tear down its address space (5-10 ms for a server's
+                # heap, time in which nobody would answer), which it does last in line.
+                _lowest_priority()
+                with contextlib.suppress(OSError):
+                    os.write(done_w, b".")
+                os._exit(code)
+        os.close(stop_r)
+        os.close(done_w)
+        return cls(pid, stop_w, done_r)
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Run a reload's work at the lowest priority while this stand-in answers; the
+        caller's thread (the loop's) waits for it, so nothing else competes for the GIL.
+        Past PATIENCE since the start, the stand-in is let go and the work has the core."""
+        if self._gone:
+            return work()
+        outcome: list = []
+
+        def body() -> None:
+            _lowest_priority()
+            try:
+                outcome.append((True, work()))
+            except BaseException as exc:  # handed to the caller, as a direct call would
+                outcome.append((False, exc))
+
+        thread = threading.Thread(target=body, name="geodns-reload", daemon=True)
+        thread.start()
+        thread.join(max(0.0, self._patient_until - time.monotonic()))
+        if thread.is_alive():
+            log.warning(
+                "reload: no spare CPU beside the stand-in for %.0f s: it stops, and the "
+                "reload blocks answering until it is done",
+                PATIENCE,
+            )
+            self._release()
+            thread.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        """Let the copy finish the datagram in hand and exit; wait for it.
+
+        First, while the copy still answers, a full collection: the reload made a new
+        configuration's worth of objects (and dropped the old one, whose Answerer holds
+        reference cycles), which would otherwise set off a full collection of the whole
+        heap (60-100 ms for a zone of 10,000 records) a moment after the worker's loop
+        took the sockets back."""
+        gc.unfreeze()
+        self.run(gc.collect)
+        self._release()
+
+    def _release(self) -> None:
+        """Stop the copy and wait until it reads no more; it is reaped in the background."""
+        if self._gone:
+            return
+        self._gone = True
+        os.close(self._stop_fd)
+        try:
+            # Its byte, or the pipe's end when it died: either way it reads no more.
+            done, _, _ = select.select([self._done_fd], [], [], STAND_IN_STOP)
+            if not done:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+        finally:
+            os.close(self._done_fd)
+        threading.Thread(target=_reap, args=(self.pid,), name="geodns-reap", daemon=True).start()
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _lowest_priority() -> None:
+    """SCHED_IDLE for the calling thread; where that is refused, the highest nice value
+    (which keeps the slice problem, but still leaves the stand-in most of the core)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:
+    protocols: dict[int, UDPServer] = {}
+    socks: dict[int, socket.socket] = {}
+    for fd in worker.udp_fds:
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.setblocking(False)
+        protocol = UDPServer(handler, worker.limiter, udp_size=worker.config.options.udp_size)
+        protocol.connection_made(_SocketTransport(sock))  # type: ignore[arg-type]
+        protocols[sock.fileno()] = protocol
+        socks[sock.fileno()] = sock
+    while True:
+        ready, _, _ = select.select([stop_fd, *socks], [], [])
+        if stop_fd in ready:
+            return
+        for fd in ready:
+            sock, protocol = socks[fd], protocols[fd]
+            for _ in range(64):  # then look at the stop pipe again
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except OSError:  # BlockingIOError: none left
+                    break
+                # The loop's protocol would log a failure; a stand-in drops that datagram.
+                with contextlib.suppress(Exception):
+                    protocol.datagram_received(data, addr)

@@ -1,0 +1,128 @@
+"""A reload's work runs at the lowest priority while the stand-in answers (StandIn.run):
+in another thread, at SCHED_IDLE, with its result or its error handed back; the stand-in,
+a forked copy, answers the worker's UDP socket meanwhile; a reload that gets no CPU for
+PATIENCE seconds lets the stand-in go and finishes on its own."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import dns.message
+import dns.query
+import pytest
+
+from geodns.errors import ConfigError, ConfigErrors
+from geodns.server import standin
+from geodns.server.answer import Answerer, ServerOptions
+from geodns.server.standin import StandIn
+from geodns.zones.loader import load_zones
+
+ZONE = """\
+zone: example.com
+soa: {mname: ns1.example.com., rname: hostmaster.example.com.}
+ns: [ns1.example.com.]
+records:
+  ns1: {A: 192.0.2.53}
+  www: {A: 192.0.2.80}
+"""
+
+
+@pytest.fixture
+def worker(tmp_path: Path):
+    """What StandIn.start reads of a DnsWorker: its Answerer and its UDP sockets."""
+    path = tmp_path / "example.com.yaml"
+    path.write_text(ZONE)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    options = ServerOptions()
+    yield SimpleNamespace(
+        answerer=Answerer(load_zones([path]), options),
+        udp_fds=[sock.fileno()],
+        limiter=None,
+        config=SimpleNamespace(options=options),
+        address=sock.getsockname(),
+    )
+    sock.close()
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    """Whether the process has exited and been reaped (StandIn reaps in the background)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_work_runs_in_another_thread_at_the_lowest_priority(worker) -> None:
+    stand_in = StandIn.start(worker)
+    try:
+        seen = stand_in.run(
+            lambda: (threading.get_ident(), os.sched_getscheduler(0)),
+        )
+    finally:
+        stand_in.stop()
+    ident, policy = seen
+    assert ident != threading.get_ident()
+    assert policy == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is untouched
+    assert _gone(stand_in.pid)
+
+
+def test_an_error_in_the_work_reaches_the_caller(worker) -> None:
+    def broken() -> None:
+        raise ConfigErrors([ConfigError("zone.yaml", 3, "records: not a mapping")])
+
+    stand_in = StandIn.start(worker)
+    try:
+        with pytest.raises(ConfigErrors) as caught:
+            stand_in.run(broken)
+    finally:
+        stand_in.stop()
+    assert "records: not a mapping" in str(caught.value.errors[0])
+
+
+def test_the_stand_in_answers_while_the_work_runs(worker) -> None:
+    def ask() -> dns.message.Message:
+        query = dns.message.make_query("www.example.com", "A")
+        return dns.query.udp(query, worker.address[0], port=worker.address[1], timeout=3)
+
+    stand_in = StandIn.start(worker)
+    try:
+        # The work itself asks: the caller's thread (the loop's) is blocked meanwhile, so
+        # only the forked copy can answer.
+        reply = stand_in.run(ask)
+        os.kill(stand_in.pid, 0)  # still there: the reply came from it
+    finally:
+        stand_in.stop()
+    assert [str(r) for rrset in reply.answer for r in rrset] == ["192.0.2.80"]
+
+
+def test_a_reload_without_spare_cpu_lets_the_stand_in_go(
+    worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(standin, "PATIENCE", 0.2)
+    stand_in = StandIn.start(worker)
+
+    def long_work() -> str:
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "done"
+
+    with caplog.at_level(logging.WARNING, logger="geodns.server"):
+        assert stand_in.run(long_work) == "done"
+    # Let go before the work ended: the next steps of the reload run directly.
+    assert _gone(stand_in.pid)
+    assert "no spare CPU" in caplog.text
+    assert stand_in.run(lambda: threading.get_ident()) == threading.get_ident()
+    stand_in.stop()  # once gone, stopping again is harmless
