@@ -1,21 +1,27 @@
 """The stand-in that answers while a DNS worker reloads, and the priority the reload runs at.
 
-A reload's work (reading and building the zones, the new Answerer, a full collection)
-blocks the worker's loop for about half a second of CPU. Meanwhile a forked copy of the
-worker, its StandIn, answers the UDP sockets from the old zones. The two share the
-server's core, so the work runs in a thread at the lowest scheduling priority
+A reload's work (reading and building the zones, the new Answerer and its warming, a full
+collection) blocks the worker's loop for about half a second of CPU. Meanwhile a forked
+copy of the worker, its StandIn, answers the UDP sockets from the old zones. The two share
+the server's core, so the work runs in a thread at the lowest scheduling priority
 (`SCHED_IDLE`) while the loop's thread waits for it: the kernel gives the work only the
 time the stand-in leaves, and a stand-in woken by a datagram takes the core from it at
 once. Neither a nice value nor a plain thread does that: EEVDF lets a running task of any
 nice value finish its slice (about 3 ms) before a woken one runs, which put a few ms on
 every query answered during a reload, and the loop's thread competing for the GIL would
-add the 5 ms switch interval. A reload that finds no spare CPU for PATIENCE seconds (the
-stand-in saturated) stops the stand-in and takes the core, as it did before there was one.
+add the 5 ms switch interval.
+
+A thread at SCHED_IDLE runs only on spare CPU, and the loop waits for it: so it is used
+only where the process may bring it back to a fair share (CAP_SYS_NICE, or RLIMIT_NICE
+20: systemd's LimitNICE=+0), which it does when the reload found no spare CPU for PATIENCE
+seconds (the stand-in saturated, or other programs holding every core), after letting the
+stand-in go. Elsewhere the work runs on the loop's thread at normal priority, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -108,7 +114,7 @@ class StandIn:
                 # Done reading: the worker may take the sockets back now, without waiting
                 # for this copy to tear down its address space (5-10 ms for a server's
                 # heap, time in which nobody would answer), which it does last in line.
-                _lowest_priority()
+                _idle_priority()
                 with contextlib.suppress(OSError):
                     os.write(done_w, b".")
                 os._exit(code)
@@ -120,12 +126,14 @@ class StandIn:
         """Run a reload's work at the lowest priority while this stand-in answers; the
         caller's thread (the loop's) waits for it, so nothing else competes for the GIL.
         Past PATIENCE since the start, the stand-in is let go and the work has the core."""
-        if self._gone:
+        if self._gone or not can_leave_idle():
             return work()
         outcome: list = []
+        native: list[int] = []
 
         def body() -> None:
-            _lowest_priority()
+            native.append(threading.get_native_id())
+            _idle_priority()
             try:
                 outcome.append((True, work()))
             except BaseException as exc:  # handed to the caller, as a direct call would
@@ -141,6 +149,10 @@ class StandIn:
                 PATIENCE,
             )
             self._release()
+            # Back to a fair share: other programs may be what holds the CPU, and the
+            # loop waits for this work.
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(native[0], os.SCHED_OTHER, os.sched_param(0))
             thread.join()
         ok, value = outcome[0]
         if not ok:
@@ -181,14 +193,41 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _lowest_priority() -> None:
-    """SCHED_IDLE for the calling thread; where that is refused, the highest nice value
-    (which keeps the slice problem, but still leaves the stand-in most of the core)."""
+def _idle_priority() -> None:
+    """SCHED_IDLE for the calling thread (or, where refused, the highest nice value)."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+@functools.cache
+def can_leave_idle() -> bool:
+    """Whether a thread of this process may go from SCHED_IDLE back to SCHED_OTHER: with
+    CAP_SYS_NICE, or RLIMIT_NICE at 20 (systemd's LimitNICE=+0). Without it, a reload's
+    work at the lowest priority could be starved for as long as other programs keep every
+    core busy, with the loop waiting for it; such a process reloads at normal priority."""
+    allowed: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except (AttributeError, OSError):
+            allowed.append(False)
+        else:
+            allowed.append(True)
+
+    thread = threading.Thread(target=probe, name="geodns-priority-probe", daemon=True)
+    thread.start()
+    thread.join()
+    if not allowed[0]:
+        log.info(
+            "reloads run at normal priority beside their stand-in: a thread may not return "
+            "from SCHED_IDLE here (give CAP_SYS_NICE, or LimitNICE=+0 in systemd; docs/reload.md)"
+        )
+    return allowed[0]
 
 
 def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:

@@ -1,7 +1,8 @@
 """A reload's work runs at the lowest priority while the stand-in answers (StandIn.run):
 in another thread, at SCHED_IDLE, with its result or its error handed back; the stand-in,
 a forked copy, answers the worker's UDP socket meanwhile; a reload that gets no CPU for
-PATIENCE seconds lets the stand-in go and finishes on its own."""
+PATIENCE seconds lets the stand-in go and finishes at a fair share. A process that could
+not bring the thread back from SCHED_IDLE runs the work directly instead."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.server import standin
 from geodns.server.answer import Answerer, ServerOptions
-from geodns.server.standin import StandIn
+from geodns.server.standin import StandIn, can_leave_idle
 from geodns.zones.loader import load_zones
 
 ZONE = """\
@@ -63,6 +64,12 @@ def _gone(pid: int, within: float = 5.0) -> bool:
     return False
 
 
+needs_idle = pytest.mark.skipif(
+    not can_leave_idle(), reason="no CAP_SYS_NICE or RLIMIT_NICE 20: reloads run directly"
+)
+
+
+@needs_idle
 def test_the_work_runs_in_another_thread_at_the_lowest_priority(worker) -> None:
     stand_in = StandIn.start(worker)
     try:
@@ -107,22 +114,37 @@ def test_the_stand_in_answers_while_the_work_runs(worker) -> None:
     assert [str(r) for rrset in reply.answer for r in rrset] == ["192.0.2.80"]
 
 
+@needs_idle
 def test_a_reload_without_spare_cpu_lets_the_stand_in_go(
     worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(standin, "PATIENCE", 0.2)
     stand_in = StandIn.start(worker)
 
-    def long_work() -> str:
+    def long_work() -> int:
         deadline = time.monotonic() + 0.6
         while time.monotonic() < deadline:
             time.sleep(0.01)
-        return "done"
+        return os.sched_getscheduler(0)
 
     with caplog.at_level(logging.WARNING, logger="geodns.server"):
-        assert stand_in.run(long_work) == "done"
+        # Given back a fair share once the stand-in was let go.
+        assert stand_in.run(long_work) == os.SCHED_OTHER
     # Let go before the work ended: the next steps of the reload run directly.
     assert _gone(stand_in.pid)
     assert "no spare CPU" in caplog.text
     assert stand_in.run(lambda: threading.get_ident()) == threading.get_ident()
     stand_in.stop()  # once gone, stopping again is harmless
+
+
+def test_where_the_thread_could_not_leave_sched_idle_the_work_runs_directly(
+    worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standin, "can_leave_idle", lambda: False)
+    stand_in = StandIn.start(worker)
+    try:
+        seen = stand_in.run(lambda: (threading.get_ident(), os.sched_getscheduler(0)))
+    finally:
+        stand_in.stop()
+    assert seen == (threading.get_ident(), os.SCHED_OTHER)
+    assert _gone(stand_in.pid)
