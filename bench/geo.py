@@ -143,10 +143,11 @@ BACKGROUND_WARN = 15.0  # % busy (both cores together) counted as a disturbed ru
 SCOPES_TIMEOUT = 600  # seconds for geodns to merge a real database's ECS scopes
 RSS_SAMPLE = 0.2  # seconds between samples of the servers' resident memory
 DNSPERF_THREADS = 2  # many-subnet mode: one dnsperf, threads as the static benchmark
-# The fixed-rate run: one worker of geodns answered 7,600-15,000 uncached IPv4 q/s and
-# about 11,000 IPv6 on this 2-core machine (less while other work loads it); 10,000 q/s
-# was not held, 5,000 is held with a margin by all three.
-DEFAULT_RATE = 5_000
+# The fixed-rate run: a rate all three hold with a margin. One worker of geodns answers
+# about 80,000 uncached q/s on this 2-core machine, PowerDNS about 50,000, gdnsd about
+# 170,000 (5,000 while geodns held only 7,600-15,000). At low rates every server's CPU per
+# query is mostly the wakeup per datagram (docs/performance-geo.md); --rate 5000 shows it.
+DEFAULT_RATE = 30_000
 RATE_HELD = 0.97  # a fixed-rate run below this share of --rate did not hold the rate
 UNEXPLAINED_SHARE = 0.02  # many-subnet mode: sampled answers allowed to differ unexplained
 
