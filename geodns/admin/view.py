@@ -7,10 +7,13 @@ absolute path inside a message (a reload or scope-build error) cut to its last t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import json
 import os
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -19,7 +22,7 @@ from geodns.control.plane import ControlPlane
 from geodns.geo.geoip import GeoRecord
 from geodns.geo.locate import Client
 from geodns.health.state import StateSnapshot
-from geodns.routing.pipeline import route
+from geodns.routing.pipeline import Decision, route
 from geodns.server.geoanswer import latency_for
 from geodns.versions.rollout import to_json
 from geodns.zones.model import Service
@@ -38,6 +41,9 @@ PALETTE = (
 # A stand-in network for a whole country: capacity shedding hashes the client network,
 # and one fixed network shows what a typical network of that country gets.
 _COUNTRY_NETWORK = ipaddress.ip_network("0.0.0.0/0")
+# Where that depends on the network: this many /24 buckets, routed each (country_shares).
+SHARE_SAMPLES = 32
+_SAMPLE_NETWORKS = tuple(ipaddress.ip_network(f"10.{i}.0.0/24") for i in range(SHARE_SAMPLES))
 # An absolute path inside a message: "/" starting a word, then "/"-separated parts.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w./:])/(?:[^\s/'\":,()\[\]]+/)*[^\s/'\":,()\[\]]+")
 
@@ -59,17 +65,36 @@ def countries() -> dict[str, dict[str, Any]]:
     return json.loads(text)
 
 
-def country_map(service: Service, state: StateSnapshot) -> dict[str, str | None]:
-    """Country -> the region its clients are sent to now; None where they get no address."""
+def country_shares(service: Service, state: StateSnapshot, code: str) -> dict[str, float]:
+    """How the client networks of a country split among regions now: SHARE_SAMPLES networks
+    of it routed as the servers route them, and the share each region comes first for
+    ("" for refused). Shedding and canaries hash the client's /24 or /56 (routing.context
+    .bucket), so a share of buckets is the share of client networks, to 1/SHARE_SAMPLES."""
     latency = latency_for(service)
-    out: dict[str, str | None] = {}
-    for code, c in countries().items():
-        record = GeoRecord(code, c["continent"], None, c["lat"], c["lon"])
-        client = Client(_COUNTRY_NETWORK.network_address, None, _COUNTRY_NETWORK, record)
-        decision = route(client, service, state, latency)
-        chosen = decision.select(4) or decision.select(6)
-        out[code] = chosen[0][0].name if decision.outcome is None and chosen else None
-    return out
+    record = _record(code)
+    tally: dict[str, float] = {}
+    for network in _SAMPLE_NETWORKS:
+        client = Client(network.network_address, None, network, record)
+        first = _first(route(client, service, state, latency)) or ""
+        tally[first] = tally.get(first, 0.0) + 1 / len(_SAMPLE_NETWORKS)
+    return {region: round(share, 4) for region, share in sorted(tally.items())}
+
+
+def _country_decisions(service: Service, state: StateSnapshot) -> Iterator[tuple[str, Decision]]:
+    latency = latency_for(service)
+    for code in countries():
+        client = Client(_COUNTRY_NETWORK.network_address, None, _COUNTRY_NETWORK, _record(code))
+        yield code, route(client, service, state, latency)
+
+
+def _record(code: str) -> GeoRecord:
+    c = countries()[code]
+    return GeoRecord(code, c["continent"], None, c["lat"], c["lon"])
+
+
+def _first(decision: Decision) -> str | None:
+    chosen = decision.select(4) or decision.select(6)
+    return chosen[0][0].name if decision.outcome is None and chosen else None
 
 
 def fleet(view: dict[str, Any]) -> dict[str, Any]:
@@ -102,21 +127,70 @@ def _maybe_without_paths(text: str | None) -> str | None:
 
 
 class StateView:
-    """Builds /api/state; the country maps are recomputed only when routing could change."""
+    """Builds /api/state; the country maps are recomputed only when routing could change.
+
+    A country whose answer depends on the client network (a region shedding a share, a
+    canary) is shown by its shares (country_shares), which cost SHARE_SAMPLES routings
+    each: they are worked out in a task, a country per turn of the loop, since this loop
+    also answers DNS, and shown once all are known; until then such a country shows what
+    one network of it gets, as every country did before."""
 
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self._maps_for: tuple[int, int] | None = None
         self._maps: dict[str, dict[str, str | None]] = {}
+        self._split: dict[str, list[str]] = {}  # service -> its split countries
+        self._shares_for: tuple[int, int] | None = None
+        self._shares: dict[str, dict[str, dict[str, float]]] = {}  # service -> country -> shares
+        self._sharing: asyncio.Task | None = None
 
     def _country_maps(self) -> dict[str, dict[str, str | None]]:
         plane = self.plane
         published = plane.published
         key = (plane.config_version, published.version)
         if key != self._maps_for:
-            self._maps = {s.key: country_map(s, published) for s in plane.zones.services()}
+            services = plane.zones.services()
+            self._maps, self._split = {}, {}
+            for service in services:
+                decisions = list(_country_decisions(service, published))
+                self._maps[service.key] = {code: _first(d) for code, d in decisions}
+                self._split[service.key] = [code for code, d in decisions if d.by_network]
             self._maps_for = key
+            self._start_shares(key, published, services)
         return self._maps
+
+    def _start_shares(
+        self, key: tuple[int, int], state: StateSnapshot, services: list[Service]
+    ) -> None:
+        if self._sharing is not None:
+            self._sharing.cancel()
+            self._sharing = None
+        work = self._shares_of(key, state, services)
+        try:
+            self._sharing = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:  # no loop (a direct call): work them out now
+            with contextlib.suppress(StopIteration):
+                work.send(None)
+
+    async def _shares_of(
+        self, key: tuple[int, int], state: StateSnapshot, services: list[Service]
+    ) -> None:
+        shares: dict[str, dict[str, dict[str, float]]] = {}
+        for service in services:
+            for code in self._split.get(service.key, ()):
+                shares.setdefault(service.key, {})[code] = country_shares(service, state, code)
+                if self._sharing is not None:
+                    await asyncio.sleep(0)  # a country a turn: the loop answers meanwhile
+        self._shares, self._shares_for = shares, key
+
+    def _countries(self, service: str) -> tuple[dict[str, str | None], dict[str, dict[str, float]]]:
+        """The region each country goes to (the largest share where it splits), and the
+        shares of the countries that split, once known for the current maps."""
+        regions = dict(self._maps.get(service, {}))
+        shares = self._shares.get(service, {}) if self._shares_for == self._maps_for else {}
+        for code, split in shares.items():
+            regions[code] = max(split, key=lambda r: (split[r], r)) or None
+        return regions, shares
 
     def _rollout_phase(self, service: str, region: str) -> str | None:
         """draining | updated while a rollout of the service is active, else None."""
@@ -157,7 +231,7 @@ class StateView:
         plane = self.plane
         snapshot = plane.state
         answers = plane.answers_last_minute()
-        maps = self._country_maps()
+        self._country_maps()
         geoip = plane.geoip
         reload_error = plane.reload_error
         out_services = []
@@ -189,13 +263,15 @@ class StateView:
                         "rollout": self._rollout_phase(service.key, region.name),
                     }
                 )
+            routed, shares = self._countries(service.key)
             out_services.append(
                 {
                     "name": service.key,
                     "ttl": service.ttl,
                     "answers": service.answers,
                     "regions": regions,
-                    "countries": maps.get(service.key, {}),
+                    "countries": routed,
+                    "country_shares": shares,
                     "versions": self._versions(service),
                 }
             )

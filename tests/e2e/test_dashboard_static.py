@@ -409,3 +409,38 @@ def test_country_data() -> None:
     assert 49 < COUNTRIES["GB"]["lat"] < 59 and -8 < COUNTRIES["GB"]["lon"] < 2
     assert 42 < COUNTRIES["FR"]["lat"] < 51 and -5 < COUNTRIES["FR"]["lon"] < 8
     assert all(p["d"].startswith("M") for p in world["countries"].values())
+
+
+def test_a_country_split_among_regions_shows_its_shares(page: Any, standin: StandIn) -> None:
+    # us-east-1 sheds 42% of its client networks to eu-west-1 (capacity): the map shows
+    # the US in both colours, the tooltip the shares, the legend the partial countries.
+    state = demo_state()
+    service = state["services"][0]
+    service["country_shares"] = {
+        "US": {"eu-west-1": 0.4375, "us-east-1": 0.5625},
+        "CA": {"eu-west-1": 0.4375, "us-east-1": 0.5625},
+    }
+    standin.set_state(state)
+    open_dashboard(page, standin)
+    us = page.locator(f'{MAP_ID} path[data-country="US"]')
+    wait_for(lambda: us.get_attribute("class") == "split", 10)
+    assert us.get_attribute("data-route") == "us-east-1"  # the larger share
+    assert us.get_attribute("data-shares") == "us-east-1 56% · eu-west-1 44%"
+    fill = us.get_attribute("fill")
+    assert fill.startswith("url(#split-")
+    colours = page.locator(f"{MAP_ID} defs pattern#{fill[5:-1]} rect").evaluate_all(
+        "rs => rs.map(r => r.getAttribute('fill'))"
+    )
+    assert colours == [COLORS["us-east-1"], COLORS["eu-west-1"]]
+
+    us.dispatch_event("mousemove")  # its bounding box's centre is not on its shape
+    tip = page.text_content("#tooltip")
+    assert "us-east-1 56% · eu-west-1 44% of its client networks" in tip
+
+    legend = page.text_content(f'[data-service="{SERVICE}"] [data-legend="us-east-1"]')
+    whole = sum(
+        1 for cc, r in demo_countries().items() if r == "us-east-1" and cc not in ("US", "CA")
+    )
+    assert legend == f"us-east-1{whole} countries, 2 in part"
+    eu = page.text_content(f'[data-service="{SERVICE}"] [data-legend="eu-west-1"]')
+    assert eu.endswith(", 2 in part")

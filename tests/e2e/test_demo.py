@@ -194,3 +194,22 @@ def test_the_load_script_rides_through_a_failed_region(demo: Demo) -> None:
     assert load.returncode == 0, out
     assert "0 failed" in out
     assert "switch us-east-1 -> eu-west-1" in out
+
+
+def test_a_region_shedding_a_share_shows_as_shares_per_country(demo: Demo) -> None:
+    # Halfway between the example's watermarks (0.75, 0.92): about half of the US client
+    # networks are shed to the next region; the map's one-network view used to hide that.
+    demo.region("us-east-1", utilization=0.835)
+
+    def us_shares() -> dict | None:
+        _, state = http_at(demo.admin_url, "/api/state")
+        return state["services"][0]["country_shares"].get("US")
+
+    shares = wait_for(us_shares, timeout=DETECTION + 5, interval=0.2)
+    assert set(shares) == {"us-east-1", "eu-west-1"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert 0.25 <= shares["us-east-1"] <= 0.75
+    _, state = http_at(demo.admin_url, "/api/state")
+    service = state["services"][0]
+    assert service["countries"]["US"] == max(shares, key=shares.get)
+    assert "GB" not in service["country_shares"]  # Europe goes to eu-west-1 whole

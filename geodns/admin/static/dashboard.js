@@ -227,7 +227,7 @@
       countries.append(p);
       paths.set(cc, p);
     }
-    svg.append(countries, svgEl("g", { class: "markers" }));
+    svg.append(svgEl("defs", {}), countries, svgEl("g", { class: "markers" }));
     countries.addEventListener("mousemove", (e) => hover(name, e));
     countries.addEventListener("mouseleave", () => ($("tooltip").hidden = true));
     return { svg, paths };
@@ -248,7 +248,16 @@
       const svc = state.services.find((s) => s.name === name);
       const countries = (svc && svc.countries) || {};
       tip.append(el("b", { text: countryName(cc) }), ` (${cc}) → `);
-      if (!(cc in countries)) {
+      const split = svc && splitOf(svc, cc);
+      if (split) {
+        const colors = regionColors(svc);
+        split.forEach(([r, s], i) => {
+          if (i) tip.append(" · ");
+          if (r) tip.append(el("span", { class: "sw", style: `background:${colors.get(r) || "#999"}` }));
+          tip.append(`${r || "refused"} ${Math.round(s * 100)}%`);
+        });
+        tip.append(" of its client networks");
+      } else if (!(cc in countries)) {
         tip.append("not routed");
       } else if (countries[cc] === null) {
         tip.append("refused (no answer)");
@@ -263,6 +272,35 @@
     tip.style.top = `${e.clientY + 16}px`;
   }
 
+  // A country whose client networks split among regions (a region shedding a share, a
+  // canary): its shares, largest first, when the server has worked them out; else null.
+  function splitOf(svc, cc) {
+    const shares = (svc.country_shares || {})[cc];
+    if (!shares || Object.keys(shares).length < 2) return null;
+    return Object.entries(shares).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  }
+
+  function shareText(split) {
+    return split.map(([r, s]) => `${r || "refused"} ${Math.round(s * 100)}%`).join(" · ");
+  }
+
+  // Stripes of the two largest shares' colours, as wide as their shares.
+  function stripes(entry, first, second) {
+    const id = `split-${entry.svg.dataset.service}-${first[0]}-${first[1]}-${second[0]}-${second[1]}`.replace(/[^\w-]/g, "_");
+    const defs = entry.svg.querySelector("defs");
+    if (!defs.querySelector(`#${CSS.escape(id)}`)) {
+      const size = 6;
+      const cut = Math.max(1, Math.min(size - 1, Math.round((size * first[1]) / (first[1] + second[1]))));
+      const pattern = svgEl("pattern", { id, width: size, height: size, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
+      pattern.append(
+        svgEl("rect", { x: 0, y: 0, width: cut, height: size, fill: first[0] }),
+        svgEl("rect", { x: cut, y: 0, width: size - cut, height: size, fill: second[0] }),
+      );
+      defs.append(pattern);
+    }
+    return `url(#${id})`;
+  }
+
   function updateFills(entry, svc) {
     const colors = regionColors(svc);
     const countries = svc.countries || {};
@@ -270,7 +308,13 @@
       let route = null;
       let cls = null;
       let fill = null;
-      if (cc in countries) {
+      const split = splitOf(svc, cc);
+      if (split) {
+        const colour = ([r, s]) => [r ? colors.get(r) || "#888888" : "#bbbbbb", s];
+        route = split[0][0] || null;
+        cls = "split";
+        fill = stripes(entry, colour(split[0]), colour(split[1]));
+      } else if (cc in countries) {
         const r = countries[cc];
         if (r === null) cls = "refused";
         else {
@@ -279,6 +323,7 @@
         }
       }
       setAttr(p, "data-route", route);
+      setAttr(p, "data-shares", split ? shareText(split) : null);
       setAttr(p, "class", cls);
       // inline style beats the stylesheet's default land colour
       const want = fill ? `fill: ${fill};` : null;
@@ -524,25 +569,30 @@
 
   function updateLegend(entry, svc, colors) {
     const counts = new Map();
+    const partly = new Map(); // region -> countries that send it only a share
     let refused = 0;
-    for (const r of Object.values(svc.countries || {})) {
-      if (r === null) refused += 1;
+    for (const [cc, r] of Object.entries(svc.countries || {})) {
+      const split = splitOf(svc, cc);
+      if (split) {
+        for (const [region] of split) if (region) partly.set(region, (partly.get(region) || 0) + 1);
+      } else if (r === null) refused += 1;
       else counts.set(r, (counts.get(r) || 0) + 1);
     }
-    const key = JSON.stringify([[...colors], [...counts], refused]);
+    const key = JSON.stringify([[...colors], [...counts], [...partly], refused]);
     if (entry.legendKey === key) return;
     entry.legendKey = key;
     const legend = entry.section.querySelector(".legend");
     legend.replaceChildren();
     for (const [name, color] of colors) {
       const n = counts.get(name) || 0;
+      const part = partly.get(name) || 0;
       legend.append(
         el(
           "span",
           { class: "legend-item", "data-legend": name },
           el("span", { class: "swatch", style: `background:${color}` }),
           el("b", { text: name }),
-          `${n} countr${n === 1 ? "y" : "ies"}`,
+          `${n} countr${n === 1 ? "y" : "ies"}` + (part ? `, ${part} in part` : ""),
         ),
       );
     }
