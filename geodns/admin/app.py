@@ -285,6 +285,7 @@ class AdminApp:
                 mode=body.get("mode"),
                 utilization=body.get("utilization"),
                 version=body.get("version"),
+                latency=body.get("latency"),
             )
         except KeyError:
             return _error(404, f"no simulated region {region!r}")

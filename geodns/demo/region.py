@@ -2,12 +2,15 @@
 
     GET /healthz   {"ready": true, "gpu_utilization": 0.42, "model_version": "42"}
     GET /          {"region": "eu-west-1", "version": "42"}   (stands in for the inference API)
-    POST /control  {"mode": "failing", "utilization": 0.9, "version": "43", "delay": 3.0}
+    POST /control  {"mode": "failing", "utilization": 0.9, "version": "43", "delay": 3.0,
+                    "latency": 0.15}
 
 Modes: healthy; failing (HTTP 500); slow (answers after `delay` seconds); hanging (never
 answers); garbage (200 with a body that is not JSON); lying (200, but the body says
 `"ready": false`, and the API answers 503). A busy region is a healthy one with a high
-utilization. The same settings are attributes of SimulatedRegion for use from Python.
+utilization; a far or congested one, a healthy one whose API answers `latency` seconds
+late (its health checks are not delayed: what its clients measure, not its checks, says
+it is slow). The same settings are attributes of SimulatedRegion for use from Python.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class SimulatedRegion:
         self.utilization: Any = 0.42  # Any: tests set nonsense on purpose
         self.version = "42"
         self.delay = 3.0  # seconds, in mode slow
+        self.latency = 0.0  # seconds added to every API answer, in any mode
         self.health_requests = 0
         self.last_headers: dict[str, str] = {}  # of the latest GET /healthz
         self.host = ""
@@ -90,6 +94,9 @@ class SimulatedRegion:
         return web.json_response(body)
 
     async def _api(self, request: web.Request) -> web.Response:
+        if self.latency:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.latency)
         response = await self._misbehave()
         if response is not None:
             return response
@@ -110,19 +117,23 @@ class SimulatedRegion:
         return web.json_response(self.settings())
 
     def configure(self, **spec: Any) -> str | None:
-        """Apply settings (mode, utilization, version, delay); a message if one is bad."""
-        unknown = set(spec) - {"mode", "utilization", "version", "delay"}
+        """Apply settings (mode, utilization, version, delay, latency); a message if one
+        is bad."""
+        unknown = set(spec) - {"mode", "utilization", "version", "delay", "latency"}
         if unknown:
             return f"unknown keys: {', '.join(sorted(unknown))}"
         if "mode" in spec and spec["mode"] not in MODES:
             return f"mode {spec['mode']!r} is not one of {', '.join(MODES)}"
         delay = spec.get("delay", self.delay)
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            return f"delay {delay!r} is not a number of seconds"
+        latency = spec.get("latency", self.latency)
+        for key, value in (("delay", delay), ("latency", latency)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                return f"{key} {value!r} is not a number of seconds"
         self.mode = spec.get("mode", self.mode)
         self.utilization = spec.get("utilization", self.utilization)
         self.version = str(spec.get("version", self.version))
         self.delay = float(delay)
+        self.latency = float(latency)
         return None
 
     def settings(self) -> dict[str, Any]:
@@ -132,6 +143,7 @@ class SimulatedRegion:
             "utilization": self.utilization,
             "version": self.version,
             "delay": self.delay,
+            "latency": self.latency,
         }
 
 

@@ -105,6 +105,7 @@ class DemoRegions:
         mode: str | None = None,
         utilization: float | None = None,
         version: str | None = None,
+        latency: float | None = None,
     ) -> dict[str, Any]:
         """Change one region as the dashboard asks; KeyError or ValueError when wrong."""
         target = self.regions[region]
@@ -119,6 +120,8 @@ class DemoRegions:
             spec["utilization"] = utilization
         if version is not None:
             spec["version"] = str(version)
+        if latency is not None:
+            spec["latency"] = latency  # checked by configure()
         problem = target.configure(**spec)
         if problem:
             raise ValueError(problem)

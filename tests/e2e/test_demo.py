@@ -213,3 +213,12 @@ def test_a_region_shedding_a_share_shows_as_shares_per_country(demo: Demo) -> No
     service = state["services"][0]
     assert service["countries"]["US"] == max(shares, key=shares.get)
     assert "GB" not in service["country_shares"]  # Europe goes to eu-west-1 whole
+
+
+def test_the_demo_control_sets_a_region_latency(demo: Demo) -> None:
+    body = demo.region("us-east-1", latency=0.08)
+    assert body["latency"] == pytest.approx(0.08)
+    status, body = http_at(
+        demo.admin_url, "/api/demo/regions/us-east-1", {"latency": "slow"}, demo.token
+    )
+    assert status == 400 and "latency 'slow' is not a number of seconds" in body["error"]

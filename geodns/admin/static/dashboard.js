@@ -12,7 +12,8 @@
 //         .util[data-value]  .version
 //         .answers   button[data-action=drain|up|down|auto]
 //         demo mode: button[data-demo-mode=failing|healthy|slow],
-//                    button[data-demo-utilization=0.3|0.85|0.97], input.demo-version,
+//                    button[data-demo-utilization=0.3|0.85|0.97],
+//                    button[data-demo-latency=0|80|250], input.demo-version,
 //                    button[data-demo-action=version]
 //   #reload-error, #conn-error, #updated[data-status=ok|stale|loading], #changes tbody tr
 //   #store-error (the shared store is unreachable), #fleet, holding
@@ -439,13 +440,21 @@
       b.addEventListener("click", () => post(url, { utilization: u }, `${region}: demo utilization ${u}`, all()));
       utils.append(b);
     }
+    // Added to every answer of the region's API (not its health checks): what clients
+    // measure and report (real-user measurements) sees it, the checks do not.
+    const lats = el("div", { class: "btn-group" });
+    for (const ms of [0, 80, 250]) {
+      const b = el("button", { type: "button", class: "act", "data-demo-latency": ms, text: `+${ms} ms` });
+      b.addEventListener("click", () => post(url, { latency: ms / 1000 }, `${region}: demo latency +${ms} ms`, all()));
+      lats.append(b);
+    }
     const version = el("input", { class: "demo-version mono", type: "text", placeholder: "ver", "aria-label": `${region} version` });
     const setv = el("button", { type: "button", class: "act", "data-demo-action": "version", text: "Set", style: "border-radius:4px" });
     setv.addEventListener("click", () => {
       const v = version.value.trim();
       if (v) post(url, { version: v }, `${region}: demo version ${v}`, all());
     });
-    box.append(modes, "utilization", utils, "version", version, setv);
+    box.append(modes, "utilization", utils, "latency", lats, "version", version, setv);
     return el("tr", { class: "demo" }, el("td", { colspan: 8 }, box));
   }
 
