@@ -401,21 +401,29 @@ class Answerer:
         self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
 
     def warm_from(self, old: Answerer, budget: float = WARM_BUDGET) -> int:
-        """Answer again, into this Answerer's caches, the static queries `old` answered last
-        (its UDP reply cache, newest first), for up to `budget` seconds of this thread's
-        CPU; the number warmed.
+        """Answer again, into this Answerer's caches, what `old` answered last, for up to
+        `budget` seconds of this thread's CPU: first each name and type it answered (its
+        prepared answers), then its UDP replies, newest first; the number of both warmed.
 
         A new configuration starts with empty caches, and the first query for each name
         costs about 45 us against 0.5 from a cache: after a reload at 20,000 q/s of 5,000
-        names, the loop fell behind by a third of a second and lost queries. A reload
-        warms the new Answerer while the old one's stand-in still answers, so the names
-        in use are ready when it takes over. Nothing is counted: no client asked these.
+        names, the loop fell behind by a third of a second. A name's prepared answer is
+        most of that (13 us to make, and the reply from it about 5), so names come first:
+        with 5,000 in use, all of them fit in the budget. A reload warms the new Answerer
+        while the old one's stand-in still answers, so the names in use are ready when it
+        takes over. Nothing is counted: no client asked these.
         """
         # CPU time, not wall time: a reload warms at the lowest priority, and the time the
         # stand-in takes the core from it must not shorten the warming.
         deadline = time.thread_time() + budget
-        answer = self._answer
         warmed = 0
+        prepared_for = self._prepared_for
+        for key in reversed(list(old._prepared)):
+            if warmed % 64 == 0 and warmed and time.thread_time() > deadline:
+                return warmed
+            prepared_for(*key)
+            warmed += 1
+        answer = self._answer
         for tail in reversed(list(old._exact[UDP])):
             if warmed % 64 == 0 and warmed and time.thread_time() > deadline:
                 break

@@ -36,14 +36,16 @@ _UNMARKED = object()
 _POINTERS = [struct.pack("!H", 0xC000 | (12 + i)) for i in range(256)]
 
 
-def _wire(name: object) -> bytes:
-    return name.canonicalize().to_wire()  # type: ignore[attr-defined]
+def _wire(name: Name) -> bytes:
+    """An absolute name's lowercased wire form, as name.canonicalize().to_wire() gives it,
+    at a third of the cost (a reload indexes every name of every zone)."""
+    return b"".join(bytes((len(label),)) + label.lower() for label in name.labels)
 
 
 def index_zone(zone: Zone) -> ZoneIndex:
-    wires = {n: _wire(n) for n in zone.existing}
-    names = frozenset(wires.values())
-    owners = {wires.get(n) or _wire(n): n for n in zone.nodes}
+    # Keyed by wire names only: a dnspython Name hashes in a Python loop over its labels.
+    owners = {_wire(n): n for n in zone.nodes}
+    names = frozenset(owners).union(map(_wire, zone.existing))
     soa = zone.soa[0]
     rdata = soa.to_wire()  # no compression table: names written in full
     tail = struct.pack("!HHIH", dns.rdatatype.SOA, 1, zone.negative_ttl, len(rdata)) + rdata

@@ -43,7 +43,8 @@ def test_the_new_answerer_is_warm_with_its_own_answers(tmp_path: Path) -> None:
         _ask(old, f"h{i}.example.com")
     new = _answerer(tmp_path, "10.9.9.9")  # h1 changed in the reload
     counted = sum(new.stats.counts[UDP])
-    assert new.warm_from(old) == 200
+    assert new.warm_from(old) == 400  # 200 names, then 200 replies
+    assert set(new._prepared) == set(old._prepared)
     assert set(new._exact[UDP]) == set(old._exact[UDP])
     assert sum(new.stats.counts[UDP]) == counted  # warming answers no client
     assert _ask(new, "h1.example.com").answer[0][0].address == "10.9.9.9"
@@ -56,5 +57,6 @@ def test_warming_stops_at_its_budget_newest_first(tmp_path: Path) -> None:
         _ask(old, f"h{i}.example.com")
     new = _answerer(tmp_path, "10.0.0.1")
     assert new.warm_from(old, budget=0.0) == 64  # the clock is read after each 64
-    newest = list(old._exact[UDP])[-64:]
-    assert set(new._exact[UDP]) == set(newest)
+    # Names come first, the newest ones: no reply was warmed.
+    assert set(new._prepared) == set(list(old._prepared)[-64:])
+    assert not new._exact[UDP]
