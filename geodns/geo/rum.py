@@ -11,6 +11,7 @@ passed in, so that ageing is tested with plain numbers.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import statistics
 from collections import deque
@@ -105,8 +106,30 @@ class MeasuredLatency:
             if est.samples >= least
         }
         object.__setattr__(self, "regions", frozenset(used))
+        # The networks with rows, as sorted integer starts per IP version: which GeoIP
+        # networks hold one (overlaps), in a binary search.
+        starts: dict[int, list[int]] = {4: [], 6: []}
+        for key in self.networks:
+            net = ipaddress.ip_network(key)
+            starts[net.version].append(int(net.network_address))
+        object.__setattr__(self, "_starts", {v: sorted(x) for v, x in starts.items()})
 
     regions: frozenset[str] = field(init=False, default=frozenset(), compare=False)
+    _starts: dict[int, list[int]] = field(init=False, default_factory=dict, compare=False)
+
+    def overlaps(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        """Whether some network with a row (a /24 or /48) shares addresses with `network`:
+        if none does, every address of `network` is ordered alike (by its country's or
+        continent's rows, which one GeoIP network never straddles)."""
+        version = network.version
+        if version == 6 and network.network_address.ipv4_mapped is not None:
+            return bool(self._starts[4])  # an IPv4-mapped client: the cautious answer
+        size = 1 << (network.max_prefixlen - NETWORK_PREFIX[version])
+        lo = int(network.network_address)
+        hi = lo + network.num_addresses
+        starts = self._starts[version]
+        i = bisect.bisect_left(starts, lo - size + 1)
+        return i < len(starts) and starts[i] < hi
 
     def rows(
         self, address: IPAddress, country: str | None, continent: str | None

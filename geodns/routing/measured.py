@@ -69,12 +69,15 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     if not relevant(regions, measured):
         return Narrowed(regions, "no measurements for two of these regions: order kept")
     found = area_row(regions, ctx)
+    # The decision holds for the client's whole GeoIP network unless a /24 (/48) with rows
+    # of its own lies in it: then for that network and the client's bucket only.
+    by_network = measured.overlaps(ctx.client.network)
     if found is None:
         return Narrowed(
             regions,
             f"too few samples from {_where(ctx)} (fewer than {measured.settings.min_samples}"
             " for two regions): order kept",
-            by_network=True,
+            by_network=by_network,
             measured=True,
         )
     level, area, row = found
@@ -117,7 +120,7 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     return Narrowed(
         tuple(order),
         f"measured from {level} {area}: {listing}; {what}",
-        by_network=True,
+        by_network=by_network,
         measured=True,
     )
 

@@ -79,8 +79,10 @@ def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:
 
 def scope_how(decision: Decision, merged: bool) -> str:
     """Why the ECS scope is what it is, in a few words."""
+    if decision.measured and decision.by_network:
+        return "the GeoIP network and the client's /24 or /56 at most: measured per network"
     if decision.measured:
-        return "the GeoIP network and the client's /24 or /56 at most: latency measured per network"
+        return "the GeoIP network: measured latency is per country and continent, not merged"
     if decision.by_network:
         return "the client's /24 or /56 at most: its hash decided (shedding or a canary)"
     if merged:

@@ -408,9 +408,12 @@ class GeoAnswers:
             # The debug TXT names the client's own network, so it holds for that one only.
             return client.network.prefixlen, 0
         if decision.measured:
-            # Measured latency decided per client network (routing.measured): the answer
-            # holds for the GeoIP network and the bucket, never a merged run around them.
-            return max(client.network.prefixlen, bucket_prefix(client)), 0
+            # Measured latency decided per client network, country and continent
+            # (routing.measured): the answer holds for the GeoIP network (and the bucket,
+            # where a /24 with its own measurements lies in it), never a merged run.
+            if decision.by_network:
+                return max(client.network.prefixlen, bucket_prefix(client)), 0
+            return client.network.prefixlen, 0
         if decision.by_network:
             # A step hashed the client's bucket (shedding, a canary share): the answer holds
             # where the class and the bucket both do, the longer of the two prefixes.
