@@ -145,3 +145,25 @@ def test_an_estimate_lies_within_its_window_of_successes(values) -> None:
         est = row["us-west-2"]
         assert min(good) <= est.ms <= max(good)
         assert (est.samples, est.failed) == (len(good), len(kept) - len(good))
+
+
+def test_which_networks_hold_a_measured_one() -> None:
+    """A decision is per GeoIP network unless a /24 (/48) measured on its own lies in it."""
+    from types import MappingProxyType
+
+    from geodns.geo.rum import Estimate, MeasuredLatency
+
+    row = MappingProxyType({"us-west-2": Estimate(1.0, 9, 0, NOW)})
+    nets = MappingProxyType({"24.5.6.0/24": row, "2001:db8:1::/48": row})
+    table = MeasuredLatency(NOW, RumSettings(), networks=nets)
+    for network, holds in [
+        ("24.5.0.0/16", True),
+        ("24.5.6.64/26", True),
+        ("24.5.4.0/22", True),
+        ("24.5.4.0/23", False),
+        ("24.5.7.0/24", False),
+        ("2001:db8::/32", True),
+        ("2001:db8:1:5::/64", True),
+        ("2001:db8:2::/48", False),
+    ]:
+        assert table.overlaps(ipaddress.ip_network(network)) is holds, network
