@@ -200,18 +200,17 @@ def explain_lines(body: dict[str, Any], client: str) -> list[str]:
     """`geodns explain`'s text, the same for a live server's body and an offline one."""
     lines = [f"{body['service']} for {client}:", f"  state: {state_line(body['state'])}"]
     lines += [f"  {line}" for line in body["explain"]]
-    scope = body["scope"]
-    lines.append(f"  ECS scope: /{scope['prefix']} (of A answers; {scope['how']})")
     latency = body.get("latency") or []
-    if latency:
-        lines.append("  latency per region (what ordered it):")
-    for row in latency:
-        ms = "" if row["ms"] is None else f" {row['ms']:.1f} ms"
-        more = ""
-        if row["source"] == "measured":
-            more = f", {row['samples']} samples, {row['age_s']:g} s old, {row['area']}"
-        lines.append(f"    {row['region']}:{ms} ({row['source']}{more})")
     areas = body.get("measured") or []
+    if areas or any(row["source"] == "measured" for row in latency):
+        # Only where measurements are in play: otherwise the order step's line says it all.
+        lines.append("  latency per region (what ordered it):")
+        for row in latency:
+            ms = "" if row["ms"] is None else f" {row['ms']:.1f} ms"
+            more = ""
+            if row["source"] == "measured":
+                more = f", {row['samples']} samples, {row['age_s']:g} s old, {row['area']}"
+            lines.append(f"    {row['region']}:{ms} ({row['source']}{more})")
     if areas:
         lines.append("  measured estimates for this client (used from enough samples on):")
     for row in areas:
@@ -220,6 +219,8 @@ def explain_lines(body: dict[str, Any], client: str) -> list[str]:
             f"    {row['level']} {row['area']} -> {row['region']}: {row['ms']:.1f} ms"
             f" ({row['samples']} samples, {row['failed']} failed, {row['age_s']:g} s old{enough})"
         )
+    scope = body["scope"]
+    lines.append(f"  ECS scope: /{scope['prefix']} (of A answers; {scope['how']})")
     health = body.get("health") or {}
     if health:
         lines.append("  health checks, every live node's vote:")
