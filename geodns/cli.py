@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=argparse.SUPPRESS,  # before the store: now --state-dir is this file's directory
     )
     _add_fleet_options(serve)
+    _add_rum_options(serve)
     serve.add_argument(
         "--scope-cache",
         metavar="DIR",
@@ -401,6 +402,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         lease_ttl=args.store_lease_ttl,
         rollouts_file=Path(args.rollouts_file) if args.rollouts_file else None,
         scope_cache=_scope_cache(args.scope_cache),
+        rum_config=_rum_config(args),
     )
     token = _admin_token(args) if demo is None else demo[1]
     regions = None
@@ -442,6 +444,117 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         return run(config, plane)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _add_rum_options(parser: argparse.ArgumentParser) -> None:
+    """The RUM ingest (POST /api/rum) and how its samples order regions: docs/rum.md."""
+    rum = parser.add_argument_group(
+        "measured latency", "reports from clients ordering regions (docs/rum.md)"
+    )
+    rum.add_argument(
+        "--rum-token-file",
+        metavar="FILE",
+        help="file holding the bearer token RUM reports require (or set GEODNS_RUM_TOKEN); "
+        "not the admin token, which can drain regions. Without one, reports are refused",
+    )
+    rum.add_argument(
+        "--rum-gateway",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="senders whose reports may name the clients' network (`client`), e.g. a "
+        "gateway's or a beacon collector's address; repeatable (default: none)",
+    )
+    rum.add_argument(
+        "--rum-rate",
+        type=float,
+        default=2.0,
+        metavar="N",
+        help="reports per second a reporting address may send on average, with bursts of "
+        "20 (default: 2)",
+    )
+    from geodns.geo.rum import RumSettings
+
+    defaults = RumSettings()
+    rum.add_argument(
+        "--rum-min-samples",
+        type=int,
+        default=defaults.min_samples,
+        metavar="N",
+        help="samples an area needs before its estimate orders regions (default: %(default)s)",
+    )
+    rum.add_argument(
+        "--rum-max-age",
+        type=float,
+        default=defaults.max_age,
+        metavar="S",
+        help="seconds a sample counts for (default: %(default)s)",
+    )
+    rum.add_argument(
+        "--rum-stabilize-ms",
+        type=float,
+        default=defaults.stabilize_ms,
+        metavar="MS",
+        help="a region moves ahead only when better by more than this AND "
+        "--rum-stabilize-percent (default: %(default)s)",
+    )
+    rum.add_argument(
+        "--rum-stabilize-percent",
+        type=float,
+        default=defaults.stabilize_percent,
+        metavar="P",
+        help="see --rum-stabilize-ms (default: %(default)s)",
+    )
+    rum.add_argument(
+        "--rum-publish-interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between aggregations of new samples into answers (default: %(default)s)",
+    )
+
+
+def _rum_config(args: argparse.Namespace) -> Any:
+    """The RumConfig the flags give (geodns.control.rum)."""
+    import ipaddress
+
+    from geodns.control.rum import TOKEN_ENV, RumConfig
+    from geodns.geo.rum import RumSettings
+
+    token = None
+    if args.rum_token_file:
+        try:
+            token = Path(args.rum_token_file).read_text().strip()
+        except OSError as exc:
+            raise GeodnsError(f"--rum-token-file {args.rum_token_file}: {exc.strerror}") from None
+        if not token:
+            raise GeodnsError(f"--rum-token-file {args.rum_token_file}: the file is empty")
+    token = token or os.environ.get(TOKEN_ENV) or None
+    gateways = []
+    for text in args.rum_gateway:
+        try:
+            gateways.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise GeodnsError(f"--rum-gateway {text}: {exc}") from None
+    try:
+        settings = RumSettings(
+            min_samples=args.rum_min_samples,
+            max_age=args.rum_max_age,
+            stabilize_ms=args.rum_stabilize_ms,
+            stabilize_percent=args.rum_stabilize_percent,
+            window=max(RumSettings().window, args.rum_min_samples),
+        )
+    except ValueError as exc:
+        raise GeodnsError(f"--rum-*: {exc}") from None
+    if args.rum_rate <= 0 or args.rum_publish_interval <= 0:
+        raise GeodnsError("--rum-rate and --rum-publish-interval must be positive")
+    return RumConfig(
+        token,
+        tuple(gateways),
+        rate=args.rum_rate,
+        publish_interval=args.rum_publish_interval,
+        settings=settings,
+    )
 
 
 def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
@@ -692,7 +805,9 @@ def _urlopen(request: Any, timeout: float) -> Any:
 
 
 def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
-    from geodns.server.explain import explain, explain_body, offline_state
+    import time
+
+    from geodns.server.explain import explain, explain_body, latency_json, offline_state
     from geodns.server.geoanswer import GeoAnswers, open_geoip
 
     zones = _load_zones(args.zones)
@@ -708,7 +823,8 @@ def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
             geo.set_scopes(*merged)
     result = explain(geo, args.name, args.client, args.prefix)
     file = Path(args.state).name if args.state else None
-    return explain_body(result, merged is not None, offline_state(file, note))
+    latency = latency_json(geo, result, time.time())
+    return explain_body(result, merged is not None, offline_state(file, note), None, latency)
 
 
 def _check(args: argparse.Namespace) -> int:

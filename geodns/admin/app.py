@@ -22,8 +22,15 @@ from geodns.admin.metrics import registry_for
 from geodns.admin.view import StateView, without_paths
 from geodns.control.plane import ControlPlane
 from geodns.errors import GeodnsError
+from geodns.geo.rumformat import MAX_BODY
 from geodns.health.monitor import UnknownRegion
-from geodns.server.explain import explain, explain_body, live_state
+from geodns.server.explain import (
+    explain,
+    explain_body,
+    latency_json,
+    live_state,
+    measured_json,
+)
 from geodns.server.sockets import ListenAddress
 from geodns.store.kv import StoreUnavailable
 from geodns.versions import rollout as rollouts
@@ -114,6 +121,7 @@ class AdminApp:
                 web.get("/metrics", self.metrics),
                 web.get("/api/state", self.state),
                 web.get("/api/explain", self.explain),
+                web.post("/api/rum", self.rum),
                 web.post("/api/services/{service}/regions/{region}/state", self.force),
                 web.post("/api/reload", self.reload),
                 web.post("/api/demo/regions/{region}", self.demo_region),
@@ -153,7 +161,9 @@ class AdminApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
+        # Reports of measured latency carry their own token (RumIngest.authorized): the
+        # clients that send them must not hold the token that can drain regions.
+        if request.method not in ("GET", "HEAD", "OPTIONS") and request.path != "/api/rum":
             if self.token is None:
                 return _error(
                     403,
@@ -221,7 +231,31 @@ class AdminApp:
         state = live_state(geo.state.version, plane.published_at)
         # The checks behind each region's health: every live node's vote and the quorum.
         health = plane.fleet_view()["votes"].get(result.decision.service.key, {})
-        return web.json_response(explain_body(result, merged, state, health))
+        now = plane.clock()
+        latency = latency_json(geo, result, now)
+        areas = measured_json(geo, result, now)
+        return web.json_response(explain_body(result, merged, state, health, latency, areas))
+
+    async def rum(self, request: web.Request) -> web.Response:
+        """A report of measured latency (docs/rum.md): 202 with the samples accepted, or a
+        4xx saying why not, counted in geodns_rum_reports_total."""
+        ingest = self.plane.rum
+        refusal = ingest.authorized(request.headers.get("Authorization", ""))
+        sender = request.remote or ""
+        if refusal is None:
+            refusal = ingest.admit(sender, self.plane.clock())
+        if refusal is None:
+            # At most one byte over the limit is read: the parser refuses the rest unread.
+            body = await request.content.read(MAX_BODY + 1)
+            refusal, accepted = ingest.ingest(body, sender, self.plane.clock())
+            if refusal is None:
+                return web.json_response({"accepted": accepted}, status=202)
+        headers = {}
+        if refusal.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        elif refusal.status == 429:
+            headers["Retry-After"] = "1"
+        return _error(refusal.status, refusal.message, **headers)
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         try:

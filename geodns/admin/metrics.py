@@ -17,6 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from geodns.control.plane import ControlPlane
+from geodns.control.rum import REPORT_RESULTS, SAMPLE_RESULTS
 from geodns.health.state import Health
 from geodns.server.stats import LATENCY_BOUNDS
 
@@ -37,6 +38,7 @@ class PlaneCollector(Collector):
         plane = self.plane
         yield from self._queries()
         yield from self._health()
+        yield from self._rum()
         reloads = CounterMetricFamily(
             "geodns_config_reloads", "Zone reloads, by result", labels=["result"]
         )
@@ -175,6 +177,31 @@ class PlaneCollector(Collector):
                     checks.add_metric([*labels, "failed"], counts.failed)
                     durations.add_metric(labels, counts.ok + counts.failed, counts.total_duration)
         yield from (checks, durations, state, forced, utilization, model)
+
+    def _rum(self) -> Iterator[Metric]:
+        rum = self.plane.rum
+        reports = CounterMetricFamily(
+            "geodns_rum_reports",
+            "Reports of measured latency (POST /api/rum), accepted or refused by reason",
+            labels=["result"],
+        )
+        for result in REPORT_RESULTS:
+            reports.add_metric([result], rum.reports[result])
+        samples = CounterMetricFamily(
+            "geodns_rum_samples",
+            "Samples in accepted reports: accepted, or dropped by reason",
+            labels=["result"],
+        )
+        for result in SAMPLE_RESULTS:
+            samples.add_metric([result], rum.samples[result])
+        areas = GaugeMetricFamily(
+            "geodns_rum_areas",
+            "Client areas holding samples, by level (network: /24 or /48)",
+            labels=["level"],
+        )
+        for level, count in rum.aggregator.areas().items():
+            areas.add_metric([level], count)
+        yield from (reports, samples, areas)
 
 
 class FleetSource(Protocol):

@@ -21,6 +21,7 @@ from geodns.client.failover import (
     Response,
 )
 from geodns.client.resolve import Endpoint, Resolution, ResolutionError
+from geodns.client.rum import RumReporter
 
 __all__ = [
     "DEFAULT_FAILURE_STATUSES",
@@ -34,4 +35,5 @@ __all__ = [
     "Resolution",
     "ResolutionError",
     "Response",
+    "RumReporter",
 ]

@@ -7,6 +7,7 @@ import json as jsonlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -16,10 +17,13 @@ import dns.asyncresolver
 
 from geodns.client.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from geodns.client.resolve import Endpoint, Resolution, ResolutionError, resolve_service
+from geodns.client.rum import RumReporter
 
 log = logging.getLogger("geodns.client")
 
 DEFAULT_FAILURE_STATUSES = frozenset({500, 502, 503, 504})
+# The timing of the attempt under way in this task: _send fills it, _attempt reports it.
+_TIMING: ContextVar[dict[str, float] | None] = ContextVar("geodns_client_timing", default=None)
 
 
 class AllRegionsFailed(Exception):
@@ -104,6 +108,7 @@ class FailoverClient:
         session: aiohttp.ClientSession | None = None,
         resolver: dns.asyncresolver.Resolver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rum: RumReporter | None = None,
     ) -> None:
         if scheme not in ("http", "https"):
             raise ValueError(f"scheme must be http or https, not {scheme!r}")
@@ -125,6 +130,8 @@ class FailoverClient:
             resolver.lifetime = dns_timeout
         self.resolver = resolver
         self._clock = clock
+        # Every request to a region is measured and, with a reporter, reported (docs/rum.md).
+        self.rum = rum
         self._session = session
         self._own_session = session is None
         self._resolution: Resolution | None = None
@@ -151,6 +158,8 @@ class FailoverClient:
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
+        if self.rum is not None:
+            await self.rum.close()
 
     def breakers(self) -> dict[str, BreakerState]:
         """Every known region's breaker, in the current SRV order, then any no longer listed."""
@@ -278,15 +287,21 @@ class FailoverClient:
     ) -> Response | None:
         """One try at one region: the Response, or None after recording the failure."""
         url = self.url(endpoint, call.path)
+        timing: dict[str, float] = {}
+        token = _TIMING.set(timing)
         try:
             status, headers, body = await self._send(url, call)
         except _Failure as e:
+            self._measured(endpoint.region, timing, False)
             breaker.failure(str(e), timeout=e.timeout, ticket=ticket)
             attempts.append((endpoint.region, f"failed: {e}"))
             return None
         except BaseException:
             breaker.release(ticket)  # cancelled: no verdict on the region
             raise
+        finally:
+            _TIMING.reset(token)
+        self._measured(endpoint.region, timing, status not in self.failure_statuses)
         if status in self.failure_statuses:
             breaker.failure(f"HTTP {status}", ticket=ticket)
             attempts.append((endpoint.region, f"failed: HTTP {status}"))
@@ -303,20 +318,51 @@ class FailoverClient:
         elapsed = self._clock() - started
         return Response(status, headers, body, endpoint.region, url, elapsed, choice)
 
+    async def probe(self, path: str = "/") -> dict[str, str]:
+        """GET `path` once from every region of the current list, whatever the order and
+        the breakers, to measure them all (a RUM beacon's job: the requests of an app only
+        measure the region they use). Per region: "ok", or what went wrong."""
+        resolution = await self._current()
+        out = {}
+        call = _Call("GET", path, None, None, None, None)
+        for endpoint in resolution.endpoints:
+            timing: dict[str, float] = {}
+            token = _TIMING.set(timing)
+            try:
+                status, _, _ = await self._send(self.url(endpoint, path), call)
+            except _Failure as e:
+                self._measured(endpoint.region, timing, False)
+                out[endpoint.region] = str(e)
+                continue
+            finally:
+                _TIMING.reset(token)
+            ok = status not in self.failure_statuses
+            self._measured(endpoint.region, timing, ok)
+            out[endpoint.region] = "ok" if ok else f"HTTP {status}"
+        return out
+
+    def _measured(self, region: str, timing: dict[str, float], ok: bool) -> None:
+        if self.rum is not None:
+            self.rum.record(region, timing.get("connect_ms"), timing.get("ttfb_ms"), ok)
+
     def url(self, endpoint: Endpoint, path: str = "/") -> str:
         """scheme://address:port/path for one region."""
         host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
         return f"{self.scheme}://{host}:{endpoint.port}{path}"
 
     async def _send(self, url: str, call: _Call) -> tuple[int, Mapping[str, str], bytes]:
+        """Status, headers and body; the attempt's timing (_TIMING) gets connect_ms (when a
+        connection was made) and ttfb_ms (when the response's head came)."""
+        timing = _TIMING.get()
         if self._session is None:
             if not self._own_session:
                 raise RuntimeError("the client is closed")
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trace_configs=[_timing_trace()])
         sent_headers = {"Host": self.host_header, **(call.headers or {})}
         extra: dict[str, Any] = {}
         if self.scheme == "https":
             extra["server_hostname"] = self.host_header  # SNI and certificate name
+        started = time.perf_counter()
         try:
             async with self._session.request(
                 call.method,
@@ -327,8 +373,11 @@ class FailoverClient:
                 params=call.params,
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),
                 allow_redirects=False,
+                trace_request_ctx=timing,
                 **extra,
             ) as resp:
+                if timing is not None:
+                    timing["ttfb_ms"] = (time.perf_counter() - started) * 1000
                 body = await resp.read()
                 return resp.status, resp.headers, body
         except TimeoutError as e:
@@ -337,6 +386,25 @@ class FailoverClient:
             raise _Failure(_connect_error(e)) from e
         except (aiohttp.ClientError, OSError) as e:
             raise _Failure(str(e) or type(e).__name__) from e
+
+
+def _timing_trace() -> aiohttp.TraceConfig:
+    """Writes connect_ms into the request's `trace_request_ctx` dict when a connection is
+    made for it (a pooled one is not: then there is no connect time to report)."""
+
+    async def start(session: Any, ctx: Any, params: Any) -> None:
+        if isinstance(ctx.trace_request_ctx, dict):
+            ctx.trace_request_ctx["_connect"] = time.perf_counter()
+
+    async def end(session: Any, ctx: Any, params: Any) -> None:
+        timing = ctx.trace_request_ctx
+        if isinstance(timing, dict) and "_connect" in timing:
+            timing["connect_ms"] = (time.perf_counter() - timing.pop("_connect")) * 1000
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(start)
+    trace.on_connection_create_end.append(end)
+    return trace
 
 
 def _connect_error(error: aiohttp.ClientConnectorError) -> str:

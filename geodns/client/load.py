@@ -5,13 +5,15 @@
 
 prints one line a second (requests per region, failures, retries), then a summary with
 every switch of region: when trouble began, when the next region answered, and how many
-requests failed in between.
+requests failed in between. With --rum-url (and $GEODNS_RUM_TOKEN) it reports every
+request's latency to geodns, and probes every region every --probe-interval seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections import Counter
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 from geodns.client.breaker import BreakerConfig
 from geodns.client.failover import FailoverClient
+from geodns.client.rum import RumReporter
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0, help="per try, s (default 2)")
     parser.add_argument("--failures", type=int, default=2, help="to open a breaker (default 2)")
     parser.add_argument("--cooldown", type=float, default=5.0, help="breaker cool-down, s")
+    parser.add_argument(
+        "--rum-url",
+        metavar="URL",
+        help="report every request's latency to this geodns ingest, "
+        "http://HOST:PORT/api/rum (docs/rum.md); the token from $GEODNS_RUM_TOKEN",
+    )
+    parser.add_argument(
+        "--rum-client",
+        metavar="PREFIX",
+        help="report for this client network (24.5.6.0/24): geodns takes it from trusted "
+        "gateways only (--rum-gateway)",
+    )
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="with --rum-url, GET --path from every region this often, so that all of them "
+        "are measured, not only the one in use (default 2)",
+    )
     args = parser.parse_args(argv)
+    if args.rum_url and not os.environ.get("GEODNS_RUM_TOKEN"):
+        parser.error("--rum-url needs the RUM token in $GEODNS_RUM_TOKEN")
     try:
         host, port = _host_port(args.dns)
     except ValueError:
@@ -286,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _main(args: argparse.Namespace, host: str, port: int) -> int:
+    rum = None
+    if args.rum_url:
+        token = os.environ["GEODNS_RUM_TOKEN"]
+        rum = RumReporter(args.rum_url, token, client=args.rum_client, interval=1.0)
     async with FailoverClient(
         args.service,
         nameservers=[host],
@@ -293,7 +322,11 @@ async def _main(args: argparse.Namespace, host: str, port: int) -> int:
         scheme=args.scheme,
         breaker=BreakerConfig(failures=args.failures, cooldown=args.cooldown),
         request_timeout=args.timeout,
+        rum=rum,
     ) as client:
+        prober = None
+        if rum is not None:
+            prober = asyncio.ensure_future(_probe(client, args.path, args.probe_interval))
         print(
             f"load: {args.rate:g} requests/s to {args.service} for {args.duration:g} s "
             f"(DNS {host}:{port})",
@@ -306,8 +339,21 @@ async def _main(args: argparse.Namespace, host: str, port: int) -> int:
             lambda tick: print(tick.line(), flush=True),
             path=args.path,
         )
+        if prober is not None:
+            prober.cancel()
     print(report.summary(), flush=True)
+    if rum is not None:
+        print(f"RUM: {rum.sent} samples reported, {rum.dropped} dropped", flush=True)
     return 0 if report.failed == 0 else 1
+
+
+async def _probe(client: FailoverClient, path: str, interval: float) -> None:
+    while True:
+        try:
+            await client.probe(path)
+        except Exception as exc:  # a probe is a measurement, never the load's failure
+            print(f"probe: {exc}", file=sys.stderr, flush=True)
+        await asyncio.sleep(interval)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -26,10 +27,13 @@ from typing import Any, Protocol
 from geodns import __version__
 from geodns.control.fleetview import fleet_view
 from geodns.control.rollouts import RolloutGuard
+from geodns.control.rum import RumConfig, RumIngest
 from geodns.control.scopes import ScopeMerger
 from geodns.control.zonesource import ZoneSource
 from geodns.errors import ConfigErrors
 from geodns.geo.geoip import GeoIPDatabase
+from geodns.geo.locate import locate
+from geodns.geo.rum import NO_MEASUREMENTS
 from geodns.geo.scopes import ScopeFiles
 from geodns.health.monitor import HealthMonitor, UnknownRegion
 from geodns.health.quorum import Vote
@@ -125,6 +129,7 @@ class ControlPlane:
     lease_ttl: float | None = None  # seconds; default: from the probe intervals
     rollouts_file: Path | None = None  # a --rollouts-file of before the store, to take in
     scope_cache: str | None = None  # where merged ECS scopes are built; None: not merged
+    rum_config: RumConfig | None = None  # the RUM ingest (POST /api/rum); None: off
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -172,6 +177,10 @@ class ControlPlane:
         self._answer_samples: deque[tuple[float, dict[tuple[str, str], int]]] = deque()
         self._tasks: list[asyncio.Future[Any]] = []
         self._reload_lock = asyncio.Lock()
+        self.rum = RumIngest(
+            self.rum_config or RumConfig(), self._locate_record, self._region_names
+        )
+        self.measured = NO_MEASUREMENTS  # the estimates the published state carries
         self.scopes: ScopeMerger | None = None
         if self.geoip is not None and self.scope_cache is not None:
             self.scopes = ScopeMerger(
@@ -214,6 +223,8 @@ class ControlPlane:
             self._tasks.append(asyncio.ensure_future(self._watch_zones()))
         self._tasks.append(asyncio.ensure_future(self._sample_answers()))
         self._tasks.append(asyncio.ensure_future(self._tick()))
+        if self.rum.config.token is not None:
+            self._tasks.append(asyncio.ensure_future(self._aggregate_rum()))
         if self.scopes is not None:
             self._tasks.append(asyncio.ensure_future(self.scopes.run()))
         loop = asyncio.get_running_loop()
@@ -425,7 +436,7 @@ class ControlPlane:
         `published` is the state answers are decided on now; `state` can be newer in
         what routing does not read (probe times, latencies, errors).
         """
-        snapshot = snapshot.with_versions(self._versions(snapshot))
+        snapshot = snapshot.with_versions(self._versions(snapshot)).with_measured(self.measured)
         self.published = snapshot
         self.published_at = self.clock()
         if self.local is not None:
@@ -441,8 +452,36 @@ class ControlPlane:
         versions = sorted(
             (k, sorted(v.approved), v.canary, sorted(v.seen)) for k, v in snapshot.versions.items()
         )
-        text = repr((self._routing_signature(snapshot), versions))
+        parts: tuple[object, ...] = (self._routing_signature(snapshot), versions)
+        if snapshot.measured.regions:
+            # Each node measures what its own clients report: without a shared store
+            # their estimates, and so their answers, may differ (docs/rum.md).
+            parts = (*parts, snapshot.measured.routing_key())
+        text = repr(parts)
         return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
+
+    # --- measured latency -------------------------------------------------------------
+
+    def _locate_record(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
+        return None if self.geoip is None else locate(self.geoip, address).record
+
+    def _region_names(self) -> set[str]:
+        return {r.name for s in self.zones.services() for r in s.regions}
+
+    def aggregate_rum(self) -> bool:
+        """Aggregate the samples received so far into the published state when routing
+        could tell the new estimates apart (ageing out included); whether it did."""
+        measured = self.rum.table(self.clock())
+        if measured.routing_key() == self.measured.routing_key():
+            return False
+        self.measured = measured
+        self._publish(self.monitor.snapshot)
+        return True
+
+    async def _aggregate_rum(self) -> None:
+        while True:
+            await asyncio.sleep(self.rum.config.publish_interval)
+            self.aggregate_rum()
 
     def _publish_scopes(self, scopes: ScopeFiles) -> None:
         if self.local is not None:

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from geodns.errors import ConfigError, ConfigErrors
+from geodns.geo.rum import NO_MEASUREMENTS, MeasuredLatency
 from geodns.zones.model import ZoneSet
 from geodns.zones.yamlsource import read_yaml_file
 
@@ -87,6 +88,8 @@ class StateSnapshot:
     # Per service key; a service not listed has its current version judged by routing
     # from the regions' reports (the one most healthy regions serve).
     versions: Mapping[str, ServiceVersions] = field(default_factory=lambda: MappingProxyType({}))
+    # Latency measured by clients (geodns.geo.rum), as the control plane last aggregated it.
+    measured: MeasuredLatency = NO_MEASUREMENTS
 
     def get(self, service: str, region: str) -> RegionState:
         return self.regions.get((service, region), UP)
@@ -94,23 +97,38 @@ class StateSnapshot:
     def with_region(self, service: str, region: str, state: RegionState) -> StateSnapshot:
         regions = dict(self.regions)
         regions[(service, region)] = state
-        return StateSnapshot(self.version + 1, MappingProxyType(regions), self.versions)
+        return StateSnapshot(
+            self.version + 1, MappingProxyType(regions), self.versions, self.measured
+        )
 
     def with_regions(self, regions: Mapping[tuple[str, str], RegionState]) -> StateSnapshot:
         """The next snapshot, holding exactly `regions`."""
-        return StateSnapshot(self.version + 1, MappingProxyType(dict(regions)), self.versions)
+        return StateSnapshot(
+            self.version + 1, MappingProxyType(dict(regions)), self.versions, self.measured
+        )
 
     def with_versions(self, versions: Mapping[str, ServiceVersions]) -> StateSnapshot:
-        return StateSnapshot(self.version + 1, self.regions, MappingProxyType(dict(versions)))
+        return StateSnapshot(
+            self.version + 1, self.regions, MappingProxyType(dict(versions)), self.measured
+        )
+
+    def with_measured(self, measured: MeasuredLatency) -> StateSnapshot:
+        return StateSnapshot(self.version + 1, self.regions, self.versions, measured)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A mappingproxy cannot be pickled, and snapshots travel to DNS worker processes.
-        return (_restore_snapshot, (self.version, dict(self.regions), dict(self.versions)))
+        return (
+            _restore_snapshot,
+            (self.version, dict(self.regions), dict(self.versions), self.measured),
+        )
 
     def routing_differs(self, other: StateSnapshot) -> bool:
         """Whether routing could decide differently under `other` (health, utilization,
-        model versions)."""
+        model versions, measured latency)."""
         if dict(self.versions) != dict(other.versions):
+            return True
+        mine, theirs = self.measured, other.measured
+        if mine is not theirs and mine.routing_key() != theirs.routing_key():
             return True
         keys = self.regions.keys() | other.regions.keys()
         return any(self.get(*k).routing != other.get(*k).routing for k in keys)
@@ -120,8 +138,11 @@ def _restore_snapshot(
     version: int,
     regions: dict[tuple[str, str], RegionState],
     versions: dict[str, ServiceVersions] | None = None,
+    measured: MeasuredLatency = NO_MEASUREMENTS,
 ) -> StateSnapshot:
-    return StateSnapshot(version, MappingProxyType(regions), MappingProxyType(versions or {}))
+    return StateSnapshot(
+        version, MappingProxyType(regions), MappingProxyType(versions or {}), measured
+    )
 
 
 ALL_UP = StateSnapshot()

@@ -42,6 +42,9 @@ class Narrowed:
     # Set when the result hangs on a hash of the client's bucket (capacity shedding, a
     # canary share): two buckets of one class may then get different answers.
     by_network: bool = False
+    # Set when latency measured per client network could order these candidates: the
+    # decision holds for the client's GeoIP network and /24 (/56) only, never its class.
+    measured: bool = False
 
 
 def names(regions: tuple[Region, ...] | list[Region]) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from geodns.health.state import StateSnapshot
-from geodns.routing import capacity, health, order, residency, version
+from geodns.routing import capacity, health, measured, order, residency, version
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.routing.select import select
 from geodns.zones.model import Region, ResidencyRule, Service
@@ -23,6 +23,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("version", version.narrow),
     ("capacity", capacity.narrow),
     ("order", order.narrow),
+    ("measured", measured.narrow),
 )
 
 
@@ -47,6 +48,9 @@ class Decision:
     by_network: bool = False
     fallback: tuple[str, ...] = ()  # outcome answer: the addresses to answer with
     rule: ResidencyRule | None = None  # the residency rule the client fell under
+    # Measured latency could order the candidates (routing.measured): the decision holds
+    # for the client's GeoIP network and bucket only, never for its whole class.
+    measured: bool = False
 
     def select(self, family: int) -> tuple[tuple[Region, tuple[str, ...]], ...]:
         return select(self.regions, self.service.answers, family)
@@ -84,9 +88,11 @@ def route(
     regions = service.regions
     records = []
     by_network = False
+    measured_ = False
     for name, step in STEPS:
         out = step(regions, ctx)
         by_network = by_network or out.by_network
+        measured_ = measured_ or out.measured
         records.append(StepRecord(name, tuple(r.name for r in out.regions), out.reason))
         if out.rule is not None or out.demoted:
             ctx = replace(ctx, rule=out.rule or ctx.rule, demoted=out.demoted or ctx.demoted)
@@ -100,6 +106,15 @@ def route(
                 by_network,
                 out.fallback,
                 ctx.rule,
+                measured_,
             )
         regions = out.regions
-    return Decision(service, client, regions, tuple(records), by_network=by_network, rule=ctx.rule)
+    return Decision(
+        service,
+        client,
+        regions,
+        tuple(records),
+        by_network=by_network,
+        rule=ctx.rule,
+        measured=measured_,
+    )

@@ -24,6 +24,8 @@ import dns.name
 import dns.rdatatype
 
 from geodns.errors import GeodnsError
+from geodns.routing import measured
+from geodns.routing.context import RouteContext
 from geodns.routing.pipeline import Decision
 from geodns.server.geoanswer import SERVICE, GeoAnswers, GeoResult
 
@@ -77,6 +79,10 @@ def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:
 
 def scope_how(decision: Decision, merged: bool) -> str:
     """Why the ECS scope is what it is, in a few words."""
+    if decision.measured and decision.by_network:
+        return "the GeoIP network and the client's /24 or /56 at most: measured per network"
+    if decision.measured:
+        return "the GeoIP network: measured latency is per country and continent, not merged"
     if decision.by_network:
         return "the client's /24 or /56 at most: its hash decided (shedding or a canary)"
     if merged:
@@ -108,15 +114,69 @@ def offline_state(file: str | None, note: str | None) -> dict[str, Any]:
     }
 
 
+def latency_json(geo: GeoAnswers, result: GeoResult, now: float) -> list[dict[str, Any]]:
+    """Per region of the decision: the latency it was ordered by and its source (measured,
+    table, distance, default order), with a measured estimate's samples and age."""
+    decision = result.decision
+    if decision.outcome is not None:
+        return []
+    service = decision.service
+    ctx = RouteContext(decision.client, service, geo.state, geo.latency_table(service))
+    return [
+        {
+            "region": r.region,
+            "source": r.source,
+            "ms": r.ms,
+            "samples": r.samples,
+            "age_s": None if r.newest is None else round(max(0.0, now - r.newest), 1),
+            "area": r.area,
+        }
+        for r in measured.latencies(decision.regions, ctx)
+    ]
+
+
+def measured_json(geo: GeoAnswers, result: GeoResult, now: float) -> list[dict[str, Any]]:
+    """Every measured estimate that holds for the client, used or not (too few samples,
+    a region not among the candidates): why measurements did or did not decide."""
+    client = result.decision.client
+    record = client.record
+    table = geo.state.measured
+    rows = table.rows(
+        client.address,
+        record.country if record is not None else None,
+        record.continent if record is not None else None,
+    )
+    least = table.settings.min_samples
+    return [
+        {
+            "level": level,
+            "area": area,
+            "region": region,
+            "ms": round(est.ms, 3),
+            "samples": est.samples,
+            "failed": est.failed,
+            "age_s": round(max(0.0, now - est.newest), 1),
+            "enough": est.samples >= least,
+        }
+        for level, area, row in rows
+        for region, est in sorted(row.items())
+    ]
+
+
 def explain_body(
     result: GeoResult,
     merged: bool,
     state: dict[str, Any],
     health: dict[str, Any] | None = None,
+    latency: list[dict[str, Any]] | None = None,
+    measured_areas: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What /api/explain answers and `geodns explain --json` prints. `health`: per region,
-    the live nodes' votes and their quorum (a running server's; none offline)."""
+    the live nodes' votes and their quorum (a running server's; none offline); `latency`:
+    latency_json's; `measured_areas`: measured_json's."""
     body = decision_json(result.decision, result.scope_prefix)
+    body["latency"] = latency or []
+    body["measured"] = measured_areas or []
     body["explain"] = result.decision.explain_lines()
     body["scope"] = {"prefix": result.scope_prefix, "how": scope_how(result.decision, merged)}
     body["state"] = state
@@ -140,6 +200,25 @@ def explain_lines(body: dict[str, Any], client: str) -> list[str]:
     """`geodns explain`'s text, the same for a live server's body and an offline one."""
     lines = [f"{body['service']} for {client}:", f"  state: {state_line(body['state'])}"]
     lines += [f"  {line}" for line in body["explain"]]
+    latency = body.get("latency") or []
+    areas = body.get("measured") or []
+    if areas or any(row["source"] == "measured" for row in latency):
+        # Only where measurements are in play: otherwise the order step's line says it all.
+        lines.append("  latency per region (what ordered it):")
+        for row in latency:
+            ms = "" if row["ms"] is None else f" {row['ms']:.1f} ms"
+            more = ""
+            if row["source"] == "measured":
+                more = f", {row['samples']} samples, {row['age_s']:g} s old, {row['area']}"
+            lines.append(f"    {row['region']}:{ms} ({row['source']}{more})")
+    if areas:
+        lines.append("  measured estimates for this client (used from enough samples on):")
+    for row in areas:
+        enough = "" if row["enough"] else ", too few"
+        lines.append(
+            f"    {row['level']} {row['area']} -> {row['region']}: {row['ms']:.1f} ms"
+            f" ({row['samples']} samples, {row['failed']} failed, {row['age_s']:g} s old{enough})"
+        )
     scope = body["scope"]
     lines.append(f"  ECS scope: /{scope['prefix']} (of A answers; {scope['how']})")
     health = body.get("health") or {}

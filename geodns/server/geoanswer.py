@@ -243,6 +243,10 @@ class GeoAnswers:
                 return None
         if answer.unlocated_v6 and not_global_v6(value):
             return None
+        if answer.result.decision.measured:
+            # Measured latency is per client network (and country): below the class, so
+            # the network path decides, with a scope of the GeoIP network and /24 at most.
+            return None
         if answer.by_bucket:
             key = (*key, value >> table.bucket_shift)
             answer = self._bucket_answers.get(key)
@@ -318,6 +322,9 @@ class GeoAnswers:
         if self.geoip is None:
             return _unlocated(address, source_prefix)
         return locate(self.geoip, address, source_prefix)
+
+    def latency_table(self, service: Service) -> LatencyTable | None:
+        return self._latency.get(service.key)
 
     def decide(self, service: Service, client: Client, label: str | None = None) -> Decision:
         return route(client, service, self.state, self._latency.get(service.key), label)
@@ -399,6 +406,13 @@ class GeoAnswers:
             return 0, 0  # a NODATA by type, or one region and no rule: the scope names no one
         if qtype == RT.TXT and dyn.zone.debug:
             # The debug TXT names the client's own network, so it holds for that one only.
+            return client.network.prefixlen, 0
+        if decision.measured:
+            # Measured latency decided per client network, country and continent
+            # (routing.measured): the answer holds for the GeoIP network (and the bucket,
+            # where a /24 with its own measurements lies in it), never a merged run.
+            if decision.by_network:
+                return max(client.network.prefixlen, bucket_prefix(client)), 0
             return client.network.prefixlen, 0
         if decision.by_network:
             # A step hashed the client's bucket (shedding, a canary share): the answer holds

@@ -118,6 +118,7 @@ def test_explain_api(admin_server: ServerProcess) -> None:
         "version",
         "capacity",
         "order",
+        "measured",
     ]
     status, body = http(admin_server, "/api/explain?name=www.example.com&client=81.2.69.142")
     assert status == 400

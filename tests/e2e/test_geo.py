@@ -222,6 +222,7 @@ def test_explain_cli(mmdb: Path) -> None:
         "version",
         "capacity",
         "order",
+        "measured",
     ]
 
 

@@ -63,3 +63,15 @@ def test_dns_argument() -> None:
     assert _host_port("192.0.2.53") == ("192.0.2.53", 53)
     with pytest.raises(SystemExit):
         main(["--service", "inference.example.com", "--dns", "127.0.0.1:x"])
+
+
+def test_reporting_latency_needs_the_rum_token(monkeypatch, capsys) -> None:
+    import pytest
+
+    from geodns.client.load import main
+
+    monkeypatch.delenv("GEODNS_RUM_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["--service", "inference.example.com", "--rum-url", "http://127.0.0.1:1/api/rum"])
+    assert exited.value.code == 2
+    assert "GEODNS_RUM_TOKEN" in capsys.readouterr().err

@@ -110,6 +110,7 @@ def test_route_records_every_step() -> None:
         "version",
         "capacity",
         "order",
+        "measured",
     ]
     assert [r.name for r in decision.regions] == ["eu-west-1"]
     assert decision.select(4)[0][1] == ("192.0.2.20",)
