@@ -342,6 +342,15 @@ def _demo(args: argparse.Namespace) -> int:
         if option not in ("command", "listen") and hasattr(serve_args, option):
             setattr(serve_args, option, value)
     token = _admin_token(serve_args) or secrets.token_urlsafe(12)
+    # Measured latency on, for the load script it prints: its own token, and 127.0.0.0/8
+    # trusted to report for other client networks (the script stands in for clients in
+    # a country), aggregated every second instead of 5 so that answers move visibly.
+    if not serve_args.rum_token_file and not os.environ.get("GEODNS_RUM_TOKEN"):
+        serve_args.rum_token_file = str(workdir / "rum-token")
+        Path(serve_args.rum_token_file).write_text(secrets.token_urlsafe(12) + "\n")
+    if not serve_args.rum_gateway:
+        serve_args.rum_gateway = ["127.0.0.0/8"]
+    serve_args.rum_publish_interval = min(serve_args.rum_publish_interval, 1.0)
     try:
         return _serve(serve_args, demo=(ports, token))
     finally:
@@ -421,7 +430,14 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         from geodns.demo.setup import DemoBanner
 
         plane.attachments.append(
-            DemoBanner(listen[0], None if admin is None else admin.url, token, zones_path, regions)
+            DemoBanner(
+                listen[0],
+                None if admin is None else admin.url,
+                token,
+                zones_path,
+                regions,
+                plane.rum.config.token,
+            )
         )
     config = ServeConfig(
         zones=zones,

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from geodns.control.plane import ControlPlane
 from geodns.geo.geoip import GeoRecord
 from geodns.geo.locate import Client
+from geodns.geo.rum import Estimate, MeasuredLatency
 from geodns.health.state import StateSnapshot
 from geodns.routing.pipeline import Decision, route
 from geodns.server.geoanswer import latency_for
@@ -95,6 +96,50 @@ def _record(code: str) -> GeoRecord:
 def _first(decision: Decision) -> str | None:
     chosen = decision.select(4) or decision.select(6)
     return chosen[0][0].name if decision.outcome is None and chosen else None
+
+
+MEASURED_NETWORKS = 20  # client networks shown, those with the most samples first
+
+
+def measured_view(measured: MeasuredLatency, now: float) -> dict[str, Any]:
+    """Latency measured by clients (docs/rum.md) as the dashboard shows it: per area (every
+    continent and country, and the client networks with the most samples), per region
+    the estimate, its samples and age, and whether routing may use it yet."""
+    least = measured.settings.min_samples
+
+    def rows(level: str, table: Mapping[str, Mapping[str, Estimate]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "area": area,
+                "level": level,
+                "regions": {
+                    region: {
+                        "ms": round(est.ms, 1),
+                        "samples": est.samples,
+                        "failed": est.failed,
+                        "age": round(max(0.0, now - est.newest), 1),
+                        "used": est.samples >= least,
+                    }
+                    for region, est in sorted(row.items())
+                },
+            }
+            for area, row in table.items()
+        ]
+
+    def weight(row: Mapping[str, Estimate]) -> int:
+        return sum(est.samples for est in row.values())
+
+    busiest = sorted(measured.networks.items(), key=lambda kv: (-weight(kv[1]), kv[0]))
+    return {
+        "min_samples": least,
+        "max_age": measured.settings.max_age,
+        "stabilize_ms": measured.settings.stabilize_ms,
+        "stabilize_percent": measured.settings.stabilize_percent,
+        "areas": rows("continent", dict(sorted(measured.continents.items())))
+        + rows("country", dict(sorted(measured.countries.items())))
+        + rows("network", dict(busiest[:MEASURED_NETWORKS])),
+        "networks": len(measured.networks),
+    }
 
 
 def fleet(view: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +357,7 @@ class StateView:
             },
             "services": out_services,
             "fleet": fleet(plane.fleet_view()),
+            "measured": measured_view(plane.published.measured, plane.clock()),
             "changes": [
                 {
                     "time": t.time,

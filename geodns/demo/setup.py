@@ -29,6 +29,8 @@ TRIES = (
     ("202.214.5.0/24", "Japan", "ap-northeast-1"),
     ("200.160.2.0/24", "Brazil", "us-east-1, the nearest by latency"),
 )
+# The client network the printed load script reports its measurements for (a US one).
+RUM_CLIENT = "216.160.83.0/24"
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -137,6 +139,7 @@ class DemoBanner:
     token: str
     zones_dir: Path
     regions: DemoRegions
+    rum_token: str | None = None  # the RUM ingest's (POST /api/rum), when it is on
 
     async def start(self) -> None:
         print(self.text(), file=sys.stdout, flush=True)
@@ -181,6 +184,24 @@ class DemoBanner:
             f"  python -m geodns.client.load --service inference.example.com"
             f" --dns {self.dns.host}:{self.dns.port} --duration 60",
             "",
+        ]
+        if admin_url and self.rum_token:
+            lines += [
+                "The same, reporting every request's latency as a client in the US would"
+                " (measured latency, docs/rum.md):",
+                f"  GEODNS_RUM_TOKEN={self.rum_token} python -m geodns.client.load"
+                f" --service inference.example.com --dns {self.dns.host}:{self.dns.port}"
+                f" --duration 120 --rum-url {admin_url.rstrip('/')}/api/rum"
+                f" --rum-client {RUM_CLIENT}",
+                "  then make us-east-1 slower for its clients (the dashboard's +250 ms):",
+                f"  curl -X POST -H 'Authorization: Bearer {self.token}'"
+                f""" -d '{{"latency": 0.25}}' {admin_url.rstrip("/")}/api/demo/regions/us-east-1""",
+                "  once 5 slow samples are in, its clients in"
+                f" {RUM_CLIENT} go to the region they measure fastest:",
+                f"  {dig} inference.example.com +short +subnet={RUM_CLIENT}",
+                "",
+            ]
+        lines += [
             "Fail a region (or use the dashboard's buttons), then ask again:",
         ]
         if admin_url:

@@ -444,3 +444,47 @@ def test_a_country_split_among_regions_shows_its_shares(page: Any, standin: Stan
     assert legend == f"us-east-1{whole} countries, 2 in part"
     eu = page.text_content(f'[data-service="{SERVICE}"] [data-legend="eu-west-1"]')
     assert eu.endswith(", 2 in part")
+
+
+def test_latency_measured_by_clients_is_shown_per_area_and_region(
+    page: Any, standin: StandIn
+) -> None:
+    state = demo_state()
+    state["measured"] = {
+        "min_samples": 5,
+        "max_age": 600.0,
+        "stabilize_ms": 10.0,
+        "stabilize_percent": 10.0,
+        "networks": 1,
+        "areas": [
+            {
+                "area": "US",
+                "level": "country",
+                "regions": {
+                    "us-east-1": {
+                        "ms": 251.2,
+                        "samples": 32,
+                        "failed": 0,
+                        "age": 0.4,
+                        "used": True,
+                    },
+                    "eu-west-1": {"ms": 1.3, "samples": 3, "failed": 0, "age": 0.2, "used": False},
+                },
+            },
+        ],
+    }
+    standin.set_state(state)
+    open_dashboard(page, standin)
+    page.wait_for_selector("#measured:not([hidden])")
+    headers = page.locator("#measured-table thead th").all_text_contents()
+    assert headers == ["client area", "eu-west-1", "us-east-1"]
+    row = '#measured-table tr[data-area="US"]'
+    assert page.text_content(f'{row} td[data-region="us-east-1"]') == "251.2 ms (32)"
+    assert "muted" in page.get_attribute(f'{row} td[data-region="eu-west-1"]', "class")
+    assert "United States" in page.text_content(f"{row} td.mono")
+    assert "used from 5 samples" in page.text_content("#measured-meta")
+
+
+def test_without_measurements_the_table_is_hidden(page: Any, standin: StandIn) -> None:
+    open_dashboard(page, standin)
+    assert page.is_hidden("#measured")

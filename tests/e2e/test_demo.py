@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -37,6 +38,7 @@ class Demo:
     dns_port: int = 0
     admin_url: str = ""
     token: str = ""
+    rum_token: str = ""
 
     def ask(self, subnet: str, name: str = "_inference._tcp.example.com") -> str:
         """The region a client in `subnet` is sent to first, or the rcode."""
@@ -82,6 +84,8 @@ def running_demo() -> Iterator[Demo]:
             demo.out.append(line.rstrip("\n"))
             if m := re.search(r"dashboard +(http://\S+/)#token=(\S+)", line):
                 demo.admin_url, demo.token = m.group(1), m.group(2)
+            if m := re.search(r"GEODNS_RUM_TOKEN=(\S+)", line):
+                demo.rum_token = m.group(1)
             if m := re.search(r"DNS +127\.0\.0\.1:(\d+)", line):
                 demo.dns_port = int(m.group(1))
             if "Ctrl-C" in line:
@@ -222,3 +226,46 @@ def test_the_demo_control_sets_a_region_latency(demo: Demo) -> None:
         demo.admin_url, "/api/demo/regions/us-east-1", {"latency": "slow"}, demo.token
     )
     assert status == 400 and "latency 'slow' is not a number of seconds" in body["error"]
+
+
+def test_clients_measuring_a_region_slower_move_from_it(demo: Demo) -> None:
+    # The load script the demo prints, reporting as clients in the US: once us-east-1
+    # answers them 250 ms late, their measurements move their answers to eu-west-1.
+    assert demo.rum_token, demo.out
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "geodns.client.load",
+            *("--service", "inference.example.com", "--dns", f"127.0.0.1:{demo.dns_port}"),
+            *("--duration", "40", "--rate", "20", "--probe-interval", "0.3"),
+            *("--rum-url", demo.admin_url.rstrip("/") + "/api/rum", "--rum-client", US),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "GEODNS_RUM_TOKEN": demo.rum_token},
+    )
+    try:
+
+        def us_row() -> dict | None:
+            _, state = http_at(demo.admin_url, "/api/state")
+            for area in state["measured"]["areas"]:
+                if area["area"] == "US" and all(
+                    area["regions"].get(r, {}).get("used") for r in (US_EAST, EU_WEST)
+                ):
+                    return area
+            return None
+
+        wait_for(us_row, timeout=20, interval=0.3)
+        assert demo.ask(US) == US_EAST  # measured, but nobody better by 10 ms and 10%
+        demo.region(US_EAST, latency=0.25)
+        wait_for(lambda: demo.ask(US) != US_EAST, timeout=20, interval=0.2)
+        assert demo.ask(US) == EU_WEST
+        row = us_row()
+        assert row is not None and row["regions"][US_EAST]["ms"] >= 200
+        assert demo.ask(GB) == EU_WEST
+    finally:
+        load.kill()
+        load.communicate()

@@ -666,6 +666,47 @@
     }
   }
 
+  // Latency measured by clients (POST /api/rum): per area, per region, the median time to
+  // first byte with its samples; greyed while too few for routing to use it.
+  function patchMeasured(measured) {
+    const areas = (measured && measured.areas) || [];
+    const key = JSON.stringify(measured || null);
+    const section = $("measured");
+    section.hidden = areas.length === 0;
+    if (section.dataset.key === key) return;
+    section.dataset.key = key;
+    if (!areas.length) return;
+    setText(
+      $("measured-meta"),
+      `median time to first byte reported by clients; used from ${measured.min_samples} samples, ` +
+        `moves answers when better by ${measured.stabilize_ms} ms and ${measured.stabilize_percent}%`,
+    );
+    const regions = [...new Set(areas.flatMap((a) => Object.keys(a.regions)))].sort();
+    const table = $("measured-table");
+    table.querySelector("thead").replaceChildren(
+      el("tr", {}, el("th", { text: "client area" }), ...regions.map((r) => el("th", { text: r }))),
+    );
+    table.querySelector("tbody").replaceChildren(
+      ...areas.map((a) =>
+        el(
+          "tr",
+          { "data-area": a.area, "data-level": a.level },
+          el("td", { class: "mono", text: a.level === "country" ? `${countryName(a.area)} (${a.area})` : a.area }),
+          ...regions.map((r) => {
+            const e = a.regions[r];
+            if (!e) return el("td", { class: "muted", text: "–" });
+            return el(
+              "td",
+              { class: e.used ? "ms" : "ms muted", "data-region": r, title: `${e.samples} samples, ${e.failed} failed, newest ${e.age} s ago` },
+              `${e.ms} ms `,
+              el("span", { class: "muted", text: `(${e.samples})` }),
+            );
+          }),
+        ),
+      ),
+    );
+  }
+
   function patchChanges(changes) {
     const list = [...(changes || [])].sort((a, b) => b.time - a.time).slice(0, 50);
     const key = JSON.stringify(list);
@@ -882,6 +923,7 @@
     patchStoreBanner(state.fleet);
     patchFleet(state.fleet);
     patchChanges(state.changes);
+    patchMeasured(state.measured);
     if (!world) return; // the maps and tables follow once world.json is in
     const container = $("services");
     const seen = new Set();
