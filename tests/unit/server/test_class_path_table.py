@@ -21,11 +21,13 @@ from geodns.geo.scopebuild import BuildRequest, ClassSpec, build
 from geodns.geo.scopes import ScopeRuns
 from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.routing.classes import class_fingerprint
+from geodns.server.answer import UDP, Answerer, Peer
 from geodns.server.geoanswer import SERVICE as KIND
 from geodns.server.geoanswer import GeoAnswers, latency_for
 from geodns.zones.loader import load_zones
 from geodns.zones.model import ZoneSet
 from tests.geo_fixtures import _city_record, write_mmdb
+from tests.unit.server.test_class_bytes import _query
 
 ZONE = """\
 zone: example.com
@@ -53,6 +55,11 @@ services:
         order: [eu-west-1, us-east-1]
 """
 NAMES = ["us-east-1", "us-east-2", "us-west-2", "eu-west-1"]
+NAMES_ASKED = [
+    ("inference.example.com", "A"),
+    ("_inference._tcp.example.com", "SRV"),
+    ("inference.example.com", "AAAA"),
+]
 BASE = int(ipaddress.IPv4Address("24.0.0.0"))
 
 
@@ -181,3 +188,27 @@ def test_overrides_are_declined_and_bound_the_scopes(setup) -> None:
     # And the class path still answers most of the rest.
     decided = sum(fast(str(ipaddress.IPv4Address(BASE + (i << 8)))) is not None for i in range(256))
     assert decided > 150
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[Hc.function_scoped_fixture])
+@given(
+    states(),
+    st.lists(
+        st.tuples(st.integers(0, (1 << 16) - 1), st.integers(8, 32), st.sampled_from(NAMES_ASKED)),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_the_plain_path_sends_the_reference_bytes(setup, state, asked) -> None:
+    """The same service through the Answerer, from query bytes: the plain path (which
+    declines override addresses) against an Answerer whose class path declines all."""
+    db, zones, runs = setup
+    fast, reference = (Answerer(zones, state=state, geoip=db) for _ in range(2))
+    for answerer in (fast, reference):
+        answerer.geo.set_scopes(db.file_key, runs)
+    reference.geo.class_answer = lambda *args: None  # type: ignore[method-assign]
+    for offset, source, (name, qtype) in asked:
+        sent = ipaddress.IPv4Address(BASE + offset)
+        wire = _query(name, qtype, sent, source, 7, (True, False, False), 1232, False)
+        peer = Peer("127.0.0.1", 5353, UDP)
+        assert fast.answer(wire, peer) == reference.answer(wire, peer), (str(sent), source)
