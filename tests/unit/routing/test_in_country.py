@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import dns.name
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,11 +18,15 @@ from hypothesis import strategies as st
 from geodns.geo.geoip import GeoIPDatabase, GeoRecord
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, locate
+from geodns.geo.scopebuild import record_classes, record_features
 from geodns.health.state import ALL_UP
+from geodns.routing.classes import client_class
 from geodns.routing.estimate import great_circle_km
 from geodns.routing.pipeline import route
 from geodns.zones.model import Region, Service
 from tests.geo_fixtures import _city_record, write_mmdb
+from tests.unit.routing.test_classes import PARTIAL, WIDE, records, snapshots
+from tests.unit.routing.test_classes import _client as class_client
 
 TABLE = LatencyTable.default()
 US_EAST_1 = Region("us-east-1", ("192.0.2.10",), 38.9, -77.0)
@@ -135,3 +141,42 @@ def test_located_us_networks_get_the_nearer_us_region_first(us_database: Path) -
                 wrong += first != ("us-west-2" if west < east else "us-east-1")
     assert nearer_west > 600  # a test of the test: many are nearer the west coast
     assert wrong == 0
+
+
+# Anchored rows that leave regions out: the corrected row orders the subsets it holds, the
+# continent row or distance the others, as the earlier steps leave regions.
+ANCHORED_PARTIAL = LatencyTable(
+    PARTIAL.regions,
+    countries={k: dict(v) for k, v in PARTIAL.countries.items()},
+    continents={k: dict(v) for k, v in PARTIAL.continents.items()},
+    anchors={"GB": (51.5, -0.1), "US": (40.0, -83.0)},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(records, min_size=2, max_size=8), snapshots, st.booleans())
+def test_records_of_one_class_get_one_decision_under_anchored_rows(
+    recs: list[GeoRecord | None], snap, residency: bool
+) -> None:
+    service = WIDE if residency else replace(WIDE, residency=())
+    first: dict[object, object] = {}
+    for i, record in enumerate(recs):
+        decision = route(class_client(record, 1000 + 7919 * i), service, snap, ANCHORED_PARTIAL)
+        answer = (decision.by_network, None)
+        if not decision.by_network:
+            answer = (False, (tuple(r.name for r in decision.regions), decision.outcome))
+        seen = first.setdefault(client_class(record, service, ANCHORED_PARTIAL), answer)
+        assert seen == answer, record
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records, min_size=1, max_size=30), st.booleans())
+def test_builder_classes_under_anchored_rows(recs: list[GeoRecord | None], residency: bool) -> None:
+    service = WIDE if residency else replace(WIDE, residency=())
+    feats = record_features(recs, np.arange(len(recs)))
+    ids = record_classes(feats, service, ANCHORED_PARTIAL).tolist()
+    classes = [client_class(r, service, ANCHORED_PARTIAL) for r in [*recs, None]]
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if ids[i] == ids[j]:
+                assert classes[i] == classes[j], (i, j)
