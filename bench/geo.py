@@ -500,7 +500,9 @@ def country_orders(
     table's country row, else its continent row (geodns.geo.latency.LatencyTable.covers),
     ties in the zone's region order. Countries neither row covers (geodns then orders by
     each network's distance, which a per-country map cannot copy) get their continent's
-    order and are returned apart."""
+    order and are returned apart, as are anchored countries (the in-country rule corrects
+    their row by each network's location: docs/latency-and-cost.md), which get their
+    row's order."""
     from geodns.geo.latency import LatencyTable
 
     table = LatencyTable.default()
@@ -517,6 +519,8 @@ def country_orders(
             by_distance.add(country)
             continue
         key = country if row == "country" else None
+        if key is not None and key in table.anchors:
+            by_distance.add(country)
         out[country] = tuple(
             sorted(regions, key=lambda r: table.rtt(key, continent, r) or float("inf"))
         )

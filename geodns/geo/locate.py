@@ -196,6 +196,8 @@ class Client:
     # The database's network decided `network` (not a special-purpose block, an
     # IPv4-mapped address or a fallback): only then may a merged scope widen it.
     from_database: bool = False
+    # Its autonomous system, where a service's rules name ASNs (geodns.geo.overrides).
+    asn: int | None = None
 
 
 def locate(

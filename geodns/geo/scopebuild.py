@@ -24,12 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
-from geodns.geo.latency import LatencyTable
+from geodns.geo.latency import DEFAULT_MS_PER_KM, LatencyTable
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs, key_value
 from geodns.lifetime import die_with_parent
-from geodns.routing.classes import candidates, default_order, latency_order, residency_index
-from geodns.routing.order import EARTH_RADIUS_KM
+from geodns.routing.classes import (
+    candidates,
+    default_order,
+    profile,
+    residency_index,
+    row_plan,
+)
+from geodns.routing.estimate import EARTH_RADIUS_KM, great_circle_km
 from geodns.zones.model import Service
 
 log = logging.getLogger("geodns.scopes")
@@ -37,6 +43,7 @@ log = logging.getLogger("geodns.scopes")
 PARENT_ENV = "GEODNS_SCOPE_BUILD_PARENT"  # the server's pid, set by geodns.control.scopes
 KEEP_FILES = 24  # cache files kept per kind (more if one build makes more); older removed
 TIE_KM = 1e-6  # closer than this, two regions' distances count as tied (numpy vs math)
+TIE_MS = 1e-6  # likewise two estimates, or an estimate gap and a cost budget
 
 
 def default_cache_dir() -> str:
@@ -112,57 +119,73 @@ def record_features(records: list[GeoRecord | None], offsets: np.ndarray) -> Fea
 
 def record_classes(f: Features, service: Service, latency: LatencyTable | None) -> np.ndarray:
     """A class id per record: equal ids exactly where routing.classes.client_class is equal
-    (or a record of its own, where two regions are too close to call in floating point)."""
+    (or a record of its own, where two estimates are too close to call in floating point)."""
     pair_text = np.char.add(np.char.add(f.country, "|"), f.continent)
     pairs, pair_of = np.unique(pair_text, return_inverse=True)
     pair_of = pair_of.ravel()
-    orders: dict[tuple[int, ...], int] = {}  # an order's id, shared by every way to reach it
+    # A profile's id (routing.classes.Profile), shared by every way to reach it.
+    orders: dict[tuple[tuple[int, ...], int], int] = {}
     groups: dict[tuple[object, ...], int] = {}
     group = np.empty(len(pairs), np.int64)
     pair_rule = np.empty(len(pairs), np.int64)
     pair_last = np.full(len(pairs), -1, np.int64)  # -1: rows decide, no order needed
     needs_position = np.zeros(len(pairs), bool)
+    # Pairs whose anchored country row's profile depends on the location: (country, the
+    # regions it holds, whether it is the class's last column) -> pair indexes.
+    anchored: dict[tuple[str, tuple[int, ...], bool], list[int]] = {}
     for i, text in enumerate(pairs.tolist()):
         country, continent = (x or None for x in text.split("|"))
         rule = residency_index(service, country, continent)
         among = candidates(service, rule)
         rows = None
         if len(among) <= 1:
-            pair_last[i] = orders.setdefault(among, len(orders))
+            pair_last[i] = orders.setdefault((among, 0), len(orders))
         else:
-            rows, order, decided = latency_order(service, latency, country, continent, among)
-            if order is not None:
-                pair_last[i] = orders.setdefault(order, len(orders))
-            elif not decided:
+            plan = row_plan(service, latency, country, continent, among)
+            rows = plan.rows
+            if plan.anchored is not None:
+                key = (plan.anchored, plan.anchored_among, plan.rows is None)
+                anchored.setdefault(key, []).append(i)
+            elif plan.rows is None and plan.decided:
+                flat = plan.flat or {}
+                flat_profile = profile(service, among, flat.__getitem__)
+                pair_last[i] = orders.setdefault(flat_profile, len(orders))
+            if not plan.decided:
                 needs_position[i] = True
-                fallback = default_order(service, among)
+                fallback = (default_order(service, among), 0)
                 pair_last[i] = orders.setdefault(fallback, len(orders))
         group[i] = groups.setdefault((rule, rows), len(groups))
         pair_rule[i] = rule
     first = group[pair_of]
+    mid = np.full(len(first), -1, np.int64)
     last = pair_last[pair_of]
     rules = pair_rule[pair_of]
-    has_xy = f.located & ~np.isnan(f.lat) & needs_position[pair_of]
+    located = f.located & ~np.isnan(f.lat)
+    for (country, held, is_last), members in anchored.items():
+        assert latency is not None
+        which = np.flatnonzero(np.isin(pair_of, members))
+        codes = _anchored_codes(f, service, latency, country, held, which, located, orders)
+        (last if is_last else mid)[which] = codes
+    has_xy = located & needs_position[pair_of]
+    k = latency.ms_per_km if latency is not None else DEFAULT_MS_PER_KM
     for rule in np.unique(rules[has_xy]).tolist():
         which = np.flatnonzero(has_xy & (rules == rule))
         among = candidates(service, rule)
-        last[which] = _distance_codes(f, service, among, which, orders)
+        km = _km_matrix(f, service, among, which)
+        last[which] = _profile_codes(km, km * k, service, among, which, orders, TIE_KM)
     # Unlocated: as client_class(None).
     first[~f.located] = groups.setdefault((-1, None), len(groups))
-    everyone = default_order(service, candidates(service, -1))
+    mid[~f.located] = -1
+    everyone = (default_order(service, candidates(service, -1)), 0)
     last[~f.located] = orders.setdefault(everyone, len(orders))
-    _, ids = np.unique(np.stack([first, last], axis=1), axis=0, return_inverse=True)
+    _, ids = np.unique(np.stack([first, mid, last], axis=1), axis=0, return_inverse=True)
     return ids.ravel().astype(np.int64)
 
 
-def _distance_codes(
-    f: Features,
-    service: Service,
-    among: tuple[int, ...],
-    which: np.ndarray,
-    orders: dict[tuple[int, ...], int],
+def _km_matrix(
+    f: Features, service: Service, among: tuple[int, ...], which: np.ndarray
 ) -> np.ndarray:
-    """The id of each record's order of the regions `among` by distance."""
+    """Great-circle km from each record `which` to each region `among` (inf: no location)."""
     lat, lon = f.lat[which], f.lon[which]
     km = np.full((len(which), len(among)), np.inf)
     p1 = np.radians(lat)
@@ -175,18 +198,89 @@ def _distance_codes(
         dl = np.radians(r.lon - lon)
         a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
         km[:, j] = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
-    # Stable: equal distances keep config order, as the order step's sort does.
-    columns = np.argsort(km, axis=1, kind="stable")
-    ranked = np.take_along_axis(km, columns, axis=1)
+    return km
+
+
+def _anchored_codes(
+    f: Features,
+    service: Service,
+    latency: LatencyTable,
+    country: str,
+    held: tuple[int, ...],
+    which: np.ndarray,
+    located: np.ndarray,
+    orders: dict[tuple[tuple[int, ...], int], int],
+) -> np.ndarray:
+    """The id of each record's profile of the regions `held` by the anchored row of
+    `country` (routing.classes.anchored_profile): corrected by its location, or the
+    row's flat figures for a record without one."""
+    figures = latency.countries[country]
+    regions = service.regions
+    out = np.empty(len(which), np.int64)
+    flat = profile(service, held, lambda i: figures[regions[i].name])
+    here = located[which]
+    out[~here] = orders.setdefault(flat, len(orders))
+    if here.any():
+        xy = which[here]
+        anchor = latency.anchors[country]
+        km = _km_matrix(f, service, held, xy)
+        ms = np.empty_like(km)
+        for j, i in enumerate(held):
+            r = regions[i]
+            base = figures[r.name]
+            if r.lat is None or r.lon is None:
+                ms[:, j] = base  # no location: the row's figure, as estimate.in_country
+            else:
+                there = great_circle_km(anchor[0], anchor[1], r.lat, r.lon)
+                ms[:, j] = base + latency.ms_per_km * (km[:, j] - there)
+        out[here] = _profile_codes(ms, ms, service, held, xy, orders, TIE_MS)
+    return out
+
+
+def _profile_codes(
+    rank_by: np.ndarray,
+    compare: np.ndarray,
+    service: Service,
+    among: tuple[int, ...],
+    which: np.ndarray,
+    orders: dict[tuple[tuple[int, ...], int], int],
+    tie: float,
+) -> np.ndarray:
+    """The id of each record's profile of the regions `among`: its ranking by `rank_by`
+    and, with a cost budget, the pairs `compare` puts within it (routing.classes.profile)."""
+    # Stable: equal values keep config order, as the order step's sort does.
+    columns = np.argsort(rank_by, axis=1, kind="stable")
+    ranked = np.take_along_axis(rank_by, columns, axis=1)
     with np.errstate(invalid="ignore"):
         gaps = ranked[:, 1:] - ranked[:, :-1]
-    tied = ((gaps < TIE_KM) & np.isfinite(ranked[:, 1:])).any(axis=1)
-    distinct, codes = np.unique(columns, axis=0, return_inverse=True)
-    ids = np.array(
-        [orders.setdefault(tuple(among[j] for j in row), len(orders)) for row in distinct.tolist()],
-        np.int64,
-    )
-    out = ids[codes.ravel()]
+    tied = ((gaps < tie) & np.isfinite(ranked[:, 1:])).any(axis=1)
+    m, n = len(among), len(service.regions)
+    pairs = [(a, b) for a in range(m) for b in range(m) if a != b]
+    table = columns
+    if service.cost is not None and pairs:
+        budget = service.cost.within_ms
+        finite = np.isfinite(compare)
+        flags = []
+        with np.errstate(invalid="ignore"):
+            for a, b in pairs:
+                both = finite[:, a] & finite[:, b]
+                diff = compare[:, b] - compare[:, a]
+                flags.append(both & (diff <= budget))
+                # Near the budget's edge, numpy and the cost rule's math may disagree.
+                tied |= both & (np.abs(diff - budget) < tie)
+        table = np.concatenate([columns, np.stack(flags, axis=1).astype(columns.dtype)], axis=1)
+    else:
+        pairs = []
+    distinct, codes = np.unique(table, axis=0, return_inverse=True)
+    ids = []
+    for row in distinct.tolist():
+        bits = 0
+        for (a, b), flag in zip(pairs, row[m:], strict=True):
+            if flag:
+                bits |= 1 << (among[a] * n + among[b])
+        ranking = tuple(among[j] for j in row[:m])
+        ids.append(orders.setdefault((ranking, bits), len(orders)))
+    out = np.array(ids, np.int64)[codes.ravel()]
     # A near tie may be ordered differently by numpy and by the order step's math: such a
     # record gets a class of its own, so it never widens anyone's scope.
     out[tied] = 1_000_000_000 + which[tied]

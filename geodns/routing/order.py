@@ -5,17 +5,12 @@ from __future__ import annotations
 import math
 
 from geodns.routing.context import Narrowed, RouteContext
+from geodns.routing.cost import within_budget
+from geodns.routing.estimate import EARTH_RADIUS_KM, distance_ms, great_circle_km, table_estimates
+from geodns.routing.prefer import pinned
 from geodns.zones.model import Region
 
-EARTH_RADIUS_KM = 6371.0
-
-
-def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Haversine distance: accurate to about 0.5%, plenty to rank regions."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+__all__ = ["EARTH_RADIUS_KM", "great_circle_km", "narrow"]
 
 
 def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
@@ -23,18 +18,12 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     demoted = ctx.demoted
     table = ctx.latency
     if record is not None and table is not None:
-        row = table.covers(record.country, record.continent, [r.name for r in regions])
-        if row is not None:
-            ms = {
-                r.name: table.rtt(
-                    record.country if row == "country" else None, record.continent, r.name
-                )
-                for r in regions
-            }
+        found = table_estimates(table, record, regions)
+        if found is not None:
+            where, ms = found
             ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, ms[r.name])))
-            where = record.country if row == "country" else record.continent
-            listing = ", ".join(f"{r.name} {ms[r.name]:g} ms" for r in ordered)
-            return Narrowed(ordered, f"by latency from {where}: {listing}")
+            listing = ", ".join(f"{r.name} {round(ms[r.name], 1):g} ms" for r in ordered)
+            return _costed(ordered, ms, ctx, f"by latency from {where}: {listing}")
     if record is not None and record.lat is not None and record.lon is not None:
         lat, lon = record.lat, record.lon
 
@@ -45,10 +34,28 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
 
         ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, km(r))))
         listing = ", ".join(f"{r.name} {km(r):,.0f} km" for r in ordered)
-        return Narrowed(ordered, f"by distance from ({lat:g}, {lon:g}): {listing}")
+        ms = {r.name: distance_ms(km(r), table) for r in regions}
+        return _costed(ordered, ms, ctx, f"by distance from ({lat:g}, {lon:g}): {listing}")
     preferred = ctx.service.default_order
     rank = {name: i for i, name in enumerate(preferred)}
     ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, rank.get(r.name, len(rank)))))
-    return Narrowed(
-        ordered, f"client not located: default order {', '.join(r.name for r in ordered)}"
+    return _costed(
+        ordered,
+        None,
+        ctx,
+        f"client not located: default order {', '.join(r.name for r in ordered)}",
     )
+
+
+def _costed(
+    ordered: tuple[Region, ...], ms: dict[str, float] | None, ctx: RouteContext, reason: str
+) -> Narrowed:
+    """The order, with the cost rule applied where the service has a budget (and there are
+    estimates), then the client's pinned order where a preference holds it."""
+    notes = [reason]
+    if ms is not None:
+        ordered, note = within_budget(ordered, ms, ctx.demoted, ctx.service)
+        notes += [note] if note else []
+    ordered, note = pinned(ordered, ctx)
+    notes += [note] if note else []
+    return Narrowed(ordered, "; ".join(notes))

@@ -10,6 +10,18 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     record = ctx.client.record
     country = record.country if record else None
     continent = record.continent if record else None
+    # An override (a network, an ASN) outranks geography: it is how a GeoIP error or a
+    # corporate range is pinned. The class path never routes such clients (it declines
+    # their addresses), so routing.classes.residency_index reads geography only.
+    client = ctx.client
+    for rule in ctx.service.residency:
+        if rule.clients.matches_network(client.address, client.asn):
+            allowed = tuple(r for r in regions if r.name in rule.regions)
+            return Narrowed(
+                allowed,
+                f"client {client.address} matches {rule.describe()}: only {names(allowed)}",
+                rule=rule,
+            )
     for rule in ctx.service.residency:
         if rule.clients.matches(country, continent):
             allowed = tuple(r for r in regions if r.name in rule.regions)

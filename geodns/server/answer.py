@@ -879,10 +879,10 @@ class Answerer:
                     return reply, _cookied(True, until), counted
                 return reply, BY_STATE, counted
             address = client_address(ecs.family, ecs.address, ecs.source_prefix)
-            client = self.geo.locate(address, ecs.source_prefix)
+            client = self.geo.locate(address, ecs.source_prefix, dynamic.service)
         else:
             # No ECS, or /0 (the client opted out): the resolver's address is all we have.
-            client = self.geo.locate(addr[0], 0 if ecs is not None else None)
+            client = self.geo.locate(addr[0], 0 if ecs is not None else None, dynamic.service)
         # A /0 query's reply claims scope 0 (GeoAnswers.ecs_scope): it must not share a
         # cached decision with the queries that claim this network's scope.
         key = (

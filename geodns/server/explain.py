@@ -49,7 +49,7 @@ def explain(geo: GeoAnswers, name: str, client: str, prefix: int | None = None) 
         if not 0 <= prefix <= address.max_prefixlen:
             raise GeodnsError(f"prefix {prefix} out of range for {address}")
         address = ipaddress.ip_network((address, prefix), strict=False).network_address
-    return geo.resolve(dynamic, dns.rdatatype.A, geo.locate(address, prefix))
+    return geo.resolve(dynamic, dns.rdatatype.A, geo.locate(address, prefix, dynamic.service))
 
 
 def decision_json(decision: Decision, scope_prefix: int) -> dict[str, object]:

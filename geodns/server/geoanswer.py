@@ -23,6 +23,7 @@ import dns.rrset
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, is_special, locate, not_global_v6
+from geodns.geo.overrides import Overrides, for_service
 from geodns.geo.scopes import NO_WIDENING, Runs, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.classes import class_fingerprint
@@ -97,6 +98,9 @@ class _ClassTable:
     runs: Runs
     reps: dict[int, Client]  # per class, one located client of it
     bucket_shift: int  # value >> bucket_shift: the client's bucket (/24, /56)
+    # The service's client networks and ASNs: their addresses are not the class path's,
+    # and they bound every scope it claims (geodns.geo.overrides).
+    overrides: Overrides | None = None
 
 
 _NO_TABLE: Any = object()
@@ -158,9 +162,11 @@ class GeoAnswers:
         self.state = state
         self.geoip = geoip
         self._latency: dict[str, LatencyTable | None] = {}
+        self._overrides: dict[str, Overrides | None] = {}
         for dyn in self.names.values():
             if dyn.service.key not in self._latency:
                 self._latency[dyn.service.key] = latency_for(dyn.service)
+                self._overrides[dyn.service.key] = for_service(dyn.service)
         # Merged scopes (geodns.geo.scopes) per service key, for the GeoIP file _runs_key.
         self._runs: dict[str, ScopeRuns] = {}
         self._runs_key: str | None = None
@@ -235,6 +241,11 @@ class GeoAnswers:
         cls = runs.class_list[run]
         if cls == NO_WIDENING or is_special(value, family):
             return None  # special blocks are located by their block, never widened
+        least = 0
+        if table.overrides is not None:
+            held, least, _ = table.overrides.narrow(value, runs.bits, 0)
+            if held:
+                return None  # routed on its own: the class does not know its override
         key = (dyn.qname, qtype, cls, family)
         answer = self._class_answers.get(key)
         if answer is None:
@@ -259,6 +270,8 @@ class GeoAnswers:
         # The run holds the address's GeoIP network, so the scope widened from the whole
         # address is the one the reference path widens from that network.
         scope = runs.scope_in(run, value, runs.bits)
+        if least > scope:
+            scope = least  # no wider than the overrides around it allow
         return answer, scope if scope > answer.floor else answer.floor
 
     def _class_table(self, service: Service, family: int) -> _ClassTable | None:
@@ -273,7 +286,12 @@ class GeoAnswers:
                 for cls, first in family_runs.representatives().items():
                     reps[cls] = locate(self.geoip, _address(first, family_runs.bits), None)
                 bits = family_runs.bits
-                table = _ClassTable(family_runs, reps, bits - BUCKET_PREFIX[family])
+                table = _ClassTable(
+                    family_runs,
+                    reps,
+                    bits - BUCKET_PREFIX[family],
+                    self._overrides.get(service.key),
+                )
         self._tables[family][service.key] = table
         return table
 
@@ -318,10 +336,16 @@ class GeoAnswers:
         self,
         address: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
         source_prefix: int | None,
+        service: Service | None = None,
     ) -> Client:
+        """The client, as `service` sees it: with its ASN and a network no wider than its
+        overrides allow, where the service has any."""
         if self.geoip is None:
-            return _unlocated(address, source_prefix)
-        return locate(self.geoip, address, source_prefix)
+            client = _unlocated(address, source_prefix)
+        else:
+            client = locate(self.geoip, address, source_prefix)
+        overrides = self._overrides.get(service.key) if service is not None else None
+        return client if overrides is None else overrides.narrow_client(client)
 
     def latency_table(self, service: Service) -> LatencyTable | None:
         return self._latency.get(service.key)
@@ -427,7 +451,12 @@ class GeoAnswers:
             return scope
         if not client.from_database:
             return scope  # a special-purpose block, an IPv4-mapped address: as located
-        return runs.scope(client.address, scope)
+        widened = runs.scope(client.address, scope)
+        overrides = self._overrides.get(service.key)
+        if overrides is not None:
+            bits = client.address.max_prefixlen
+            widened = overrides.narrow(int(client.address), bits, widened)[1]
+        return widened
 
     @staticmethod
     def answered_regions(result: GeoResult) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -13,6 +14,8 @@ from geodns.zones.healthspec import HealthCheck
 
 Name = dns.name.Name
 RdataType = dns.rdatatype.RdataType
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,7 @@ class Region:
     health: HealthCheck | None = None  # how the health monitor probes it; None: not checked
     port: int | None = None  # its SRV port, when not the service's
     version: str | None = None  # the model version it serves, when its checks don't say
+    cost: float | None = None  # relative units (per request, per GPU-hour): the cost step's
 
     @property
     def ipv4(self) -> tuple[str, ...]:
@@ -48,6 +52,10 @@ class ClientMatch:
     # Clients with neither a country nor a continent: no ECS and an unknown resolver, a
     # private or special-purpose address, a GeoIP miss.
     unlocated: bool = False
+    # Overrides: client networks (the ECS address, else the source) and autonomous systems
+    # (from the service's ASN database). They outrank every country or continent match.
+    networks: tuple[IPNetwork, ...] = ()
+    asns: frozenset[int] = frozenset()
 
     def matches(self, country: str | None, continent: str | None) -> bool:
         if country is None and continent is None:
@@ -55,6 +63,27 @@ class ClientMatch:
         return (country is not None and country in self.countries) or (
             continent is not None and continent in self.continents
         )
+
+    def matches_network(self, address: IPAddress, asn: int | None) -> bool:
+        """Whether an override (a network, an ASN) holds the client at `address`."""
+        if asn is not None and asn in self.asns:
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # an IPv4 client, as the locator treats it
+        return any(address in net for net in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    """Clients an override holds (networks, ASNs) pinned to an order of regions: the listed
+    ones first, in that order, then the others as the order step ranks them."""
+
+    clients: ClientMatch
+    order: tuple[str, ...]
+    index: int = 0
+
+    def describe(self) -> str:
+        return f"prefer {self.index} ({self.clients.description})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +121,14 @@ class ResidencyRule:
 
     def describe(self) -> str:
         return f"residency rule {self.index} ({self.clients.description})"
+
+
+@dataclass(frozen=True, slots=True)
+class CostPolicy:
+    """Among regions whose estimated round trip is within `within_ms` of the best one's,
+    the cheapest comes first (geodns.routing.cost); outside the budget, latency wins."""
+
+    within_ms: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +199,9 @@ class Service:
     version: VersionPolicy = VersionPolicy()
     # How the fleet's nodes combine their checks of a region; no effect on routing classes.
     quorum: Quorum = Quorum.MAJORITY
+    cost: CostPolicy | None = None  # None: latency alone orders
+    prefer: tuple[Preference, ...] = ()
+    asn_database: str | None = None  # the .mmdb file `clients: {asn: ...}` is looked up in
 
     # The service's name as state files and the API write it: `inference.example.com`.
     # Computed once: routing reads it for every decision.

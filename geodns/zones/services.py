@@ -14,7 +14,10 @@ from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import (
     Capacity,
     ClientMatch,
+    CostPolicy,
     FailClosed,
+    IPNetwork,
+    Preference,
     Quorum,
     Region,
     ResidencyRule,
@@ -38,10 +41,16 @@ SERVICE_KEYS = {
     "version",
     "unlocated",
     "quorum",
+    "cost",
+    "prefer",
+    "asn_database",
 }
-REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version"}
+REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version", "cost"}
 RULE_KEYS = {"clients", "regions", "when_none", "min_old"}
-CLIENT_KEYS = {"continent", "countries", "group", "unlocated"}
+CLIENT_KEYS = {"continent", "countries", "group", "unlocated", "networks", "asn"}
+PREFER_KEYS = {"clients", "order"}
+COST_KEYS = {"within_ms"}
+MAX_ASN = 2**32 - 1  # RFC 6793: four-octet AS numbers
 CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 WHEN_NONE = ("refuse", "servfail", "nodata")
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -99,7 +108,18 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
         b, (*path, "default_order"), spec.get("default_order", []), known, allow_empty=True
     )
     capacity = _capacity(b, (*path, "capacity"), spec.get("capacity", {}))
-    residency = _residency(b, (*path, "residency"), spec.get("residency", []), known)
+    asn_db = _asn_database(b, (*path, "asn_database"), spec.get("asn_database"), zone_dir)
+    residency = _residency(b, (*path, "residency"), spec.get("residency", []), known, asn_db)
+    prefer = _prefer(b, (*path, "prefer"), spec.get("prefer", []), known, asn_db)
+    cost = None
+    if spec.get("cost") is not None:
+        cost = _cost(b, (*path, "cost"), spec["cost"])
+        for region in regions:
+            if "cost" not in regions_spec[region.name]:
+                b.add_error(
+                    (*path, "regions", region.name),
+                    "needs `cost:` (relative units): the service's cost budget compares them",
+                )
     when_all_down = spec.get("when_all_down", "answer_all")
     if when_all_down not in WHEN_ALL_DOWN:
         b.add_error(
@@ -138,6 +158,9 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
         version=version,
         unlocated=unlocated,
         quorum=Quorum(quorum),
+        cost=cost,
+        prefer=prefer or (),
+        asn_database=asn_db,
     )
 
 
@@ -230,7 +253,23 @@ def _region(
             version = None
         else:
             version = str(version).strip()
-    return Region(str(name), tuple(good), lat, lon, jurisdiction, health, port, version)
+    cost = spec.get("cost")
+    if cost is not None and (
+        isinstance(cost, bool) or not isinstance(cost, int | float) or not 0 <= cost < 1e12
+    ):
+        b.add_error((*path, "cost"), f"{cost!r} is not a cost (a number, 0 or more)")
+        cost = None
+    return Region(
+        str(name),
+        tuple(good),
+        lat,
+        lon,
+        jurisdiction,
+        health,
+        port,
+        version,
+        None if cost is None else float(cost),
+    )
 
 
 def _region_list(
@@ -275,7 +314,7 @@ def _capacity(b: Builder, path: Path, spec: Any) -> Capacity | None:
 
 
 def _residency(
-    b: Builder, path: Path, spec: Any, known: set[str]
+    b: Builder, path: Path, spec: Any, known: set[str], asn_db: str | None = None
 ) -> tuple[ResidencyRule, ...] | None:
     # `when_none` defaults to nodata, the mode that never leaks whatever resolvers do
     # (FailClosed says why); `{answer: [...]}` is the one the README recommends.
@@ -289,7 +328,7 @@ def _residency(
             b.add_error(rpath, "must be a mapping {clients, regions, when_none}")
             continue
         b.unknown_keys(rpath, rule_spec, RULE_KEYS)
-        clients = _clients(b, (*rpath, "clients"), rule_spec.get("clients"))
+        clients = _clients(b, (*rpath, "clients"), rule_spec.get("clients"), asn_db)
         regions = _region_list(b, (*rpath, "regions"), rule_spec.get("regions"), known)
         when_none = fail_closed(b, (*rpath, "when_none"), rule_spec.get("when_none", "nodata"))
         min_old = b.int_value(
@@ -303,6 +342,13 @@ def _residency(
             )
             if clients.unlocated and earlier.clients.unlocated:
                 overlap = overlap | {"unlocated"}
+            overlap |= {f"AS{n}" for n in clients.asns & earlier.clients.asns}
+            overlap |= {
+                str(net)
+                for net in clients.networks
+                for other in earlier.clients.networks
+                if net.version == other.version and net.overlaps(other)
+            }
             if overlap:
                 b.add_error(
                     (*rpath, "clients"),
@@ -347,15 +393,27 @@ def _addresses(b: Builder, path: Path, value: Any, what: str) -> list[str] | Non
     return good
 
 
-def _clients(b: Builder, path: Path, spec: Any) -> ClientMatch | None:
+def _clients(
+    b: Builder, path: Path, spec: Any, asn_db: str | None, overrides_only: bool = False
+) -> ClientMatch | None:
     if not isinstance(spec, dict) or not spec:
         b.add_error(
             path,
-            "must be {continent: EU} or {countries: [DE, FR]} or {group: EEA},"
-            " optionally with unlocated: true",
+            "must be {networks: [CIDR, ...]} or {asn: [NUMBER, ...]}"
+            if overrides_only
+            else "must be {continent: EU} or {countries: [DE, FR]} or {group: EEA}"
+            " or {networks: [CIDR, ...]} or {asn: [NUMBER, ...]}, optionally with unlocated: true",
         )
         return None
-    b.unknown_keys(path, spec, CLIENT_KEYS)
+    b.unknown_keys(path, spec, {"networks", "asn"} if overrides_only else CLIENT_KEYS)
+    networks = _networks(b, (*path, "networks"), spec.get("networks"))
+    asns = _asns(b, (*path, "asn"), spec.get("asn"))
+    if asns and asn_db is None:
+        b.add_error(
+            (*path, "asn"),
+            "needs an ASN database: set the service's `asn_database:` to a GeoLite2-ASN or"
+            " DB-IP ASN Lite .mmdb file",
+        )
     continents: set[str] = set()
     countries: set[str] = set()
     described = []
@@ -391,9 +449,102 @@ def _clients(b: Builder, path: Path, spec: Any) -> ClientMatch | None:
         unlocated = False
     if unlocated:
         described.append("unlocated clients")
-    if not continents and not countries and not unlocated:
+    if networks:
+        described.append("networks " + ", ".join(str(n) for n in networks))
+    if asns:
+        described.append("ASNs " + ", ".join(f"AS{n}" for n in sorted(asns)))
+    if not continents and not countries and not unlocated and not networks and not asns:
         return None
-    return ClientMatch(frozenset(continents), frozenset(countries), "; ".join(described), unlocated)
+    return ClientMatch(
+        frozenset(continents),
+        frozenset(countries),
+        "; ".join(described),
+        unlocated,
+        tuple(networks),
+        frozenset(asns),
+    )
+
+
+def _networks(b: Builder, path: Path, value: Any) -> list[IPNetwork]:
+    out: list[IPNetwork] = []
+    for i, text in enumerate(_as_list(value)):
+        try:
+            net = ipaddress.ip_network(text.strip() if isinstance(text, str) else "")
+        except ValueError as exc:
+            b.add_error((*path, i), f"{text!r} is not a network in CIDR notation ({exc})")
+            continue
+        if net in out:
+            b.add_error((*path, i), f"{net} is listed twice")
+        else:
+            out.append(net)
+    return out
+
+
+def _asns(b: Builder, path: Path, value: Any) -> set[int]:
+    out: set[int] = set()
+    for i, item in enumerate(_as_list(value)):
+        number = item
+        if isinstance(item, str) and item.upper().startswith("AS") and item[2:].isdigit():
+            number = int(item[2:])
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_ASN:
+            b.add_error((*path, i), f"{item!r} is not an AS number (like 64496 or AS64496)")
+        else:
+            out.add(number)
+    return out
+
+
+def _asn_database(b: Builder, path: Path, value: Any, zone_dir: str) -> str | None:
+    """The ASN database's path, relative to the zone file, opened now: a missing or wrong
+    file is a config error, not a failure at query time."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        b.add_error(path, "must be the path of a GeoLite2-ASN or DB-IP ASN Lite .mmdb file")
+        return None
+    from geodns.errors import GeoIPDatabaseError
+    from geodns.geo.overrides import AsnDatabase
+
+    file = os.path.join(zone_dir, value)
+    try:
+        AsnDatabase.load(file)
+    except GeoIPDatabaseError as exc:
+        b.add_error(path, f"cannot use {exc}")
+        return None
+    return file
+
+
+def _prefer(
+    b: Builder, path: Path, spec: Any, known: set[str], asn_db: str | None
+) -> tuple[Preference, ...] | None:
+    if not isinstance(spec, list):
+        b.add_error(path, "must be a list of {clients: {networks | asn}, order: [REGION, ...]}")
+        return None
+    out = []
+    for i, item in enumerate(spec):
+        ipath = (*path, i)
+        if not isinstance(item, dict):
+            b.add_error(ipath, "must be a mapping {clients, order}")
+            continue
+        b.unknown_keys(ipath, item, PREFER_KEYS)
+        # Countries and continents are a latency table's business (rows, anchors): an
+        # override here is what GeoIP cannot say.
+        clients = _clients(b, (*ipath, "clients"), item.get("clients"), asn_db, True)
+        order = _region_list(b, (*ipath, "order"), item.get("order"), known)
+        if clients is not None and order:
+            out.append(Preference(clients, tuple(order), i))
+    return tuple(out)
+
+
+def _cost(b: Builder, path: Path, spec: Any) -> CostPolicy | None:
+    if not isinstance(spec, dict):
+        b.add_error(path, "must be {within_ms: MILLISECONDS}")
+        return None
+    b.unknown_keys(path, spec, COST_KEYS)
+    within = spec.get("within_ms", CostPolicy().within_ms)
+    if isinstance(within, bool) or not isinstance(within, int | float) or not 0 <= within <= 1000:
+        b.add_error((*path, "within_ms"), f"{within!r} is not a budget in ms (0 to 1000)")
+        return None
+    return CostPolicy(float(within))
 
 
 def _country_groups(b: Builder, path: Path) -> dict[str, frozenset[str]]:

@@ -177,7 +177,28 @@ def test_every_error_with_file_line_and_key(tmp_path: Path) -> None:
         f"{path}:13: continents.EU.eu-west-1: RTT must be a positive number of milliseconds,"
         " got '.inf'",
         f"{path}:14: regoins: unknown key (expected one of: source, regions, countries,"
-        " continents)",
+        " continents, anchors, ms_per_km)",
+    ]
+
+
+def test_anchor_errors_with_file_line_and_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "regions: [us-east-1]\n"
+        "countries:\n"
+        "  US: {us-east-1: 20}\n"
+        "  BR: {us-east-1: 120}\n"
+        "anchors:\n"
+        "  US: {lat: 95, lon: -83}\n"  # line 6: not on Earth
+        "  CA: {lat: 45.5, lon: -73.6}\n"  # line 7: no CA row
+        "  BR: [1, 2]\n"  # line 8: not a mapping
+        "ms_per_km: -1\n",  # line 9
+    )
+    assert errors_of(path) == [
+        f"{path}:6: anchors.US: (95, -83) is not a place on Earth",
+        f"{path}:7: anchors.CA: no row in `countries` for CA: an anchor places a row",
+        f"{path}:8: anchors.BR: expected {{lat: DEGREES, lon: DEGREES}}",
+        f"{path}:9: ms_per_km: expected a number of ms per km from 0 to 1, got -1",
     ]
 
 

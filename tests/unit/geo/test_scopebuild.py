@@ -175,17 +175,17 @@ def test_runs_of_one_class_span_networks(neighbours: Path, tmp_path: Path) -> No
 
         # GB, GB, DE: one EU class (one region to answer) from 81.2.68.0 to 81.2.71.255.
         assert scope("81.2.69.1") == 22
-        # Portland and Seattle: the US row orders both as the default order does, so they
-        # share a run with the unlocated space around them (as gdnsd would answer).
-        us = scope("216.160.85.1")
-        assert us < 21 and scope("216.160.81.1") == us
+        # Portland and Seattle: the US row, corrected from its Ohio anchor to the Pacific
+        # Northwest, ranks ap-northeast-1 before eu-west-1 for both: one run of the two
+        # /22s, and not the unlocated space around them (the default order).
+        assert scope("216.160.85.1") == 21 and scope("216.160.81.1") == 21
         # Tokyo's row and Seoul's rank the three regions alike.
         assert scope("202.214.1.1") == 15
         # Brazil's row ranks as the default order: 14/8 and 15/8 join the unlocated space
         # around them, private 10/8 included (unlocated too), up to 81.2.68.0/22 (EU).
         assert scope("14.1.1.1") == 2
-        # The same for US over IPv6: 2000::/5 holds no other class (2a02:2770::/32 is GB).
-        assert scope("2001:481::1") == 5
+        # The same for US over IPv6: Seattle's and Portland's /32s are one run.
+        assert scope("2001:481::1") == 31
         # Special-purpose blocks keep the block's prefix.
         assert scope("10.1.2.3") == 8
 

@@ -150,9 +150,13 @@ def test_classes_separate_what_routing_separates() -> None:
     us_east = GeoRecord("US", "NA", None, 40.7, -74.0)
     us_west = GeoRecord("US", "NA", None, 47.6, -122.3)
     table = TABLES["default"]
-    # The shipped table has a row with every region of the example: the row, not the
-    # city, decides; where a region is missing from it (nowhere-1), distance comes back.
-    assert client_class(us_east, SERVICE, table) == client_class(us_west, SERVICE, table)
+    # The shipped table has a row with every region of the example, anchored in Ohio: the
+    # row corrected by the client's own distances decides, so Seattle (ap-northeast-1
+    # before eu-west-1) and New York part, while New York and a place near it do not;
+    # where a region is missing from the row (nowhere-1), distance comes back.
+    assert client_class(us_east, SERVICE, table) != client_class(us_west, SERVICE, table)
+    near_new_york = GeoRecord("US", "NA", None, 41.0, -73.0)
+    assert client_class(us_east, SERVICE, table) == client_class(near_new_york, SERVICE, table)
     assert client_class(us_east, WIDE, table) != client_class(us_west, WIDE, table)
     # The EU rule leaves one region: nothing to order, so every EU country is one class.
     assert client_class(gb, SERVICE, table) == client_class(de, SERVICE, table)

@@ -84,7 +84,8 @@ def test_service_answers_without_ecs_depend_on_the_sender(tmp_path) -> None:
         answerer.state.with_region("inference.example.com", "us-east-1", RegionState(Health.DOWN))
     )
     us = dns.message.from_wire(handle(wire, ("216.160.83.1", 5353)))
-    assert [r.address for r in us.answer[0]] == ["192.0.2.20"]
+    # Seattle's next: the US row corrected from Ohio to Seattle ranks Tokyo before Dublin.
+    assert [r.address for r in us.answer[0]] == ["192.0.2.30"]
 
 
 def test_srv_ports_per_region(tmp_path) -> None:
