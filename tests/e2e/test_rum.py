@@ -152,7 +152,7 @@ def test_a_client_area_moves_to_the_region_measured_faster_after_enough_samples(
         )
         with rum_server(tmp_path, ports, *flags) as server:
             area, other = "24.5.6.0/24", "24.5.7.0/24"
-            assert first_by_srv(server, area) == "us-east-1"  # the table's choice
+            assert first_by_srv(server, area) == "us-west-2"  # the table: California
 
             async def noise() -> None:
                 # Both regions as fast (loopback, about 1 ms): measured, but within the
@@ -161,16 +161,16 @@ def test_a_client_area_moves_to_the_region_measured_faster_after_enough_samples(
                     await probe(client, 6)
 
             asyncio.run(noise())
-            wait_until(lambda: own_samples(server, "24.5.6.1") == {"us-east-1": 6, "us-west-2": 6})
+            wait_until(lambda: own_samples(server, "24.5.6.1") == {"us-west-2": 6, "us-east-1": 6})
             body = explain(server, "24.5.6.1")
             assert body["steps"][-1]["reason"].startswith("measured from network 24.5.6.0/24")
             assert "order kept" in body["steps"][-1]["reason"]
             assert [r["source"] for r in body["latency"]] == ["measured", "measured"]
-            assert first_by_srv(server, area) == "us-east-1"
+            assert first_by_srv(server, area) == "us-west-2"
 
-            # us-east-1 now answers 80 ms late. Another /24 of the area measures it.
-            regions["us-east-1"].mode = "slow"
-            regions["us-east-1"].delay = 0.08
+            # us-west-2 now answers 80 ms late. Another /24 of the area measures it.
+            regions["us-west-2"].mode = "slow"
+            regions["us-west-2"].delay = 0.08
 
             async def slow(rounds: int) -> str | None:
                 async with client_for(server, other) as client:
@@ -180,35 +180,35 @@ def test_a_client_area_moves_to_the_region_measured_faster_after_enough_samples(
 
             # Four samples each: fewer than five, so the /24 is ordered by its country's
             # samples (both fast): no move yet.
-            assert asyncio.run(slow(4)) == "us-east-1"
-            wait_until(lambda: own_samples(server, "24.5.7.1") == {"us-east-1": 5, "us-west-2": 4})
-            assert first_by_srv(server, other) == "us-east-1"
+            assert asyncio.run(slow(4)) == "us-west-2"
+            wait_until(lambda: own_samples(server, "24.5.7.1") == {"us-west-2": 5, "us-east-1": 4})
+            assert first_by_srv(server, other) == "us-west-2"
             body = explain(server, "24.5.7.1")
             assert "measured from country US" in body["steps"][-1]["reason"]
 
-            # One more round: five samples of its own, us-east-1 slower by 80 ms and 95%.
+            # One more round: five samples of its own, us-west-2 slower by 80 ms and 95%.
             asyncio.run(slow(1))
-            wait_until(lambda: first_by_srv(server, other) == "us-west-2")
+            wait_until(lambda: first_by_srv(server, other) == "us-east-1")
             body = explain(server, "24.5.7.1")
-            assert "moved us-west-2 ahead of us-east-1" in body["steps"][-1]["reason"]
-            assert body["regions"] == ["us-west-2", "us-east-1"]
+            assert "moved us-east-1 ahead of us-west-2" in body["steps"][-1]["reason"]
+            assert body["regions"] == ["us-east-1", "us-west-2"]
             assert body["scope"]["prefix"] == 24  # never more than the measured /24
             west = body["latency"][0]
             assert (west["region"], west["source"], west["area"]) == (
-                "us-west-2",
+                "us-east-1",
                 "measured",
                 "network 24.5.7.0/24",
             )
             assert west["samples"] >= 5 and west["age_s"] < 60
 
             async def follows() -> str:
-                # The client itself now goes to us-west-2 first, by the SRV order.
+                # The client itself now goes to us-east-1 first, by the SRV order.
                 async with client_for(server, other) as client:
                     return (await client.request("GET", "/")).region
 
-            assert asyncio.run(follows()) == "us-west-2"
+            assert asyncio.run(follows()) == "us-east-1"
             # The first area keeps its order: its own samples said both are fast.
-            assert first_by_srv(server, area) == "us-east-1"
+            assert first_by_srv(server, area) == "us-west-2"
             assert metric(server, "geodns_rum_reports_total", "accepted") >= 3
 
 
