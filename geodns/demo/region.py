@@ -31,6 +31,7 @@ class SimulatedRegion:
         self.utilization: Any = 0.42  # Any: tests set nonsense on purpose
         self.version = "42"
         self.delay = 3.0  # seconds, in mode slow
+        self.extra: dict[str, Any] = {}  # more fields of the health body (capacity signals)
         self.health_requests = 0
         self.last_headers: dict[str, str] = {}  # of the latest GET /healthz
         self.host = ""
@@ -86,6 +87,7 @@ class SimulatedRegion:
             "ready": self.mode != "lying",
             "gpu_utilization": self.utilization,
             "model_version": self.version,
+            **self.extra,
         }
         return web.json_response(body)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from geodns.routing.capacity import spill
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.zones.model import Region
 
@@ -20,7 +21,6 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
 
 def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     record = ctx.client.record
-    demoted = ctx.demoted
     table = ctx.latency
     if record is not None and table is not None:
         row = table.covers(record.country, record.continent, [r.name for r in regions])
@@ -31,7 +31,12 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
                 )
                 for r in regions
             }
-            ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, ms[r.name])))
+            for r in ctx.full:  # left out by capacity: ranked to tell whose clients spill
+                rtt = table.rtt(
+                    record.country if row == "country" else None, record.continent, r.name
+                )
+                ms[r.name] = math.inf if rtt is None else rtt
+            ordered = spill(regions, ctx, lambda r: ms[r.name])
             where = record.country if row == "country" else record.continent
             listing = ", ".join(f"{r.name} {ms[r.name]:g} ms" for r in ordered)
             return Narrowed(ordered, f"by latency from {where}: {listing}")
@@ -43,12 +48,12 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
                 return math.inf  # a region without a location goes last
             return great_circle_km(lat, lon, r.lat, r.lon)
 
-        ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, km(r))))
+        ordered = spill(regions, ctx, km)
         listing = ", ".join(f"{r.name} {km(r):,.0f} km" for r in ordered)
         return Narrowed(ordered, f"by distance from ({lat:g}, {lon:g}): {listing}")
     preferred = ctx.service.default_order
     rank = {name: i for i, name in enumerate(preferred)}
-    ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, rank.get(r.name, len(rank)))))
+    ordered = spill(regions, ctx, lambda r: rank.get(r.name, len(rank)))
     return Narrowed(
         ordered, f"client not located: default order {', '.join(r.name for r in ordered)}"
     )
