@@ -230,7 +230,8 @@ def _accept(
 
 
 def _quantum_below(share: float) -> float:
-    return min(1.0, max(0.0, math.floor(share / QUANTUM + 1e-9) * QUANTUM))
+    share = min(1.0, max(0.0, share))  # first: a tiny spill makes the ratio infinite
+    return math.floor(share / QUANTUM + 1e-9) * QUANTUM
 
 
 def _demand(x: Load) -> float:

@@ -154,3 +154,10 @@ def test_shares_stay_quantized_and_move_at_most_a_step(loads: dict[str, Load], n
         assert abs(x.share - loads[name].share) <= STEP + 1e-9
         if x.share > 0:
             assert x.accept == 0  # a region that sheds takes no one else's clients
+
+
+def test_a_vanishing_spill_does_not_overflow() -> None:
+    # Found by the property above: a shedding region whose level is all but zero.
+    loads = {"a": Load(level=0.0, at=0.0), "c": Load(level=1.33e-307, at=0.0, share=0.15625)}
+    out = decide(loads, {}, 0.0, TTL, LOW, HIGH)
+    assert 0 <= out["a"].accept <= 1
