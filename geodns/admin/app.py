@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 from importlib import resources
 from pathlib import Path
@@ -18,12 +19,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from geodns.admin.hosts import HostPolicy
-from geodns.admin.metrics import registry_for
+from geodns.admin.metrics import LoadPushCollector, registry_for
 from geodns.admin.view import StateView, without_paths
 from geodns.control.plane import ControlPlane
 from geodns.errors import GeodnsError
 from geodns.geo.rumformat import MAX_BODY
+from geodns.health import load
 from geodns.health.monitor import UnknownRegion
+from geodns.routing import capacity
 from geodns.server.explain import (
     explain,
     explain_body,
@@ -52,6 +55,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 BY_MAX = 200  # characters of an operator's `by` kept with a force
+MAX_LOAD_BODY = 4096  # bytes of a pushed load: a few signal values, never more
+LOAD_RESULTS = ("accepted", "bad_request", "unauthorized", "not_found", "too_large")
 
 
 class DemoControls(Protocol):
@@ -110,6 +115,8 @@ class AdminApp:
         self.hosts = hosts or HostPolicy()
         self.view = StateView(plane)
         self.registry = registry_for(plane)
+        self.load_pushes = dict.fromkeys(LOAD_RESULTS, 0)
+        self.registry.register(LoadPushCollector(self.load_pushes))
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._host, self._auth])
@@ -123,6 +130,9 @@ class AdminApp:
                 web.get("/api/explain", self.explain),
                 web.post("/api/rum", self.rum),
                 web.post("/api/services/{service}/regions/{region}/state", self.force),
+                web.post(
+                    "/api/services/{service}/regions/{region}/load", self.push_load, name="load"
+                ),
                 web.post("/api/reload", self.reload),
                 web.post("/api/demo/regions/{region}", self.demo_region),
                 web.post("/api/services/{service}/rollouts", self.rollout_start),
@@ -174,6 +184,8 @@ class AdminApp:
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                 given.strip().encode(), self.token.encode()
             ):
+                if request.match_info.route.name == "load":
+                    self.load_pushes["unauthorized"] += 1
                 return _error(
                     401, "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"}
                 )
@@ -296,6 +308,53 @@ class AdminApp:
                 "region": region,
                 "state": str(st.health),
                 "forced": None if st.forced is None else str(st.forced),
+            }
+        )
+
+    async def push_load(self, request: web.Request) -> web.Response:
+        """A region's load signals from its autoscaler or a metrics job (docs/capacity.md)."""
+        response = await self._push_load(request)
+        result = {200: "accepted", 404: "not_found", 413: "too_large"}.get(
+            response.status, "bad_request"
+        )
+        self.load_pushes[result] += 1
+        return response
+
+    async def _push_load(self, request: web.Request) -> web.Response:
+        raw = await request.content.read(MAX_LOAD_BODY + 1)
+        if len(raw) > MAX_LOAD_BODY:
+            return _error(413, f"a pushed load is at most {MAX_LOAD_BODY} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            return _error(400, 'the body must be a JSON object: {"utilization": 0.9, ...}')
+        service, region = request.match_info["service"], request.match_info["region"]
+        spec = next(
+            (s for s in self.plane.zones.services() if s.key == service.rstrip(".").lower()),
+            None,
+        )
+        if spec is None:
+            return _error(404, f"no service {service!r}")
+        try:
+            values, expires = load.pushed_values(body, spec.capacity)
+            self.plane.monitor.push_load(spec.key, region, values, expires)
+        except UnknownRegion as exc:
+            return _error(404, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        st = self.plane.state.get(spec.key, region)
+        share, accept = capacity.share(st, spec.capacity)
+        return web.json_response(
+            {
+                "ok": True,
+                "service": spec.key,
+                "region": region,
+                "values": values,
+                "expires": expires,
+                "shed": share,
+                "accept": accept,
             }
         )
 

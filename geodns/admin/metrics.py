@@ -273,6 +273,21 @@ def fleet_metrics(view: dict[str, Any]) -> Iterator[Metric]:
     yield quorum
 
 
+class LoadPushCollector(Collector):
+    """Pushed loads (POST /api/services/S/regions/R/load), by result: a closed set."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        pushes = CounterMetricFamily(
+            "geodns_load_pushes", "Pushed region loads, by result", labels=["result"]
+        )
+        for result, n in self.counts.items():
+            pushes.add_metric([result], n)
+        yield pushes
+
+
 def registry_for(plane: ControlPlane) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlaneCollector(plane))

@@ -23,6 +23,7 @@ from geodns.geo.geoip import GeoRecord
 from geodns.geo.locate import Client
 from geodns.geo.rum import Estimate, MeasuredLatency
 from geodns.health.state import StateSnapshot
+from geodns.routing import capacity
 from geodns.routing.pipeline import Decision, route
 from geodns.server.geoanswer import latency_for
 from geodns.versions.rollout import to_json
@@ -298,6 +299,10 @@ class StateView:
                         else round(st.last_latency * 1000, 1),
                         "error": st.last_error,
                         "utilization": st.utilization,
+                        # The share of its client networks it sheds, and the share of other
+                        # regions' shed networks it takes (docs/capacity.md)
+                        "shed": capacity.share(st, service.capacity)[0],
+                        "accept": capacity.share(st, service.capacity)[1],
                         "version": st.version,
                         "answers_last_minute": answers.get((service.key, region.name), 0),
                         "addresses": list(region.addresses),

@@ -38,6 +38,7 @@ from geodns.geo.scopes import ScopeFiles
 from geodns.health.monitor import HealthMonitor, UnknownRegion
 from geodns.health.quorum import Vote
 from geodns.health.state import ALL_UP, Health, ServiceVersions, StateSnapshot
+from geodns.routing import capacity
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
 from geodns.server.standin import run_now
@@ -272,20 +273,7 @@ class ControlPlane:
         self._on_state(self.monitor.snapshot, False)
 
     def _routing_signature(self, state: StateSnapshot) -> tuple[object, ...]:
-        """What the routing steps can tell apart in `state`, given the services' watermarks."""
-        out: list[object] = []
-        for service in self.zones.services():
-            low, high = service.capacity.low, service.capacity.high
-            for region in service.regions:
-                st = state.get(service.key, region.name)
-                u = st.utilization
-                band: object = u
-                if u is None or u <= low:
-                    band = "keep"
-                elif u >= high:
-                    band = "full"
-                out.append((st.health, band, region_version(service, region, state)))
-        return tuple(out)
+        return routing_signature(self.zones, state)
 
     def _progress(self, state: StateSnapshot) -> None:
         """Move rollouts on from a new state: each step one compare-and-swap, so that of
@@ -654,6 +642,19 @@ class ControlPlane:
             return now
         _, then = self._answer_samples[0]
         return {k: n - then.get(k, 0) for k, n in now.items()}
+
+
+def routing_signature(zones: ZoneSet, state: StateSnapshot) -> tuple[object, ...]:
+    """What the routing steps can tell apart in `state`: per region its health, the share
+    it sheds and whether it takes shed clients (geodns.routing.capacity.share), its version.
+    A utilization that moves without moving the share is not worth a new state."""
+    out: list[object] = []
+    for service in zones.services():
+        for region in service.regions:
+            st = state.get(service.key, region.name)
+            shed = capacity.share(st, service.capacity)
+            out.append((st.health, shed, region_version(service, region, state)))
+    return tuple(out)
 
 
 def _iso(t: float) -> str:

@@ -35,6 +35,7 @@ class SimulatedRegion:
         self.version = "42"
         self.delay = 3.0  # seconds, in mode slow
         self.latency = 0.0  # seconds added to every API answer, in any mode
+        self.extra: dict[str, Any] = {}  # more fields of the health body (capacity signals)
         self.health_requests = 0
         self.last_headers: dict[str, str] = {}  # of the latest GET /healthz
         self.host = ""
@@ -90,6 +91,7 @@ class SimulatedRegion:
             "ready": self.mode != "lying",
             "gpu_utilization": self.utilization,
             "model_version": self.version,
+            **self.extra,
         }
         return web.json_response(body)
 

@@ -22,17 +22,18 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import aiohttp
 
+from geodns.health import load
 from geodns.health.probes import ProbeResult, TLSContexts, probe
 from geodns.health.quorum import Verdict, Vote, decide
 from geodns.health.state import Health, RegionState, StateSnapshot, effective_health
 from geodns.zones.healthspec import HealthCheck
-from geodns.zones.model import Quorum, ZoneSet
+from geodns.zones.model import Quorum, Service, ZoneSet
 
 logger = logging.getLogger("geodns.health")
 
@@ -105,6 +106,10 @@ class HealthMonitor:
         self.node = node
         self._checks: dict[Key, HealthCheck | None] = _checks_of(zones)
         self._quorum: dict[Key, Quorum] = _quorum_of(zones)
+        self._services: dict[str, Service] = {s.key: s for s in zones.services()}
+        self._loads: dict[Key, load.Load] = {}  # the capacity controller's, per region
+        self._probed: dict[Key, dict[str, float]] = {}  # the latest probe's signals
+        self._pushed: dict[Key, tuple[float, dict[str, float]]] = {}  # (until, signals)
         self._own: dict[Key, Vote] = {}  # this node's latest vote per checked region
         self._others: dict[Key, list[Vote]] = {}  # other live nodes' votes
         self.verdicts: dict[Key, Verdict] = {}  # the latest quorum per checked region
@@ -264,6 +269,12 @@ class HealthMonitor:
             last_latency=result.latency,
         )
         self._commit(key, new, now, reason)
+        if result.ok:
+            values = dict(result.numbers)
+            if verdict.utilization is not None:
+                values["utilization"] = verdict.utilization
+            self._probed[key] = values
+            self._read(key, now)
 
     # --- the fleet's votes ------------------------------------------------------------
 
@@ -302,6 +313,88 @@ class HealthMonitor:
                 version=verdict.version,
             )
             self._commit(key, new, now, verdict.describe())
+        for service in {k[0] for k in self._loads}:
+            self.steer(service)  # a signal goes stale with time alone, too
+
+    # --- capacity ----------------------------------------------------------------------
+
+    def _read(self, key: Key, now: float) -> None:
+        """Fold the region's latest signals (its probe's, overlaid by a fresh push) into
+        its controller as one reading, then steer its service."""
+        values = dict(self._probed.get(key, {}))
+        pushed = self._pushed.get(key)
+        if pushed is not None and pushed[0] > now:
+            values.update(pushed[1])
+        spec = self._services.get(key[0])
+        reading = load.level(values, spec.capacity) if spec is not None else None
+        if reading is None and key not in self._loads:
+            return  # no load ever read: nothing to control
+        before = self._loads.get(key, load.Load())
+        self._loads[key] = load.observe(before, reading, now, self._ttl(key[0]))
+        self.steer(key[0])
+
+    def _ttl(self, service: str) -> float:
+        spec = self._services.get(service)
+        return float(spec.ttl) if spec is not None else 30.0
+
+    def steer(self, service: str) -> None:
+        """Decide the service's shed shares (geodns.health.load) and install those that moved.
+        Regions no reading has reached keep no share of their own (routing reads their
+        utilization, if a state file gave one)."""
+        spec = self._services.get(service)
+        if spec is None or not any(k[0] == service for k in self._loads):
+            return
+        now = self._clock()
+        self._expire_pushes(now)
+        loads = {r.name: self._loads.get((service, r.name), load.Load()) for r in spec.regions}
+        sizes = {r.name: r.gpus for r in spec.regions if r.gpus is not None}
+        low, high = spec.capacity.low, spec.capacity.high
+        changed: dict[Key, RegionState] = {}
+        for name, x in load.decide(loads, sizes, now, spec.ttl, low, high).items():
+            key = (service, name)
+            if key not in self._loads and x == loads[name]:
+                continue  # never read: routing reads it as a state file gave it
+            self._loads[key] = x
+            old = self._snapshot.get(*key)
+            if (old.shed, old.accept) != (x.share, x.accept):
+                changed[key] = replace(old, shed=x.share, accept=x.accept)
+                level = "unknown" if x.level is None else f"{x.level:.0%}"
+                # Shedding is news (at most once per TTL); who takes the shed is detail.
+                moved = x.share != (old.shed or 0.0)
+                logger.log(
+                    logging.INFO if moved else logging.DEBUG,
+                    "region %s of %s: load %s, sheds %s of its networks, takes %s of others'",
+                    name,
+                    service,
+                    level,
+                    f"{x.share:.0%}",
+                    f"{x.accept:.0%}",
+                )
+        if changed:
+            # One snapshot for the whole service: a region's shed and another's accept are
+            # one decision, never published apart.
+            self._snapshot = self._snapshot.with_regions({**self._snapshot.regions, **changed})
+            self._notify(True)
+
+    def push_load(
+        self, service: str, region: str, values: Mapping[str, float], expires: float
+    ) -> None:
+        """Signal values pushed for a region (`utilization` as a ratio, and the service's
+        signal keys), counting for `expires` seconds: an autoscaler that stops pushing does
+        not pin the region. Raises UnknownRegion."""
+        key = self._key(service, region)
+        now = self._clock()
+        self._pushed[key] = (now + expires, dict(values))
+        self._read(key, now)
+
+    def _expire_pushes(self, now: float) -> None:
+        """A push past its time counts no more: without a probe's signals, the load is
+        unknown at once (and shares are released by steps)."""
+        for key, (until, _) in list(self._pushed.items()):
+            if until <= now:
+                del self._pushed[key]
+                if key in self._loads and not self._probed.get(key):
+                    self._loads[key] = replace(self._loads[key], level=None)
 
     def own_votes(self) -> dict[Key, Vote]:
         """This node's own vote per checked region, for the other nodes."""
@@ -378,6 +471,7 @@ class HealthMonitor:
         Call it from the event loop's thread."""
         checks = _checks_of(zones)
         self._quorum = _quorum_of(zones)
+        self._services = {s.key: s for s in zones.services()}
         old_snapshot = self._snapshot
         now = self._clock()
         regions: dict[Key, RegionState] = {}
@@ -387,6 +481,9 @@ class HealthMonitor:
             self._runs.pop(key, None)
             self.stats.pop(key, None)
             self._own.pop(key, None)
+            self._loads.pop(key, None)
+            self._probed.pop(key, None)
+            self._pushed.pop(key, None)
             self.verdicts.pop(key, None)
         for key, check in checks.items():
             previous = self._checks.get(key)

@@ -36,6 +36,9 @@ class ProbeResult:
     error: str | None = None
     utilization: float | None = None
     version: str | None = None
+    # Every other top-level number of the body, for the capacity signals a service names
+    # (docs/capacity.md); a value that is not a finite number is left out: unknown.
+    numbers: tuple[tuple[str, float], ...] = ()
 
 
 class MissingEnv(Exception):
@@ -190,7 +193,13 @@ def read_body(check: HealthCheck, body: bytes, latency: float) -> ProbeResult:
         if field in check.require and (field in missing or field in invalid):
             return ProbeResult(False, latency, missing.get(field) or invalid[field])
     # An optional field that is absent is just not reported; a garbled one is noted.
-    return ProbeResult(True, latency, "; ".join(invalid.values()) or None, utilization, version)
+    numbers = tuple(
+        (k, float(v))
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    )
+    error = "; ".join(invalid.values()) or None
+    return ProbeResult(True, latency, error, utilization, version, numbers)
 
 
 def describe_error(exc: BaseException, check: HealthCheck) -> str:

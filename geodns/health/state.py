@@ -42,15 +42,21 @@ class RegionState:
     last_latency: float | None = None  # seconds the latest probe took
     version: str | None = None  # the model version the region reports
     own: Health | None = None  # this node's own checks, after rise and fall (a fleet's vote)
+    # The shares the capacity controller (geodns.health.load) publishes, multiples of 1/32:
+    # of its own client buckets the region sheds, and of other regions' shed buckets it
+    # takes. `shed` None: no controller has seen the region (a state file): routing reads
+    # both off `utilization`.
+    shed: float | None = None
+    accept: float = 1.0
 
     @property
     def up(self) -> bool:
         return self.health is Health.UP
 
     @property
-    def routing(self) -> tuple[Health, float | None, str | None]:
+    def routing(self) -> tuple[Health, float | None, str | None, float | None, float]:
         """What the routing pipeline reads: when this is unchanged, cached decisions hold."""
-        return (self.health, self.utilization, self.version)
+        return (self.health, self.utilization, self.version, self.shed, self.accept)
 
 
 def effective_health(checked: Health | None, forced: Health | None) -> Health:

@@ -24,6 +24,8 @@ class RouteContext:
     latency: LatencyTable | None = None
     rule: ResidencyRule | None = None  # set by the residency step when a rule matched
     demoted: frozenset[str] = frozenset()  # regions the capacity step sheds this client from
+    no_room: frozenset[str] = frozenset()  # regions that do not take this client when shed
+    full: tuple[Region, ...] = ()  # regions the capacity step left out: they shed everyone
     version_label: str | None = None  # set for v<version>.<service> queries
 
 
@@ -35,6 +37,8 @@ class Narrowed:
     reason: str
     rule: ResidencyRule | None = None
     demoted: frozenset[str] = frozenset()
+    no_room: frozenset[str] = frozenset()  # capacity: regions without room for this client
+    full: tuple[Region, ...] = ()  # capacity: regions left out, shedding everyone
     # Set when the step ends the decision without regions: refuse | servfail | nodata |
     # answer (then `fallback` holds the addresses to answer with).
     outcome: str | None = None

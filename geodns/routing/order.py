@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from geodns.routing.capacity import spill
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.routing.cost import within_budget
 from geodns.routing.estimate import EARTH_RADIUS_KM, distance_ms, great_circle_km, table_estimates
@@ -15,13 +16,15 @@ __all__ = ["EARTH_RADIUS_KM", "great_circle_km", "narrow"]
 
 def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     record = ctx.client.record
-    demoted = ctx.demoted
     table = ctx.latency
     if record is not None and table is not None:
         found = table_estimates(table, record, regions)
         if found is not None:
             where, ms = found
-            ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, ms[r.name])))
+            for r in ctx.full:  # left out by capacity: ranked to tell whose clients spill
+                alone = table_estimates(table, record, (r,))
+                ms[r.name] = math.inf if alone is None else alone[1][r.name]
+            ordered = spill(regions, ctx, lambda r: ms[r.name])
             listing = ", ".join(f"{r.name} {round(ms[r.name], 1):g} ms" for r in ordered)
             return _costed(ordered, ms, ctx, f"by latency from {where}: {listing}")
     if record is not None and record.lat is not None and record.lon is not None:
@@ -32,13 +35,13 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
                 return math.inf  # a region without a location goes last
             return great_circle_km(lat, lon, r.lat, r.lon)
 
-        ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, km(r))))
+        ordered = spill(regions, ctx, km)
         listing = ", ".join(f"{r.name} {km(r):,.0f} km" for r in ordered)
         ms = {r.name: distance_ms(km(r), table) for r in regions}
         return _costed(ordered, ms, ctx, f"by distance from ({lat:g}, {lon:g}): {listing}")
     preferred = ctx.service.default_order
     rank = {name: i for i, name in enumerate(preferred)}
-    ordered = tuple(sorted(regions, key=lambda r: (r.name in demoted, rank.get(r.name, len(rank)))))
+    ordered = spill(regions, ctx, lambda r: rank.get(r.name, len(rank)))
     return _costed(
         ordered,
         None,

@@ -94,8 +94,14 @@ def route(
         by_network = by_network or out.by_network
         measured_ = measured_ or out.measured
         records.append(StepRecord(name, tuple(r.name for r in out.regions), out.reason))
-        if out.rule is not None or out.demoted:
-            ctx = replace(ctx, rule=out.rule or ctx.rule, demoted=out.demoted or ctx.demoted)
+        if out.rule is not None or out.demoted or out.no_room or out.full:
+            ctx = replace(
+                ctx,
+                rule=out.rule or ctx.rule,
+                demoted=out.demoted or ctx.demoted,
+                no_room=out.no_room or ctx.no_room,
+                full=out.full or ctx.full,
+            )
         if out.outcome is not None:
             return Decision(
                 service,

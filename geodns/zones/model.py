@@ -30,7 +30,11 @@ class Region:
     health: HealthCheck | None = None  # how the health monitor probes it; None: not checked
     port: int | None = None  # its SRV port, when not the service's
     version: str | None = None  # the model version it serves, when its checks don't say
-    cost: float | None = None  # relative units (per request, per GPU-hour): the cost step's
+    # Relative units (per request, per GPU-hour): what the cost step compares.
+    cost: float | None = None
+    # How much load it can absorb, in any unit common to the service's regions (GPUs):
+    # what shedding weighs the room of regions by. None: as big as every other.
+    gpus: float | None = None
 
     @property
     def ipv4(self) -> tuple[str, ...]:
@@ -132,11 +136,23 @@ class CostPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """A numeric key of the health JSON (or of a pushed load) with its own watermarks."""
+
+    key: str  # e.g. num_requests_waiting, gpu_cache_usage_perc
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
 class Capacity:
-    """GPU utilization watermarks: shed a growing share between them, none above `high`."""
+    """The load band (GPU utilization watermarks) the capacity controller keeps each region
+    in (docs/capacity.md); `signals` are further readings, each with its own band, the worst
+    of which counts."""
 
     low: float = 0.75
     high: float = 0.92
+    signals: tuple[Signal, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from geodns.zones.model import (
     Region,
     ResidencyRule,
     Service,
+    Signal,
     VersionPolicy,
 )
 from geodns.zones.yamlsource import Document, Path
@@ -45,7 +47,16 @@ SERVICE_KEYS = {
     "prefer",
     "asn_database",
 }
-REGION_KEYS = {"location", "addresses", "jurisdiction", "health", "port", "version", "cost"}
+REGION_KEYS = {
+    "location",
+    "addresses",
+    "jurisdiction",
+    "health",
+    "port",
+    "version",
+    "cost",
+    "capacity",
+}
 RULE_KEYS = {"clients", "regions", "when_none", "min_old"}
 CLIENT_KEYS = {"continent", "countries", "group", "unlocated", "networks", "asn"}
 PREFER_KEYS = {"clients", "order"}
@@ -268,8 +279,24 @@ def _region(
         health,
         port,
         version,
-        None if cost is None else float(cost),
+        cost=None if cost is None else float(cost),
+        gpus=_region_capacity(b, (*path, "capacity"), spec.get("capacity")),
     )
+
+
+def _region_capacity(b: Builder, path: Path, spec: Any) -> float | None:
+    """`capacity: {gpus: N}`: how much load the region absorbs, relative to the others."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or "gpus" not in spec:
+        b.add_error(path, "must be {gpus: NUMBER} (its size, relative to the other regions)")
+        return None
+    b.unknown_keys(path, spec, {"gpus"})
+    v = spec["gpus"]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1e9:
+        b.add_error((*path, "gpus"), f"{v!r} is not a positive number")
+        return None
+    return float(v)
 
 
 def _region_list(
@@ -296,9 +323,9 @@ def _region_list(
 
 def _capacity(b: Builder, path: Path, spec: Any) -> Capacity | None:
     if not isinstance(spec, dict):
-        b.add_error(path, "must be {low: RATIO, high: RATIO}")
+        b.add_error(path, "must be {low: RATIO, high: RATIO, signals: {KEY: {low, high}}}")
         return None
-    b.unknown_keys(path, spec, {"low", "high"})
+    b.unknown_keys(path, spec, {"low", "high", "signals"})
     values = {}
     defaults = Capacity()
     for key, default in (("low", defaults.low), ("high", defaults.high)):
@@ -310,7 +337,46 @@ def _capacity(b: Builder, path: Path, spec: Any) -> Capacity | None:
     if values["low"] >= values["high"]:
         b.add_error(path, f"low ({values['low']}) must be below high ({values['high']})")
         return None
-    return Capacity(values["low"], values["high"])
+    signals = _signals(b, (*path, "signals"), spec.get("signals", {}))
+    if signals is None:
+        return None
+    return Capacity(values["low"], values["high"], signals)
+
+
+def _signals(b: Builder, path: Path, spec: Any) -> tuple[Signal, ...] | None:
+    """`signals: {num_requests_waiting: {low: 8, high: 32}}`: numeric health JSON keys."""
+    if not isinstance(spec, dict):
+        b.add_error(path, "must map a health JSON key -> {low: NUMBER, high: NUMBER}")
+        return None
+    out = []
+    ok = True
+    for key, band in spec.items():
+        kpath = (*path, key)
+        if not isinstance(key, str) or not key or key == "utilization":
+            b.add_error(kpath, f"{key!r} is not a JSON key (utilization has low and high above)")
+            ok = False
+            continue
+        if not isinstance(band, dict) or set(band) != {"low", "high"}:
+            b.add_error(kpath, "must be {low: NUMBER, high: NUMBER}")
+            ok = False
+            continue
+        bad = [
+            k
+            for k in ("low", "high")
+            if isinstance(band[k], bool)
+            or not isinstance(band[k], int | float)
+            or not math.isfinite(band[k])
+        ]
+        for k in bad:
+            b.add_error((*kpath, k), f"{band[k]!r} is not a number")
+        if bad:
+            ok = False
+        elif band["low"] >= band["high"]:
+            b.add_error(kpath, f"low ({band['low']}) must be below high ({band['high']})")
+            ok = False
+        else:
+            out.append(Signal(key, float(band["low"]), float(band["high"])))
+    return tuple(out) if ok else None
 
 
 def _residency(

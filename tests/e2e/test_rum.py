@@ -158,10 +158,14 @@ def test_a_client_area_moves_to_the_region_measured_faster_after_enough_samples(
                 # Both regions as fast (loopback, about 1 ms): measured, but within the
                 # stabilize threshold, so the table's order stands.
                 async with client_for(server, area) as client:
-                    await probe(client, 6)
+                    # Ten: the country's median must stay fast when four slow samples of
+                    # the other /24 join it, even if a loaded machine slows one or two.
+                    await probe(client, 10)
 
             asyncio.run(noise())
-            wait_until(lambda: own_samples(server, "24.5.6.1") == {"us-west-2": 6, "us-east-1": 6})
+            wait_until(
+                lambda: own_samples(server, "24.5.6.1") == {"us-west-2": 10, "us-east-1": 10}
+            )
             body = explain(server, "24.5.6.1")
             assert body["steps"][-1]["reason"].startswith("measured from network 24.5.6.0/24")
             assert "order kept" in body["steps"][-1]["reason"]

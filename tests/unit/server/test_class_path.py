@@ -25,13 +25,22 @@ NAMES = [r.name for r in SERVICE.regions]
 healths = st.sampled_from([Health.UP, Health.UP, Health.DOWN, Health.DRAIN])
 loads = st.sampled_from([None, 0.5, 0.8, 0.85, 0.9, 0.97])
 versions = st.sampled_from([None, "41", "42"])
+# The capacity controller's published shares (None: read off the load).
+sheds = st.sampled_from([None, None, 0.0, 0.25, 0.5, 1.0])
+accepts = st.sampled_from([0.0, 0.5, 1.0])
 
 
 @st.composite
 def states(draw: st.DrawFn) -> StateSnapshot:
     state = StateSnapshot()
     for name in NAMES:
-        rs = RegionState(draw(healths), draw(loads), version=draw(versions))
+        rs = RegionState(
+            draw(healths),
+            draw(loads),
+            version=draw(versions),
+            shed=draw(sheds),
+            accept=draw(accepts),
+        )
         state = state.with_region(SERVICE.key, name, rs)
     if draw(st.booleans()):
         judged = ServiceVersions(frozenset({"41"}), "42", frozenset({"41", "42"}))
