@@ -670,7 +670,7 @@
   // first byte with its samples; greyed while too few for routing to use it.
   function patchMeasured(measured) {
     const areas = (measured && measured.areas) || [];
-    const key = JSON.stringify(measured || null);
+    const key = JSON.stringify([measured || null, !!world]); // country names come with the map
     const section = $("measured");
     section.hidden = areas.length === 0;
     if (section.dataset.key === key) return;
