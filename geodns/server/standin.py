@@ -151,7 +151,7 @@ class StandIn:
             self._release()
             # Back to a fair share: other programs may be what holds the CPU, and the
             # loop waits for this work.
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, IndexError):  # IndexError: not begun yet
                 os.sched_setscheduler(native[0], os.SCHED_OTHER, os.sched_param(0))
             thread.join()
         ok, value = outcome[0]
