@@ -130,10 +130,13 @@ class StandIn:
             return work()
         outcome: list = []
         native: list[int] = []
+        boosted = threading.Event()
 
         def body() -> None:
             native.append(threading.get_native_id())
             _idle_priority()
+            if boosted.is_set():  # let go before it got here: the boost below missed it
+                _normal_priority()
             try:
                 outcome.append((True, work()))
             except BaseException as exc:  # handed to the caller, as a direct call would
@@ -151,6 +154,7 @@ class StandIn:
             self._release()
             # Back to a fair share: other programs may be what holds the CPU, and the
             # loop waits for this work.
+            boosted.set()
             with contextlib.suppress(OSError, IndexError):  # IndexError: not begun yet
                 os.sched_setscheduler(native[0], os.SCHED_OTHER, os.sched_param(0))
             thread.join()
@@ -200,6 +204,11 @@ def _idle_priority() -> None:
     except (AttributeError, OSError):
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def _normal_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 @functools.cache
