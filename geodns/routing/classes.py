@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from geodns.geo.latency import DEFAULT_MS_PER_KM
-from geodns.routing.estimate import great_circle_km, in_country
+from geodns.routing.estimate import in_country, region_km
 from geodns.zones.model import Region, Service
 
 if TYPE_CHECKING:
@@ -143,13 +143,7 @@ def distance_order(
     """Indexes of the regions `among` (default all), nearest first, as the order step sorts
     them: ties keep config order, a region without a location goes last."""
     among = tuple(range(len(regions))) if among is None else among
-    return _by(among, lambda i: _km(regions[i], lat, lon))
-
-
-def _km(region: Region, lat: float, lon: float) -> float:
-    if region.lat is None or region.lon is None:
-        return math.inf
-    return great_circle_km(lat, lon, region.lat, region.lon)
+    return _by(among, lambda i: region_km(regions[i], lat, lon))
 
 
 def anchored_profile(
@@ -212,7 +206,7 @@ def client_class(
         rule,
         plan.rows,
         in_row,
-        distance_profile(service, among, lambda i: _km(service.regions[i], lat, lon), k),
+        distance_profile(service, among, lambda i: region_km(service.regions[i], lat, lon), k),
     )
 
 

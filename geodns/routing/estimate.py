@@ -30,6 +30,14 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
+def region_km(region: Region, lat: float, lon: float) -> float:
+    """Great-circle km from (lat, lon) to a region; a region without a location is
+    infinitely far, so that it goes last."""
+    if region.lat is None or region.lon is None:
+        return math.inf
+    return great_circle_km(lat, lon, region.lat, region.lon)
+
+
 def in_country(
     ms: float,
     anchor: tuple[float, float],

@@ -7,7 +7,13 @@ import math
 from geodns.routing.capacity import spill
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.routing.cost import within_budget
-from geodns.routing.estimate import EARTH_RADIUS_KM, distance_ms, great_circle_km, table_estimates
+from geodns.routing.estimate import (
+    EARTH_RADIUS_KM,
+    distance_ms,
+    great_circle_km,
+    region_km,
+    table_estimates,
+)
 from geodns.routing.prefer import pinned
 from geodns.zones.model import Region
 
@@ -31,9 +37,7 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
         lat, lon = record.lat, record.lon
 
         def km(r: Region) -> float:
-            if r.lat is None or r.lon is None:
-                return math.inf  # a region without a location goes last
-            return great_circle_km(lat, lon, r.lat, r.lon)
+            return region_km(r, lat, lon)
 
         ordered = spill(regions, ctx, km)
         listing = ", ".join(f"{r.name} {km(r):,.0f} km" for r in ordered)
