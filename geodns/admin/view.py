@@ -113,16 +113,7 @@ def measured_view(measured: MeasuredLatency, now: float) -> dict[str, Any]:
             {
                 "area": area,
                 "level": level,
-                "regions": {
-                    region: {
-                        "ms": round(est.ms, 1),
-                        "samples": est.samples,
-                        "failed": est.failed,
-                        "age": round(max(0.0, now - est.newest), 1),
-                        "used": est.samples >= least,
-                    }
-                    for region, est in sorted(row.items())
-                },
+                "regions": {region: est.to_json(now, least) for region, est in sorted(row.items())},
             }
             for area, row in table.items()
         ]

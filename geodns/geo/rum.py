@@ -63,6 +63,16 @@ class Estimate:
     failed: int  # failed samples in the window
     newest: float  # epoch seconds the newest sample was received
 
+    def to_json(self, now: float, min_samples: int) -> dict[str, float | int | bool]:
+        """As /api/explain and /api/state show it: `enough` when routing may use it."""
+        return {
+            "ms": round(self.ms, 3),
+            "samples": self.samples,
+            "failed": self.failed,
+            "age_s": round(max(0.0, now - self.newest), 1),
+            "enough": self.samples >= min_samples,
+        }
+
 
 Row = Mapping[str, Estimate]  # region -> estimate
 

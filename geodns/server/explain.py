@@ -148,16 +148,7 @@ def measured_json(geo: GeoAnswers, result: GeoResult, now: float) -> list[dict[s
     )
     least = table.settings.min_samples
     return [
-        {
-            "level": level,
-            "area": area,
-            "region": region,
-            "ms": round(est.ms, 3),
-            "samples": est.samples,
-            "failed": est.failed,
-            "age_s": round(max(0.0, now - est.newest), 1),
-            "enough": est.samples >= least,
-        }
+        {"level": level, "area": area, "region": region, **est.to_json(now, least)}
         for level, area, row in rows
         for region, est in sorted(row.items())
     ]

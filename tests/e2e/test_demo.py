@@ -259,7 +259,7 @@ def test_clients_measuring_a_region_slower_move_from_it(demo: Demo) -> None:
             _, state = http_at(demo.admin_url, "/api/state")
             for area in state["measured"]["areas"]:
                 if area["area"] == "US" and all(
-                    area["regions"].get(r, {}).get("used") for r in (US_EAST, EU_WEST)
+                    area["regions"].get(r, {}).get("enough") for r in (US_EAST, EU_WEST)
                 ):
                     return area
             return None

@@ -697,8 +697,8 @@
             if (!e) return el("td", { class: "muted", text: "–" });
             return el(
               "td",
-              { class: e.used ? "ms" : "ms muted", "data-region": r, title: `${e.samples} samples, ${e.failed} failed, newest ${e.age} s ago` },
-              `${e.ms} ms `,
+              { class: e.enough ? "ms" : "ms muted", "data-region": r, title: `${e.samples} samples, ${e.failed} failed, newest ${e.age_s} s ago` },
+              `${Number(e.ms.toFixed(1))} ms `,
               el("span", { class: "muted", text: `(${e.samples})` }),
             );
           }),
