@@ -276,6 +276,9 @@ class StateView:
             regions = []
             for i, region in enumerate(service.regions):
                 st = snapshot.get(service.key, region.name)
+                # The share of its client networks it sheds, and the share of other regions'
+                # shed networks it takes (docs/capacity.md).
+                shed, accept = capacity.share(st, service.capacity)
                 regions.append(
                     {
                         "name": region.name,
@@ -290,10 +293,8 @@ class StateView:
                         else round(st.last_latency * 1000, 1),
                         "error": st.last_error,
                         "utilization": st.utilization,
-                        # The share of its client networks it sheds, and the share of other
-                        # regions' shed networks it takes (docs/capacity.md)
-                        "shed": capacity.share(st, service.capacity)[0],
-                        "accept": capacity.share(st, service.capacity)[1],
+                        "shed": shed,
+                        "accept": accept,
                         "version": st.version,
                         "answers_last_minute": answers.get((service.key, region.name), 0),
                         "addresses": list(region.addresses),
