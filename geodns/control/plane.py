@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -33,7 +34,8 @@ from geodns.control.zonesource import ZoneSource
 from geodns.errors import ConfigErrors
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.locate import locate
-from geodns.geo.rum import NO_MEASUREMENTS
+from geodns.geo.rum import NO_MEASUREMENTS, MeasuredLatency
+from geodns.geo.rumshare import from_share, merge
 from geodns.geo.scopes import ScopeFiles
 from geodns.health.monitor import HealthMonitor, UnknownRegion
 from geodns.health.quorum import Vote
@@ -55,6 +57,8 @@ from geodns.store.shared import (
     SharedState,
     force_key,
     force_value,
+    rum_key,
+    rum_value,
     versions_key,
     versions_value,
 )
@@ -182,6 +186,11 @@ class ControlPlane:
             self.rum_config or RumConfig(), self._locate_record, self._region_names
         )
         self.measured = NO_MEASUREMENTS  # the estimates the published state carries
+        # With a fleet store: this node's estimates as it shared them (what the others
+        # merge), and the other nodes' tables the current `measured` was merged from.
+        self._measured_own = NO_MEASUREMENTS
+        self._measured_from: dict[str, int] = {}
+        self._measured_put = False
         self.scopes: ScopeMerger | None = None
         if self.geoip is not None and self.scope_cache is not None:
             self.scopes = ScopeMerger(
@@ -224,7 +233,7 @@ class ControlPlane:
             self._tasks.append(asyncio.ensure_future(self._watch_zones()))
         self._tasks.append(asyncio.ensure_future(self._sample_answers()))
         self._tasks.append(asyncio.ensure_future(self._tick()))
-        if self.rum.config.token is not None:
+        if self.rum.config.token is not None or self.shares_measured:
             self._tasks.append(asyncio.ensure_future(self._aggregate_rum()))
         if self.scopes is not None:
             self._tasks.append(asyncio.ensure_future(self.scopes.run()))
@@ -270,6 +279,8 @@ class ControlPlane:
         """A new shared state (a change anywhere in the fleet, or the store lost or back)."""
         self._apply_forces()
         self._take_votes(shared)
+        if self.shares_measured and self._measured_inputs() != self._measured_from:
+            self.aggregate_rum()  # another node shared new estimates
         self._on_state(self.monitor.snapshot, False)
 
     def _routing_signature(self, state: StateSnapshot) -> tuple[object, ...]:
@@ -456,15 +467,48 @@ class ControlPlane:
     def _region_names(self) -> set[str]:
         return {r.name for s in self.zones.services() for r in s.regions}
 
+    @property
+    def shares_measured(self) -> bool:
+        """Whether measured latency is shared: with a fleet store (the embedded one is this
+        node's alone)."""
+        return not self.embedded
+
     def aggregate_rum(self) -> bool:
-        """Aggregate the samples received so far into the published state when routing
-        could tell the new estimates apart (ageing out included); whether it did."""
-        measured = self.rum.table(self.clock())
+        """Aggregate the samples received so far (and, in a fleet, every node's shared
+        estimates) into the published state when routing could tell the new estimates
+        apart (ageing out included); whether it did."""
+        now = self.clock()
+        measured = self.rum.table(now)
+        if self.shares_measured:
+            measured = self._merge_fleet(measured, now)
         if measured.routing_key() == self.measured.routing_key():
             return False
         self.measured = measured
         self._publish(self.monitor.snapshot)
         return True
+
+    def _merge_fleet(self, own: MeasuredLatency, now: float) -> MeasuredLatency:
+        """Share this node's estimates when they changed, and merge them with every other
+        live node's. This node's own count as shared (rounded, capped), so that nodes
+        seeing the same revision merge the same tables and answer alike."""
+        settings = self.rum.config.settings
+        if own.routing_key() != self._measured_own.routing_key():
+            value = rum_value(own)
+            self._measured_own = from_share(json.loads(value), settings)
+            # A node that never had a sample writes nothing (most nodes of a fleet without
+            # RUM); one that had writes on, down to its empty table when its samples age out.
+            mine = self._measured_own
+            if self._measured_put or mine.networks or mine.countries or mine.continents:
+                self.shared.put_leased(rum_key(self.node), value)
+                self._measured_put = True
+        self._measured_from = self._measured_inputs()
+        others = [t for n, t in self.shared.state.measured.items() if n != self.node]
+        return merge([self._measured_own, *others], settings, now)
+
+    def _measured_inputs(self) -> dict[str, int]:
+        """Which other nodes' tables the merge would read (by identity: a new value of a
+        node's key is a new table)."""
+        return {n: id(t) for n, t in self.shared.state.measured.items() if n != self.node}
 
     async def _aggregate_rum(self) -> None:
         while True:

@@ -86,7 +86,7 @@ def network_of(address: IPAddress) -> str:
     return str(ipaddress.ip_network((address, prefix), strict=False))
 
 
-def _frozen(rows: Mapping[str, Mapping[str, Estimate]]) -> Mapping[str, Row]:
+def frozen_rows(rows: Mapping[str, Mapping[str, Estimate]]) -> Mapping[str, Row]:
     return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in rows.items()})
 
 
@@ -184,7 +184,9 @@ def _restore(
     countries: dict[str, dict[str, Estimate]],
     continents: dict[str, dict[str, Estimate]],
 ) -> MeasuredLatency:
-    return MeasuredLatency(at, settings, _frozen(networks), _frozen(countries), _frozen(continents))
+    return MeasuredLatency(
+        at, settings, frozen_rows(networks), frozen_rows(countries), frozen_rows(continents)
+    )
 
 
 NO_MEASUREMENTS = MeasuredLatency()
@@ -318,7 +320,7 @@ class Aggregator:
                 elif row:
                     out[key] = row
             rows.append(out)
-        return MeasuredLatency(now, self.settings, *(_frozen(r) for r in rows))
+        return MeasuredLatency(now, self.settings, *(frozen_rows(r) for r in rows))
 
     def areas(self) -> dict[str, int]:
         """How many areas of each level hold samples: for /metrics."""

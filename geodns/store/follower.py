@@ -31,7 +31,16 @@ from types import MappingProxyType
 
 from geodns.atomicfile import read_json_document, remove_stale_temps, write_atomically
 from geodns.store.kv import Change, KVStore, StoreUnavailable, Txn
-from geodns.store.shared import NODES, NodeRecord, SharedState, apply, decode, node_key, node_value
+from geodns.store.shared import (
+    LEASED,
+    NODES,
+    NodeRecord,
+    SharedState,
+    apply,
+    decode,
+    node_key,
+    node_value,
+)
 
 log = logging.getLogger("geodns.store")
 
@@ -67,6 +76,10 @@ class SharedFollower:
         self.heard: dict[str, float] = {}  # node name -> epoch seconds its record last changed
         self.round_trip: float | None = None  # seconds from a commit to its watch event
         self._lease = 0
+        # Other keys this node keeps under its lease (its measured latency): key -> value,
+        # and what the store holds of them under the current lease.
+        self._leased: dict[str, bytes] = {}
+        self._leased_put: dict[str, bytes] = {}
         self._replaced: set[str] = set()  # instances of earlier runs whose record we replaced
         self._dirty = asyncio.Event()
         self._revision_seen = asyncio.Condition()
@@ -144,6 +157,12 @@ class SharedFollower:
         self._dirty.set()
         self._set(self.state)
 
+    def put_leased(self, key: str, value: bytes) -> None:
+        """Keep `key` at `value` under this node's lease: written soon, written again with
+        a new lease, gone when the node is."""
+        self._leased[key] = value
+        self._dirty.set()
+
     # --- inside ---------------------------------------------------------------------
 
     async def _follow(self, first: asyncio.Future[None]) -> None:
@@ -158,7 +177,8 @@ class SharedFollower:
                 listing = await self.store.list("")
                 await self._install(decode(listing.revision, listing.entries))
                 self._status(True, None)
-                self._dirty.set()  # our record may have expired while we were away
+                self._leased_put.clear()  # our keys may have expired while we were away
+                self._dirty.set()
                 if not first.done():
                     first.set_result(None)
                 pause = 0.0
@@ -191,7 +211,7 @@ class SharedFollower:
             log.warning("shared store: ignoring %s", problem)
         self._check_own_name(state)
         self._set(state)
-        lasting_changed = changes is None or any(not c.key.startswith(NODES) for c in changes)
+        lasting_changed = changes is None or any(not c.key.startswith(LEASED) for c in changes)
         if self.cache is not None and lasting_changed and state.lasting() != before.lasting():
             self._save_cache()
         async with self._revision_seen:
@@ -226,6 +246,7 @@ class SharedFollower:
                 ", ".join(other.dns) or "?",
                 self.node.name,
             )
+        self._leased_put.pop(node_key(self.node.name), None)
         self._dirty.set()  # ours is put again: the last writer's record stands
 
     def _status(self, connected: bool, error: str | None) -> None:
@@ -268,7 +289,13 @@ class SharedFollower:
     async def _publish(self) -> None:
         if not self._lease:
             self._lease = await self.store.grant(self.lease_ttl)
-        await self.store.put_leased(node_key(self.node.name), node_value(self.node), self._lease)
+            self._leased_put.clear()
+        # Only what changed is written: each write is a revision every node handles.
+        own = {node_key(self.node.name): node_value(self.node), **self._leased}
+        for key, value in own.items():
+            if self._leased_put.get(key) != value:
+                await self.store.put_leased(key, value, self._lease)
+                self._leased_put[key] = value
 
     async def _keepalive_loop(self) -> None:
         while True:

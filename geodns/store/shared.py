@@ -5,6 +5,8 @@
     versions/<service>          every model version a region of it has reported: {seen: [...]}
     nodes/<node>                under the node's lease: who it is, the digest of the state it
                                 answers from, and its own checks' verdict per region
+    rum/<node>                  under the node's lease: the latency its clients measured
+                                (geodns.geo.rumshare), when it takes RUM reports
 
 The first three last until changed; a node's key vanishes with its lease when the node dies,
 and its health votes with it. Every decision that reads them (quorum, rollout guard,
@@ -22,13 +24,16 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from geodns.geo.rum import MeasuredLatency, RumSettings
+from geodns.geo.rumshare import from_share, to_share
 from geodns.health.state import Health
 from geodns.store.kv import Change, Entry
 from geodns.versions.rollout import Rollout, from_json, to_json
 
 Key = tuple[str, str]  # (service key, region name), as state snapshots are keyed
 
-FORCES, ROLLOUTS, VERSIONS, NODES = "forces/", "rollouts/", "versions/", "nodes/"
+FORCES, ROLLOUTS, VERSIONS, NODES, RUM = "forces/", "rollouts/", "versions/", "nodes/", "rum/"
+LEASED = (NODES, RUM)  # the prefixes of keys that live as long as their node
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,8 @@ class SharedState:
     rollouts: Mapping[str, Rollout] = field(default_factory=lambda: MappingProxyType({}))
     seen: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
     nodes: Mapping[str, NodeRecord] = field(default_factory=lambda: MappingProxyType({}))
+    # Each node's measured latency, by node name (its lease ended: gone).
+    measured: Mapping[str, MeasuredLatency] = field(default_factory=lambda: MappingProxyType({}))
     # Every key's mod_revision: what a compare-and-swap expects. A key absent here is 0.
     mod: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     # "key: why" for each value that could not be decoded and is ignored.
@@ -119,6 +126,10 @@ def node_key(name: str) -> str:
     return f"{NODES}{name}"
 
 
+def rum_key(name: str) -> str:
+    return f"{RUM}{name}"
+
+
 def encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
@@ -133,6 +144,10 @@ def rollout_value(rollout: Rollout) -> bytes:
 
 def versions_value(seen: Iterable[str]) -> bytes:
     return encode({"seen": sorted(set(seen))})
+
+
+def rum_value(table: MeasuredLatency) -> bytes:
+    return encode(to_share(table))
 
 
 def node_value(node: NodeRecord) -> bytes:
@@ -176,12 +191,14 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
     changes must come in the store's order after a listing, as a watch brings them."""
     forces, rollouts = dict(state.forces), dict(state.rollouts)
     seen, nodes, mod = dict(state.seen), dict(state.nodes), dict(state.mod)
+    measured = dict(state.measured)
     problems = {p.partition(": ")[0]: p for p in state.problems}
     tables: dict[str, dict[Any, Any]] = {
         FORCES: forces,
         ROLLOUTS: rollouts,
         VERSIONS: seen,
         NODES: nodes,
+        RUM: measured,
     }
     for change in changes:
         key = change.key
@@ -212,6 +229,7 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
         MappingProxyType(rollouts),
         MappingProxyType(seen),
         MappingProxyType(nodes),
+        MappingProxyType(measured),
         MappingProxyType(mod),
         tuple(problems[k] for k in sorted(problems)),
     )
@@ -219,8 +237,8 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
 
 def _slot(key: str) -> tuple[str, Any] | None:
     """Which table a key fills and under what: (FORCES, (service, region)), or (ROLLOUTS,
-    VERSIONS or NODES, name); None for a key geodns does not write."""
-    for prefix in (FORCES, ROLLOUTS, VERSIONS, NODES):
+    VERSIONS, NODES or RUM, name); None for a key geodns does not write."""
+    for prefix in (FORCES, ROLLOUTS, VERSIONS, NODES, RUM):
         if key.startswith(prefix):
             name = key[len(prefix) :]
             if prefix != FORCES:
@@ -245,6 +263,8 @@ def _decode(prefix: str, name: Any, data: Any) -> Any:
         if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
             raise ValueError("seen: must be a list of versions")
         return frozenset(versions)
+    if prefix == RUM:
+        return from_share(data, RumSettings())  # each node routes by its own settings
     node = _node_from_json(data)
     if node.name != name:
         raise ValueError(f"holds node {node.name!r}")

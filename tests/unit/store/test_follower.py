@@ -237,3 +237,34 @@ def test_a_bad_node_record_is_skipped_and_following_goes_on(tmp_path: Path) -> N
             await until(lambda: (KEY, "eu-west-1") in follower.state.forces, timeout=1.0)
 
     asyncio.run(main())
+
+
+def test_a_leased_key_is_written_once_per_value_and_again_under_a_new_lease(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        store = LocalStore(tmp_path / FILE_NAME)
+        async with following(store, "dns-a", lease_ttl=1.0) as (follower, _):
+            follower.put_leased("rum/dns-a", b'{"v": 1}')
+            await until(lambda: "rum/dns-a" in follower.state.mod)
+            entry = (await store.list("rum/")).entries["rum/dns-a"]
+            assert entry.value == b'{"v": 1}' and entry.lease != 0
+            # The same value again is no new revision: each one is work for every node.
+            follower.put_leased("rum/dns-a", b'{"v": 1}')
+            await asyncio.sleep(0.2)
+            assert (await store.list("rum/")).entries["rum/dns-a"].mod_revision == (
+                entry.mod_revision
+            )
+            # The lease lost (as when cut off longer than it lives): both keys come back
+            # under the new one.
+            follower._lease = 0
+            follower.put_leased("rum/dns-a", b'{"v": 2}')
+            await until(lambda: follower.state.mod_of("rum/dns-a") > entry.mod_revision)
+            listing = (await store.list("")).entries
+            assert listing["rum/dns-a"].value == b'{"v": 2}'
+            assert listing["rum/dns-a"].lease == listing[node_key("dns-a")].lease != entry.lease
+        # Stopped: nothing renews the lease, and the key leaves with it.
+        await asyncio.sleep(1.2)
+        assert "rum/dns-a" not in (await store.list("")).entries
+
+    asyncio.run(main())

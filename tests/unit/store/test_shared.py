@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
+from geodns.geo.rum import Estimate, MeasuredLatency, frozen_rows
 from geodns.health.state import Health
 from geodns.store.kv import Change, Entry
 from geodns.store.shared import (
@@ -23,6 +24,8 @@ from geodns.store.shared import (
     node_value,
     rollout_key,
     rollout_value,
+    rum_key,
+    rum_value,
     versions_key,
     versions_value,
     with_node,
@@ -71,6 +74,17 @@ def node(name: str = "dns-a") -> NodeRecord:
             }
         ),
     )
+
+
+def measured() -> MeasuredLatency:
+    return MeasuredLatency(
+        100.0, countries=frozen_rows({"US": {"us-west-2": Estimate(21.5, 8, 1, 99.5)}})
+    )
+
+
+def test_a_nodes_measured_latency_round_trips() -> None:
+    state = one(rum_key("dns-a"), rum_value(measured()))
+    assert state.measured["dns-a"].routing_key() == measured().routing_key()
 
 
 def one(key: str, value: bytes, revision: int = 7) -> SharedState:
@@ -162,6 +176,7 @@ def test_the_revision_never_goes_back() -> None:
         (rollout_key(KEY), rollout_value(rollout()), "rollouts"),
         (versions_key(KEY), versions_value(["41"]), "seen"),
         (node_key("dns-a"), node_value(node()), "nodes"),
+        (rum_key("dns-a"), rum_value(measured()), "measured"),
     ],
 )
 def test_a_delete_removes_the_key(key: str, value: bytes, field: str) -> None:
@@ -212,6 +227,7 @@ BAD = [
     (node_key("dns-a"), b'{"name": "dns-a"}', "nodes/dns-a: instance is missing"),
     (node_key("dns-a"), b'"dns-a"', "nodes/dns-a: must be an object"),
     ("elsewhere/x", b"{}", "elsewhere/x: not a key geodns writes"),
+    (rum_key("dns-a"), b'{"format": 9}', "rum/dns-a: not a format 1 measured-latency table"),
 ]
 
 
