@@ -2,8 +2,9 @@
 the service's budget of the best one comes first; outside the budget, latency wins.
 
 Applied by the order step to the order it made and the estimates it made it from
-(geodns.routing.estimate), so that cost never sees a region the earlier steps removed:
-residency, health and capacity hold whatever the prices.
+(geodns.routing.estimate), and again by the measured step with measured estimates where it
+has them, so that cost never sees a region the earlier steps removed: residency, health and
+capacity hold whatever the prices.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ def within_budget(
     demoted: frozenset[str],
     service: Service,
 ) -> tuple[tuple[Region, ...], str | None]:
-    """`ordered` (best estimate first, demoted regions last) with the regions within the
-    budget of the first one sorted by cost (ties: by estimate); and a note for explain,
+    """`ordered` (demoted regions last) with the regions within the budget of the fastest
+    one first, sorted by cost (ties: as they were ordered); and a note for explain,
     None when the service has no budget or nothing can be compared."""
     policy = service.cost
     if policy is None:
@@ -30,9 +31,14 @@ def within_budget(
     eligible = [r for r in ordered if r.name not in demoted and math.isfinite(ms[r.name])]
     if not eligible:
         return ordered, None
-    best = eligible[0]
+    # The fastest (the first of equals): the order step's first, but the measured step's
+    # order may keep a slower region first (its stabilize threshold).
+    best = min(eligible, key=lambda r: ms[r.name])
     # The same comparison the routing classes make (estimate of r minus the best's).
-    within = [best, *(r for r in eligible[1:] if ms[r.name] - ms[best.name] <= policy.within_ms)]
+    within = [
+        best,
+        *(r for r in eligible if r is not best and ms[r.name] - ms[best.name] <= policy.within_ms),
+    ]
     rank = {r.name: i for i, r in enumerate(ordered)}
     cheapest = sorted(within, key=lambda r: (_cost(r), rank[r.name]))
     taken = {r.name for r in within}

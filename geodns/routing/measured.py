@@ -6,14 +6,18 @@ two candidates or more) has estimates, the measured regions are reordered among 
 they hold: a region moves ahead of a measured one before it only when it is better by more
 than `stabilize_ms` AND `stabilize_percent` (NS1 Pulsar's "stabilize"), so that noise in
 the measurements does not move answers. A region without an estimate keeps the place the
-order step gave it, and a region the capacity step demoted stays behind the others.
+order step gave it, and a region the capacity step demoted stays behind the others. Then,
+as after the order step, the service's cost budget (with the measured estimates) and the
+client's pinned preference apply.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from geodns.geo.rum import Estimate, MeasuredLatency, Row
+from geodns.routing import order as order_step
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.zones.model import Region
 
@@ -117,9 +121,14 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
             f"order kept (no region better by more than {settings.stabilize_ms:g} ms"
             f" and {settings.stabilize_percent:g}%)"
         )
+    # The cost budget and pinned preferences have the last word, as in the order step, with
+    # the measured estimates where there are some: a measurement never overrides a pin.
+    base = order_step.estimates(regions, ctx) or {}
+    ms = {r.name: row[r.name].ms if r.name in row else base.get(r.name, math.inf) for r in order}
+    finished, notes = order_step.finish(tuple(order), ms, ctx)
     return Narrowed(
-        tuple(order),
-        f"measured from {level} {area}: {listing}; {what}",
+        finished,
+        "; ".join([f"measured from {level} {area}: {listing}; {what}", *notes]),
         by_network=by_network,
         measured=True,
     )

@@ -17,7 +17,7 @@ from geodns.routing.estimate import (
 from geodns.routing.prefer import pinned
 from geodns.zones.model import Region
 
-__all__ = ["EARTH_RADIUS_KM", "great_circle_km", "narrow"]
+__all__ = ["EARTH_RADIUS_KM", "estimates", "finish", "great_circle_km", "narrow"]
 
 
 def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
@@ -32,7 +32,7 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
                 ms[r.name] = math.inf if alone is None else alone[1][r.name]
             ordered = spill(regions, ctx, lambda r: ms[r.name])
             listing = ", ".join(f"{r.name} {round(ms[r.name], 1):g} ms" for r in ordered)
-            return _costed(ordered, ms, ctx, f"by latency from {where}: {listing}")
+            return _narrowed(ordered, ms, ctx, f"by latency from {where}: {listing}")
     if record is not None and record.lat is not None and record.lon is not None:
         lat, lon = record.lat, record.lon
 
@@ -42,11 +42,11 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
         ordered = spill(regions, ctx, km)
         listing = ", ".join(f"{r.name} {km(r):,.0f} km" for r in ordered)
         ms = {r.name: distance_ms(km(r), table) for r in regions}
-        return _costed(ordered, ms, ctx, f"by distance from ({lat:g}, {lon:g}): {listing}")
+        return _narrowed(ordered, ms, ctx, f"by distance from ({lat:g}, {lon:g}): {listing}")
     preferred = ctx.service.default_order
     rank = {name: i for i, name in enumerate(preferred)}
     ordered = spill(regions, ctx, lambda r: rank.get(r.name, len(rank)))
-    return _costed(
+    return _narrowed(
         ordered,
         None,
         ctx,
@@ -54,15 +54,40 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
     )
 
 
-def _costed(
-    ordered: tuple[Region, ...], ms: dict[str, float] | None, ctx: RouteContext, reason: str
-) -> Narrowed:
-    """The order, with the cost rule applied where the service has a budget (and there are
-    estimates), then the client's pinned order where a preference holds it."""
-    notes = [reason]
+def estimates(regions: tuple[Region, ...], ctx: RouteContext) -> dict[str, float] | None:
+    """The round trip this step ranks each region by: the table's figure where it covers
+    the client, else the distance at the table's rate; None when the client is not
+    located."""
+    record = ctx.client.record
+    if record is None:
+        return None
+    if ctx.latency is not None:
+        found = table_estimates(ctx.latency, record, regions)
+        if found is not None:
+            return found[1]
+    if record.lat is None or record.lon is None:
+        return None
+    lat, lon = record.lat, record.lon
+    return {r.name: distance_ms(region_km(r, lat, lon), ctx.latency) for r in regions}
+
+
+def finish(
+    ordered: tuple[Region, ...], ms: dict[str, float] | None, ctx: RouteContext
+) -> tuple[tuple[Region, ...], list[str]]:
+    """An order made from estimates `ms`, with the cost rule applied where the service has
+    a budget (and there are estimates), then the client's pinned order where a preference
+    holds it: the last word of every step that orders (this one, measured)."""
+    notes = []
     if ms is not None:
         ordered, note = within_budget(ordered, ms, ctx.demoted, ctx.service)
         notes += [note] if note else []
     ordered, note = pinned(ordered, ctx)
     notes += [note] if note else []
-    return Narrowed(ordered, "; ".join(notes))
+    return ordered, notes
+
+
+def _narrowed(
+    ordered: tuple[Region, ...], ms: dict[str, float] | None, ctx: RouteContext, reason: str
+) -> Narrowed:
+    ordered, notes = finish(ordered, ms, ctx)
+    return Narrowed(ordered, "; ".join([reason, *notes]))

@@ -16,6 +16,7 @@ from geodns.geo.rum import Aggregator, Estimate, MeasuredLatency, RumSettings
 from geodns.geo.rumformat import Sample
 from geodns.health.state import StateSnapshot
 from geodns.routing.pipeline import route
+from geodns.zones.model import ClientMatch, CostPolicy, Preference
 from tests.unit.routing.routing_helpers import DOWN, PLACES, SERVICE, busy, client, state
 from tests.unit.routing.test_residency_property import REGIONS, rules, snapshots
 
@@ -189,3 +190,38 @@ def test_stale_samples_age_out_and_the_table_orders_again() -> None:
     assert not stale.measured.regions
     assert order(stale)[0] == "us-east-1"
     assert fresh.routing_differs(stale)
+
+
+def test_a_pinned_preference_holds_whatever_the_measurements_say() -> None:
+    corp = Preference(
+        ClientMatch(networks=(ipaddress.ip_network(NET),), description="corp"), ("us-east-1",)
+    )
+    pinned = replace(SERVICE, prefer=(corp,))
+    rows = {NET: {"us-east-1": (300, 9), "eu-west-1": (20, 9)}}
+    snapshot = with_rows(networks=rows)
+    assert order(snapshot)[0] == "eu-west-1"  # unpinned, the measurements move it
+    decision = route(client("US", NET), pinned, snapshot, TABLE)
+    assert [r.name for r in decision.regions][:2] == ["us-east-1", "eu-west-1"]
+    assert "pinned by prefer 0 (corp)" in decision.steps[-1].reason
+
+
+def test_the_cost_budget_reads_the_measured_estimates() -> None:
+    costs = {"us-east-1": 3.0, "eu-west-1": 1.0, "ap-northeast-1": 5.0}
+    priced = replace(
+        SERVICE,
+        regions=tuple(replace(r, cost=costs[r.name]) for r in SERVICE.regions),
+        cost=CostPolicy(20),
+    )
+
+    def first(rows) -> tuple[str, str]:
+        decision = route(client("US", NET), priced, with_rows(networks=rows), TABLE)
+        return decision.regions[0].name, decision.steps[-1].reason
+
+    # By the table eu-west-1 is far outside 20 ms of us-east-1 for Seattle: latency wins.
+    assert route(client("US", NET), priced, StateSnapshot(), TABLE).regions[0].name == ("us-east-1")
+    # Measured 10 ms apart: within the budget, the cheaper one first.
+    name, reason = first({NET: {"us-east-1": (40, 9), "eu-west-1": (50, 9)}})
+    assert name == "eu-west-1"
+    assert "cost decided: eu-west-1 (cost 1), 10 ms slower than us-east-1" in reason
+    # Measured 50 ms apart: outside it, the faster one.
+    assert first({NET: {"us-east-1": (40, 9), "eu-west-1": (90, 9)}})[0] == "us-east-1"
