@@ -386,7 +386,7 @@ class AdminApp:
             return _error(400, str(exc))
         return web.json_response({"ok": True, "region": region, **state})
 
-    # --- rollouts (README: "Model versions and rolling updates") -------------------------
+    # --- rollouts (docs/rollouts.md) -------------------------
 
     def _service(self, request: web.Request) -> Service:
         key = request.match_info["service"].rstrip(".")

@@ -1067,7 +1067,7 @@ class Answerer:
         if qclass != CLASS_IN:
             return REFUSED_UNSUPPORTED
         if qtype in (RT.AXFR, RT.IXFR):
-            return REFUSED_TRANSFER  # zone transfers are not offered (README: "Zone transfers")
+            return REFUSED_TRANSFER  # zone transfers are not offered (docs/wire.md)
         res = resolve(self.zones, qname, RT.make(qtype))
         if res.rcode == Rcode.REFUSED and res.ede is None:
             return REFUSED_OUTSIDE  # resolve() refuses only names no zone of ours holds

@@ -38,7 +38,7 @@ SOA_KEYS = {"mname", "rname", "serial", "refresh", "retry", "expire", "minimum",
 META_TYPES = {RT.OPT, RT.TSIG, RT.TKEY, RT.IXFR, RT.AXFR, RT.MAILA, RT.MAILB, RT.ANY, RT.NONE}
 # Signatures and denial records come from signing, which geodns does not do (yet).
 DNSSEC_SIGNED_TYPES = {RT.RRSIG, RT.SIG, RT.NSEC, RT.NSEC3, RT.NXT}
-# Names in the data of these types are written like owner names (see README: "Names").
+# Names in the data of these types are written like owner names (see docs/zones.md: "Names").
 NAME_TYPES = {RT.CNAME, RT.NS, RT.PTR, RT.DNAME}
 
 

@@ -190,7 +190,7 @@ class Quorum(StrEnum):
 
 
 def version_label(version: str) -> str:
-    """The DNS label of a version-named host: 42 -> v42, 1.2.3 -> v1-2-3 (README)."""
+    """The DNS label of a version-named host: 42 -> v42, 1.2.3 -> v1-2-3 (docs/rollouts.md)."""
     out = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in version)
     return "v" + out.lower()[:62]
 

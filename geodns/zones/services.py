@@ -383,7 +383,7 @@ def _residency(
     b: Builder, path: Path, spec: Any, known: set[str], asn_db: str | None = None
 ) -> tuple[ResidencyRule, ...] | None:
     # `when_none` defaults to nodata, the mode that never leaks whatever resolvers do
-    # (FailClosed says why); `{answer: [...]}` is the one the README recommends.
+    # (FailClosed says why); `{answer: [...]}` is the one docs/routing.md recommends.
     if not isinstance(spec, list):
         b.add_error(path, "must be a list of rules {clients, regions, when_none}")
         return None

@@ -65,7 +65,7 @@ def test_the_dashboard_shows_and_drives_a_real_server(demo: Demo, browser_page: 
     assert "HTTP 500" in region_row(page, "us-east-1").locator(".error").inner_text()
     assert page.locator("#changes tbody tr").count() >= 1
     if os.environ.get("GEODNS_SCREENSHOT"):
-        # Refresh the README's picture: GEODNS_SCREENSHOT=1 pytest tests/e2e/test_dashboard.py
+        # Refresh docs/dashboard.png: GEODNS_SCREENSHOT=1 pytest tests/e2e/test_dashboard.py
         page.wait_for_timeout(2500)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 

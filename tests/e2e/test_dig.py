@@ -1,4 +1,4 @@
-"""The README's `dig` and `kdig` commands against the real server, as an operator runs them."""
+"""docs/wire.md's `dig` and `kdig` commands against the real server, as an operator runs them."""
 
 from __future__ import annotations
 
