@@ -93,7 +93,10 @@ def _socket(addr: ListenAddress, kind: int, port: int, reuse_port: bool) -> sock
                     "from the address routing picks; list each address with --listen instead",
                     addr,
                 )
-        sock.bind((addr.host, port))
+        try:
+            sock.bind((addr.host, port))
+        except OSError as exc:  # say which address: "cannot listen: [Errno 99] 192.0.2.9:53: ..."
+            raise OSError(exc.errno, f"{ListenAddress(addr.host, port)}: {exc.strerror}") from exc
         if kind == socket.SOCK_STREAM:
             sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
