@@ -55,7 +55,8 @@ def run_now(work: Callable[[], T]) -> T:
 
 
 class _SocketTransport:
-    """What UDPServer sends through, in a stand-in: the socket itself, no loop."""
+    """What UDPServer sends through, in a stand-in on a specific address: the socket
+    itself, no loop (a wildcard address's is pktinfo.PktinfoTransport)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
