@@ -31,6 +31,7 @@ from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.lifetime import die_with_parent
+from geodns.server import pktinfo
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
@@ -488,7 +489,7 @@ async def serve(
     else:
         for link in children or []:
             link.send(("state", config.state))
-    transports = []
+    transports: list = []
     servers = []
     for sock in sockets.udp:
         protocol = UDPServer(
@@ -496,7 +497,11 @@ async def serve(
         )
         worker.udp.append(protocol)
         worker.udp_fds.append(sock.fileno())
-        transport, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
+        if pktinfo.enabled(sock):  # a wildcard address: reply from each query's destination
+            transport = pktinfo.PktinfoTransport(sock)
+            transport.attach(loop, protocol)
+        else:
+            transport, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
         transports.append(transport)
     # The first state may have come with a new answerer; the TCP side takes the current one.
     worker.tcp_state.handler = worker.answerer.handler(TCP)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 
 from geodns.errors import GeodnsError
+from geodns.server import pktinfo
+
+log = logging.getLogger("geodns.server")
 
 DEFAULT_PORT = 5300
 # Pending TCP connections the kernel queues (capped by net.core.somaxconn). asyncio's
@@ -22,6 +26,11 @@ class ListenAddress:
     @property
     def family(self) -> socket.AddressFamily:
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def wildcard(self) -> bool:
+        """0.0.0.0 or ::, every address of the host (of its family)."""
+        return ipaddress.ip_address(self.host).is_unspecified
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -77,7 +86,17 @@ def _socket(addr: ListenAddress, kind: int, port: int, reuse_port: bool) -> sock
         if kind == socket.SOCK_DGRAM:
             # Bursts of queries queue in the kernel rather than being dropped.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        sock.bind((addr.host, port))
+            # Replies leave from the address each query was sent to (docs/listening.md).
+            if addr.wildcard and not pktinfo.enable(sock):
+                log.warning(
+                    "%s: this platform cannot tell a UDP query's destination: replies leave "
+                    "from the address routing picks; list each address with --listen instead",
+                    addr,
+                )
+        try:
+            sock.bind((addr.host, port))
+        except OSError as exc:  # say which address: "cannot listen: [Errno 99] 192.0.2.9:53: ..."
+            raise OSError(exc.errno, f"{ListenAddress(addr.host, port)}: {exc.strerror}") from exc
         if kind == socket.SOCK_STREAM:
             sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from geodns.lifetime import die_with_parent
+from geodns.server import pktinfo
 from geodns.server.answer import UDP
 from geodns.server.udp import Handler, UDPServer
 
@@ -54,7 +55,8 @@ def run_now(work: Callable[[], T]) -> T:
 
 
 class _SocketTransport:
-    """What UDPServer sends through, in a stand-in: the socket itself, no loop."""
+    """What UDPServer sends through, in a stand-in on a specific address: the socket
+    itself, no loop (a wildcard address's is pktinfo.PktinfoTransport)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -241,23 +243,28 @@ def can_leave_idle() -> bool:
 
 def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:
     protocols: dict[int, UDPServer] = {}
-    socks: dict[int, socket.socket] = {}
+    receivers: dict[int, Callable[[], tuple[bytes, tuple]]] = {}
     for fd in worker.udp_fds:
         sock = socket.socket(fileno=os.dup(fd))
         sock.setblocking(False)
         protocol = UDPServer(handler, worker.limiter, udp_size=worker.config.options.udp_size)
-        protocol.connection_made(_SocketTransport(sock))  # type: ignore[arg-type]
+        if pktinfo.enabled(sock):  # a wildcard address: reply from each query's destination
+            transport = pktinfo.PktinfoTransport(sock)
+            receivers[sock.fileno()] = transport.receive
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+        else:
+            receivers[sock.fileno()] = functools.partial(sock.recvfrom, 65535)
+            protocol.connection_made(_SocketTransport(sock))  # type: ignore[arg-type]
         protocols[sock.fileno()] = protocol
-        socks[sock.fileno()] = sock
     while True:
-        ready, _, _ = select.select([stop_fd, *socks], [], [])
+        ready, _, _ = select.select([stop_fd, *receivers], [], [])
         if stop_fd in ready:
             return
         for fd in ready:
-            sock, protocol = socks[fd], protocols[fd]
+            receive, protocol = receivers[fd], protocols[fd]
             for _ in range(64):  # then look at the stop pipe again
                 try:
-                    data, addr = sock.recvfrom(65535)
+                    data, addr = receive()
                 except OSError:  # BlockingIOError: none left
                     break
                 # The loop's protocol would log a failure; a stand-in drops that datagram.

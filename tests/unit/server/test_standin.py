@@ -21,6 +21,7 @@ import pytest
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.server import standin
 from geodns.server.answer import Answerer, ServerOptions
+from geodns.server.sockets import ListenAddress, bind_all
 from geodns.server.standin import StandIn, can_leave_idle
 from geodns.zones.loader import load_zones
 
@@ -50,6 +51,23 @@ def worker(tmp_path: Path):
         address=sock.getsockname(),
     )
     sock.close()
+
+
+@pytest.fixture
+def wildcard_worker(tmp_path: Path):
+    """A worker whose UDP socket is bound to 0.0.0.0, as the server binds it."""
+    path = tmp_path / "example.com.yaml"
+    path.write_text(ZONE)
+    (sockets,) = bind_all([ListenAddress("0.0.0.0", 0)], 1)
+    options = ServerOptions()
+    yield SimpleNamespace(
+        answerer=Answerer(load_zones([path]), options),
+        udp_fds=[sockets.udp[0].fileno()],
+        limiter=None,
+        config=SimpleNamespace(options=options),
+        port=sockets.udp[0].getsockname()[1],
+    )
+    sockets.close()
 
 
 def _gone(pid: int, within: float = 5.0) -> bool:
@@ -148,3 +166,27 @@ def test_where_the_thread_could_not_leave_sched_idle_the_work_runs_directly(
         stand_in.stop()
     assert seen == (threading.get_ident(), os.SCHED_OTHER)
     assert _gone(stand_in.pid)
+
+
+def test_on_a_wildcard_address_the_stand_in_replies_from_the_address_asked(
+    wildcard_worker,
+) -> None:
+    def ask(host: str) -> dns.message.Message:
+        # Connected: the kernel drops a reply from any other address, as a resolver does.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(3)
+            sock.connect((host, wildcard_worker.port))
+            sock.send(dns.message.make_query("www.example.com", "A").to_wire())
+            return dns.message.from_wire(sock.recv(65535))
+
+    stand_in = StandIn.start(wildcard_worker)
+    try:
+        # Asked from the work: the caller's thread is blocked, so the copy answers.
+        replies = stand_in.run(lambda: [ask("127.0.0.2"), ask("127.0.0.3")])
+        os.kill(stand_in.pid, 0)
+    finally:
+        stand_in.stop()
+    assert [[str(r) for rrset in m.answer for r in rrset] for m in replies] == [
+        ["192.0.2.80"],
+        ["192.0.2.80"],
+    ]
