@@ -398,7 +398,6 @@ class Answerer:
         self._referrals: dict[bytes, _Referral | None] = {}
         self.dropped = 0
         self.errors = 0
-        self._handlers = {UDP: self.handler(UDP), TCP: self.handler(TCP)}
 
     def warm_from(self, old: Answerer, budget: float = WARM_BUDGET) -> int:
         """Answer again, into this Answerer's caches, what `old` answered last, for up to
@@ -688,8 +687,10 @@ class Answerer:
         return template  # type: ignore[return-value]
 
     def answer(self, data: bytes, peer: Peer) -> bytes | None:
-        """The reply to `data`, or None to send nothing: the same path the listeners take."""
-        return self._handlers[peer.transport](data, (peer.host, peer.port))
+        """The reply to `data`, or None to send nothing: the same path the listeners take.
+        (The handler is not kept: a handler on its Answerer would be a reference cycle, and
+        a replaced configuration could then only be freed by a full collection.)"""
+        return self.handler(peer.transport)(data, (peer.host, peer.port))
 
     def _answer(self, data: bytes, transport: str, addr: tuple) -> tuple[bytes | None, int]:
         """The reply and the slot it is counted in."""

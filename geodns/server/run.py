@@ -31,7 +31,7 @@ from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.lifetime import die_with_parent
-from geodns.server import pktinfo
+from geodns.server import heap, pktinfo
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
@@ -489,6 +489,9 @@ async def serve(
     else:
         for link in children or []:
             link.send(("state", config.state))
+    # The configuration's objects out of the collector's sight before the first answer: a
+    # full collection would otherwise walk them all, now and then, with the loop stopped.
+    heap.settle(full=True)
     transports: list = []
     servers = []
     for sock in sockets.udp:

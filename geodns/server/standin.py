@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from geodns.lifetime import die_with_parent
-from geodns.server import pktinfo
+from geodns.server import heap, pktinfo
 from geodns.server.answer import UDP
 from geodns.server.udp import Handler, UDPServer
 
@@ -89,14 +89,14 @@ class StandIn:
         stop_r, stop_w = os.pipe()
         done_r, done_w = os.pipe()
         parent = os.getpid()
-        # Out of the collector's sight until stop(): a full collection in either process
-        # would walk (and write to) every object, copying every page the two share, for
-        # nothing (the zones are not cycles); the first reload stalled about 1 s on it.
+        # Everything since the last freeze out of the collector's sight too (see
+        # geodns.server.heap): a full collection in either process would walk (and write
+        # to) every object, copying every page the two share, for nothing; the first
+        # reload stalled about 1 s on it.
         gc.freeze()
         try:
             pid = os.fork()
         except OSError:
-            gc.unfreeze()
             for fd in (stop_r, stop_w, done_r, done_w):
                 os.close(fd)
             raise
@@ -168,13 +168,12 @@ class StandIn:
     def stop(self) -> None:
         """Let the copy finish the datagram in hand and exit; wait for it.
 
-        First, while the copy still answers, a full collection: the reload made a new
-        configuration's worth of objects (and dropped the old one, whose Answerer holds
-        reference cycles), which would otherwise set off a full collection of the whole
-        heap (60-100 ms for a zone of 10,000 records) a moment after the worker's loop
-        took the sockets back."""
-        gc.unfreeze()
-        self.run(gc.collect)
+        First, while the copy still answers, the new configuration's objects are frozen
+        (geodns.server.heap): a full collection would otherwise walk them (60-100 ms for a
+        zone of 10,000 records) a moment after the worker's loop took the sockets back.
+        Once in a while (the frozen heap grown by a quarter) a full collection runs there
+        first, which frees what reference cycles were garbage when the heap was frozen."""
+        self.run(heap.settle)
         self._release()
 
     def _release(self) -> None:
