@@ -150,6 +150,8 @@ def latencies(regions: tuple[Region, ...], ctx: RouteContext) -> list[RegionLate
     row_kind = None
     if record is not None and table is not None:
         row_kind = table.covers(record.country, record.continent, [r.name for r in regions])
+    # The figures the order step ranked by (a country's row corrected in-country).
+    ranked = order_step.estimates(regions, ctx) if row_kind is not None else None
     located = record is not None and record.lat is not None and record.lon is not None
     out = []
     for r in regions:
@@ -160,10 +162,8 @@ def latencies(regions: tuple[Region, ...], ctx: RouteContext) -> list[RegionLate
                     r.name, "measured", est.ms, est.samples, est.newest, f"{found[0]} {found[1]}"
                 )
             )
-        elif row_kind is not None and record is not None and table is not None:
-            country = record.country if row_kind == "country" else None
-            ms = table.rtt(country, record.continent, r.name)
-            out.append(RegionLatency(r.name, "table", ms, None, None, None))
+        elif ranked is not None:
+            out.append(RegionLatency(r.name, "table", ranked[r.name], None, None, None))
         elif located:
             out.append(RegionLatency(r.name, "distance", None, None, None, None))
         else:

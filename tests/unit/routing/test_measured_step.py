@@ -15,9 +15,14 @@ from geodns.geo.latency import LatencyTable
 from geodns.geo.rum import Aggregator, Estimate, MeasuredLatency, RumSettings
 from geodns.geo.rumformat import Sample
 from geodns.health.state import StateSnapshot
+from geodns.routing import order as order_step
+from geodns.routing.context import RouteContext
+from geodns.routing.measured import latencies
 from geodns.routing.pipeline import route
 from geodns.zones.model import ClientMatch, CostPolicy, Preference
 from tests.unit.routing.routing_helpers import DOWN, PLACES, SERVICE, busy, client, state
+from tests.unit.routing.test_in_country import CALIFORNIA
+from tests.unit.routing.test_in_country import _client as client_at
 from tests.unit.routing.test_residency_property import REGIONS, rules, snapshots
 
 _DEFAULT = LatencyTable.default()
@@ -225,3 +230,15 @@ def test_the_cost_budget_reads_the_measured_estimates() -> None:
     assert "cost decided: eu-west-1 (cost 1), 10 ms slower than us-east-1" in reason
     # Measured 50 ms apart: outside it, the faster one.
     assert first({NET: {"us-east-1": (40, 9), "eu-west-1": (90, 9)}})[0] == "us-east-1"
+
+
+def test_explain_shows_the_table_figures_the_order_step_ranked_by() -> None:
+    # A Californian client: the US row is anchored in Ohio and corrected in-country, so
+    # the figures that ordered it are not the row's own.
+    record = CALIFORNIA
+    ctx = RouteContext(client_at(record), SERVICE, StateSnapshot(), _DEFAULT)
+    shown = {r.region: (r.source, r.ms) for r in latencies(SERVICE.regions, ctx)}
+    ranked = order_step.estimates(SERVICE.regions, ctx)
+    assert ranked is not None
+    assert shown == {name: ("table", ms) for name, ms in ranked.items()}
+    assert shown["us-east-1"][1] != _DEFAULT.rtt("US", "NA", "us-east-1")
