@@ -31,6 +31,7 @@ from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.lifetime import die_with_parent
+from geodns.sdnotify import ready, stopping
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
@@ -510,12 +511,17 @@ async def serve(
         for udp in sockets.udp:
             host, port = udp.getsockname()[:2]
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
+        # Under systemd (Type=notify): started only now, after the first health round, so
+        # that units ordered After=geodns.service start against a server that answers.
+        ready(f"answering {len(worker.zones.zones)} zones on {', '.join(worker.addresses)}")
     if config.geoip is not None:
         background.append(
             asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
         )
     await stop.wait()
     log.info("shutting down")
+    if announce:
+        stopping()
     if stop_adopting is not None:
         stop_adopting()
     for task in background:
