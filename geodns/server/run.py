@@ -513,7 +513,8 @@ async def serve(
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
         # Under systemd (Type=notify): started only now, after the first health round, so
         # that units ordered After=geodns.service start against a server that answers.
-        ready(f"answering {len(worker.zones.zones)} zones on {', '.join(worker.addresses)}")
+        zones = len(worker.zones.zones)
+        ready(f"answering {zones} zone{'s' * (zones != 1)} on {', '.join(worker.addresses)}")
     if config.geoip is not None:
         background.append(
             asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
