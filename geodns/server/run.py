@@ -213,6 +213,9 @@ def run(config: ServeConfig, control: Control | None = None) -> int:
     """Serve until stopped; returns the process exit code."""
     # Until each worker's loop takes over, SIGTERM stops it like Ctrl-C: cleanly, exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
+    # SIGHUP means "reload" once the control plane listens for it; until then (the first
+    # health round can take seconds) and in the workers it must not kill the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sets = bind_all(config.listen, config.workers)
     links: list[WorkerLink] = []
     supervisor: tuple[int, socket.socket] | None = None

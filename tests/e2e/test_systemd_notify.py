@@ -8,6 +8,7 @@ first health check open to see that the server does not claim readiness meanwhil
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import tempfile
@@ -96,6 +97,21 @@ def notify_socket() -> Iterator[NotifySocket]:
             sock.close()
 
 
+def server_pid(zones: Path) -> int:
+    """The pid of this test's `geodns serve` child (process 0), found by its zones path."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if str(zones).encode() in args and parent == os.getpid():
+            return int(entry.name)
+    raise AssertionError(f"no geodns serve child with {zones}")
+
+
 def zone_text(health_url: str, bad: bool = False) -> str:
     address = "999.0.2.1" if bad else "192.0.2.1"
     return f"""zone: example.com
@@ -124,8 +140,10 @@ def test_ready_after_the_first_health_round_and_around_reloads(tmp_path: Path) -
 
         def hold_first_check() -> None:
             # While the first probe is open the server must not say it is ready; let the
-            # probe answer only after half a second of that silence.
+            # probe answer only after half a second of that silence. A SIGHUP meanwhile
+            # (an early `systemctl reload`, `docker kill -s HUP`) must not kill it.
             if region.asked.wait(20):
+                os.kill(server_pid(zones), signal.SIGHUP)
                 deadline = time.monotonic() + 0.5
                 while time.monotonic() < deadline and not notify.received:
                     time.sleep(0.01)
