@@ -34,7 +34,7 @@ def notify(*fields: str) -> bool:
         log.warning("%s=%r is neither a path nor an abstract name: not notified", ENV, address)
         return False
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto("\n".join(fields).encode(), address)
     except OSError as exc:
         log.warning("cannot notify systemd at %s: %s", os.environ.get(ENV), exc)

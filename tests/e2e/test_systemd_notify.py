@@ -142,13 +142,15 @@ def test_ready_after_the_first_health_round_and_around_reloads(tmp_path: Path) -
             # While the first probe is open the server must not say it is ready; let the
             # probe answer only after half a second of that silence. A SIGHUP meanwhile
             # (an early `systemctl reload`, `docker kill -s HUP`) must not kill it.
-            if region.asked.wait(20):
-                os.kill(server_pid(zones), signal.SIGHUP)
-                deadline = time.monotonic() + 0.5
-                while time.monotonic() < deadline and not notify.received:
-                    time.sleep(0.01)
-            released_at.append(time.monotonic())
-            region.release.set()
+            try:
+                if region.asked.wait(20):
+                    os.kill(server_pid(zones), signal.SIGHUP)
+                    deadline = time.monotonic() + 0.5
+                    while time.monotonic() < deadline and not notify.received:
+                        time.sleep(0.01)
+                    released_at.append(time.monotonic())
+            finally:
+                region.release.set()
 
         holder = threading.Thread(target=hold_first_check, daemon=True)
         holder.start()
