@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from geodns import sdnotify
 from geodns.errors import GeodnsError
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.lifetime import die_with_parent
-from geodns.sdnotify import ready, stopping
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
@@ -516,8 +516,8 @@ async def serve(
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
         # Under systemd (Type=notify): started only now, after the first health round, so
         # that units ordered After=geodns.service start against a server that answers.
-        zones = len(worker.zones.zones)
-        ready(f"answering {zones} zone{'s' * (zones != 1)} on {', '.join(worker.addresses)}")
+        zones = f"{len(worker.zones.zones)} zone{'s' * (len(worker.zones.zones) != 1)}"
+        sdnotify.ready(f"answering {zones} on {', '.join(worker.addresses)}")
     if config.geoip is not None:
         background.append(
             asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
@@ -525,7 +525,7 @@ async def serve(
     await stop.wait()
     log.info("shutting down")
     if announce:
-        stopping()
+        sdnotify.stopping()
     if stop_adopting is not None:
         stop_adopting()
     for task in background:
