@@ -1,27 +1,48 @@
-# geodns: `docker build -t geodns . && docker run -p 53:53/udp -p 53:53/tcp geodns`
-# Mount your zones over /etc/geodns/zones (-v $PWD/zones:/etc/geodns/zones:ro).
+# geodns in a container (docs/packaging.md, "Docker"):
+#   docker build -t geodns .
+#   docker run -d --name geodns -p 53:5300/udp -p 53:5300/tcp \
+#       -v "$PWD/zones:/etc/geodns/zones:ro" \
+#       -v geodns-state:/var/lib/geodns -v geodns-scopes:/var/cache/geodns geodns
+# The image holds no zone: without a mount over /etc/geodns/zones the server stops at once
+# with "/etc/geodns/zones: no zone files found". To try it without zones, ask for the demo
+# (three simulated regions and the example zone): docker run -p 5300:5300/udp geodns demo
+# --listen 0.0.0.0:5300
 FROM python:3.11-slim
 
-RUN useradd --system --home /var/lib/geodns --shell /usr/sbin/nologin geodns
+# A fixed uid and gid, 10001: a bind-mounted directory can be chowned to it, and Kubernetes'
+# runAsNonRoot can check a number (contrib/kubernetes runs the image as 10001).
+RUN groupadd --system --gid 10001 geodns \
+    && useradd --system --uid 10001 --gid geodns --home-dir /var/lib/geodns \
+        --shell /usr/sbin/nologin geodns
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY geodns ./geodns
 # gcc and libmaxminddb-dev let maxminddb build its C reader (10x faster GeoIP lookups).
+# Debian's package versions are not pinned: the base image's release fixes them, and its
+# security updates are wanted.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev libmaxminddb-dev \
     && pip install --no-cache-dir . \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* /src
-COPY geodns/example/example.com.yaml /etc/geodns/zones/example.com.yaml
-# Forces and rollouts (the zones are usually mounted read-only), and merged ECS scopes.
-RUN install -d -o geodns -g geodns /var/lib/geodns /var/cache/geodns
+# /etc/geodns/zones stays empty: mount the zones there, read-only. The state directory holds
+# forces, rollouts and seen versions (the embedded store); the cache, merged ECS scopes
+# (about 56 MB for the embedded GeoIP database, rebuilt in about 15 s of one core when lost).
+RUN install -d -m 0755 /etc/geodns/zones \
+    && install -d -o geodns -g geodns -m 0750 /var/lib/geodns /var/cache/geodns
+VOLUME ["/var/lib/geodns", "/var/cache/geodns"]
+WORKDIR /var/lib/geodns
 
-USER geodns
-EXPOSE 53/udp 53/tcp
-# Port 53 as a non-root user: Docker (20.10+) sets net.ipv4.ip_unprivileged_port_start=0
-# inside the container's network namespace, so no capability is needed.
+USER 10001:10001
+# 5300, not 53: a non-root process binds it with no capability on any engine or network
+# mode, and `-p 53:5300/udp -p 53:5300/tcp` publishes it as 53 (as contrib/kubernetes does).
+EXPOSE 5300/udp 5300/tcp
+# /healthz on the admin side, which stays on the container's loopback unless published
+# with a token (--http 0.0.0.0:8053 --admin-token-file /run/secrets/geodns-admin-token).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8053/healthz', timeout=4)"]
 ENTRYPOINT ["geodns"]
-# The admin side stays on the container's loopback unless you publish it with a token:
-#   ... serve ... --http 0.0.0.0:8053 --admin-token-file /run/secrets/geodns-admin-token
-CMD ["serve", "--zones", "/etc/geodns/zones", "--listen", "0.0.0.0:53", "--workers", "2", \
-     "--state-dir", "/var/lib/geodns", "--scope-cache", "/var/cache/geodns"]
+CMD ["serve", "--zones", "/etc/geodns/zones", "--listen", "0.0.0.0:5300", "--workers", "2", \
+     "--http", "127.0.0.1:8053", "--state-dir", "/var/lib/geodns", \
+     "--scope-cache", "/var/cache/geodns"]

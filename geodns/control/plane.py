@@ -41,6 +41,7 @@ from geodns.health.monitor import HealthMonitor, UnknownRegion
 from geodns.health.quorum import Vote
 from geodns.health.state import ALL_UP, Health, ServiceVersions, StateSnapshot
 from geodns.routing import capacity
+from geodns.sdnotify import ready, reloading
 from geodns.server.channel import Channel
 from geodns.server.run import DnsWorker
 from geodns.server.standin import run_now
@@ -581,6 +582,7 @@ class ControlPlane:
         time (the lock), and nothing between the load and the swap awaits.
         """
         async with self._reload_lock:
+            reloading()  # systemd shows the unit "reloading" until the READY=1 below
             now = self.clock()
             started = time.monotonic()
             stand_in = self.local.stand_in() if self.local is not None else None
@@ -589,6 +591,8 @@ class ControlPlane:
             finally:
                 if stand_in is not None:
                     stand_in.stop()
+                refused = "; the last reload was refused (see the log)" if self.reload_error else ""
+                ready(f"config version {self.config_version}{refused}")
             if result.ok:
                 # Logged once the stand-in is gone, the loop answering from the new zones:
                 # the time is trigger to applied, what a client can tell.

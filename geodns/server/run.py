@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from geodns import sdnotify
 from geodns.errors import GeodnsError
 from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
@@ -213,6 +214,9 @@ def run(config: ServeConfig, control: Control | None = None) -> int:
     """Serve until stopped; returns the process exit code."""
     # Until each worker's loop takes over, SIGTERM stops it like Ctrl-C: cleanly, exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
+    # SIGHUP means "reload" once the control plane listens for it; until then (the first
+    # health round can take seconds) and in the workers it must not kill the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sets = bind_all(config.listen, config.workers)
     links: list[WorkerLink] = []
     supervisor: tuple[int, socket.socket] | None = None
@@ -518,12 +522,18 @@ async def serve(
         for udp in sockets.udp:
             host, port = udp.getsockname()[:2]
             log.info("listening on %s (udp, tcp)%s", ListenAddress(host, port), workers)
+        # Under systemd (Type=notify): started only now, after the first health round, so
+        # that units ordered After=geodns.service start against a server that answers.
+        zones = f"{len(worker.zones.zones)} zone{'s' * (len(worker.zones.zones) != 1)}"
+        sdnotify.ready(f"answering {zones} on {', '.join(worker.addresses)}")
     if config.geoip is not None:
         background.append(
             asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
         )
     await stop.wait()
     log.info("shutting down")
+    if announce:
+        sdnotify.stopping()
     if stop_adopting is not None:
         stop_adopting()
     for task in background:
