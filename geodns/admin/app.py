@@ -482,15 +482,18 @@ class AdminServer:
         token: str | None,
         demo: DemoControls | None = None,
         host_names: tuple[str, ...] = (),
+        access_log: bool = False,
     ) -> None:
         check_bind(listen, token)
+        self.access_log = access_log
         self.listen = listen
         self.app = AdminApp(plane, token, demo, HostPolicy(host_names))
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app.build(), access_log=None)
+        access = logging.getLogger("aiohttp.access") if self.access_log else None
+        self._runner = web.AppRunner(self.app.build(), access_log=access)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
         try:
