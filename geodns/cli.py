@@ -180,7 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-token-file",
         metavar="FILE",
         help="file holding the bearer token that admin API changes require "
-        "(or set GEODNS_ADMIN_TOKEN); without one, changes are refused",
+        "(or set GEODNS_ADMIN_TOKEN), named `admin` in the audit log; without any token, "
+        "changes are refused",
+    )
+    serve.add_argument(
+        "--admin-tokens-file",
+        metavar="FILE",
+        help="file of named admin tokens, one `name token` line each (one per person or "
+        "pipeline): the audit log says which name made each change (docs/logging.md)",
     )
     serve.add_argument(
         "--state-dir",
@@ -369,6 +376,8 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         raise GeodnsError("--udp-size must be between 512 and 65535")
     if not args.query_log_rate > 0:
         raise GeodnsError("--query-log-rate must be more than 0 records a second")
+    # Before anything is loaded: a bad tokens file is a start-up error like a bad flag.
+    tokens = _admin_tokens(args, _admin_token(args) if demo is None else demo[1])
     rrl = RRLConfig(
         rate=args.rrl_rate,
         slip=args.rrl_slip,
@@ -422,7 +431,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         admin = AdminServer(
             plane,
             parse_listen(args.http),
-            token,
+            tokens,
             demo=regions,
             host_names=tuple(args.http_host),
             access_log=args.access_log,
@@ -777,6 +786,20 @@ def _admin_token(args: argparse.Namespace) -> str | None:
             raise GeodnsError(f"--admin-token-file {args.admin_token_file}: the file is empty")
         return token
     return os.environ.get(TOKEN_ENV) or None
+
+
+def _admin_tokens(args: argparse.Namespace, single: str | None) -> Any:
+    """The AdminTokens of --admin-tokens-file and the single token (named `admin`), or
+    None when there are none."""
+    from geodns.admin.tokens import AdminTokens, load_tokens_file, merge
+
+    path = getattr(args, "admin_tokens_file", None)
+    named = load_tokens_file(path) if path else {}
+    tokens = merge(named, single, path or "--admin-token-file")
+    if not tokens:
+        return None
+    log.info("admin API tokens: %s", ", ".join(sorted(tokens)))
+    return AdminTokens(tokens)
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@
     versions/<service>          every model version a region of it has reported: {seen: [...]}
     nodes/<node>                under the node's lease: who it is, the digest of the state it
                                 answers from, and its own checks' verdict per region
+    audit/<time>-<node>-<rand>  one admin action (geodns.control.audit): not part of the
+                                view, which skips these keys
 
 The first three last until changed; a node's key vanishes with its lease when the node dies,
 and its health votes with it. Every decision that reads them (quorum, rollout guard,
@@ -29,6 +31,7 @@ from geodns.versions.rollout import Rollout, from_json, to_json
 Key = tuple[str, str]  # (service key, region name), as state snapshots are keyed
 
 FORCES, ROLLOUTS, VERSIONS, NODES = "forces/", "rollouts/", "versions/", "nodes/"
+AUDIT = "audit/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +188,8 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
     }
     for change in changes:
         key = change.key
-        if change.mod_revision < mod.get(key, 0):
-            continue
+        if key.startswith(AUDIT) or change.mod_revision < mod.get(key, 0):
+            continue  # the audit log is read by itself, never routed on
         problems.pop(key, None)
         slot = _slot(key)
         if slot is not None:
