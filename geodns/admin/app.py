@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from geodns.admin.hosts import HostPolicy
-from geodns.admin.metrics import LoadPushCollector, registry_for
+from geodns.admin.metrics import AdminActionsCollector, LoadPushCollector, registry_for
 from geodns.admin.tokens import AdminTokens
 from geodns.admin.view import StateView, without_paths
 from geodns.control.audit import AuditLog, AuditRecord, result_of
@@ -69,6 +69,11 @@ AUDIT_ACTIONS = {
     "rollout_action": "rollout",
     "rollout_begin": "rollout begin",
 }
+AUDIT_ACTION_NAMES = (
+    *(a for a in AUDIT_ACTIONS.values() if a != "rollout"),
+    "rollout validate",
+    "rollout abort",
+)
 
 
 class DemoControls(Protocol):
@@ -133,6 +138,12 @@ class AdminApp:
         self.registry = registry_for(plane)
         self.load_pushes = dict.fromkeys(LOAD_RESULTS, 0)
         self.registry.register(LoadPushCollector(self.load_pushes))
+        self.actions = {
+            (action.replace(" ", "_"), result): 0
+            for action in AUDIT_ACTION_NAMES
+            for result in ("ok", "refused", "failed")
+        }
+        self.registry.register(AdminActionsCollector(self.actions))
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._host, self._auth])
@@ -247,6 +258,9 @@ class AdminApp:
             node=self.plane.node,
             remote=request.remote,
         )
+        key = (action.replace(" ", "_"), record.result)
+        if key in self.actions:
+            self.actions[key] += 1
         await self.audit.record(record)
 
     async def audit_list(self, request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server, wait_for
-from tests.e2e.test_admin import http
+from tests.e2e.test_admin import http, metrics
 from tests.etcd_cluster import etcd_cluster
 from tests.fleet import NAMES, TOKEN, fleet_zone, running_fleet
 from tests.regions import regions_in_thread
@@ -57,6 +57,7 @@ def test_each_change_is_recorded_with_the_name_of_its_token(tmp_path: Path) -> N
         status, _ = http(server, "/api/reload", {}, "not-a-token")
         assert status == 401
         records = audit(server)["records"]
+        counted = metrics(server)["geodns_admin_actions_total"]
         # The force's `by` defaults to the token's name.
         state = http(server, "/api/state")[1]
         eu = next(r for r in state["services"][0]["regions"] if r["name"] == "eu-west-1")
@@ -67,6 +68,10 @@ def test_each_change_is_recorded_with_the_name_of_its_token(tmp_path: Path) -> N
         ("deploy-ci", "force", "refused", 404),
         ("alice", "force", "ok", 200),
     ]
+    assert counted[(("action", "force"), ("result", "ok"))] == 1
+    assert counted[(("action", "force"), ("result", "refused"))] == 1
+    assert counted[(("action", "reload"), ("result", "ok"))] == 1
+    assert counted[(("action", "rollout_abort"), ("result", "ok"))] == 0
     drain = records[2]
     assert drain["target"] == "inference.example.com/eu-west-1"
     assert drain["detail"] == "drain"
