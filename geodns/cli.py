@@ -377,7 +377,8 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
     if not args.query_log_rate > 0:
         raise GeodnsError("--query-log-rate must be more than 0 records a second")
     # Before anything is loaded: a bad tokens file is a start-up error like a bad flag.
-    tokens = _admin_tokens(args, _admin_token(args) if demo is None else demo[1])
+    token = _admin_token(args) if demo is None else demo[1]
+    tokens = _admin_tokens(args, token)
     rrl = RRLConfig(
         rate=args.rrl_rate,
         slip=args.rrl_slip,
@@ -419,7 +420,6 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         scope_cache=_scope_cache(args.scope_cache),
         rum_config=_rum_config(args),
     )
-    token = _admin_token(args) if demo is None else demo[1]
     regions = None
     if demo is not None:
         from geodns.demo.setup import DemoRegions

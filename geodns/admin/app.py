@@ -1,5 +1,6 @@
-"""The admin HTTP side (aiohttp): dashboard, /api/state, /api/explain, /healthz, /metrics, and
-the token-protected routes that force region states, reload the zones, or drive the demo.
+"""The admin HTTP side (aiohttp): dashboard, /api/state, /api/explain, /api/audit, /healthz,
+/metrics, and the token-protected routes that force region states, reload the zones, or drive
+the demo; each of those is recorded in the audit log under its token's name.
 
 Every request must name this server in `Host:` (geodns.admin.hosts: DNS rebinding), and
 every reply forbids framing (clickjacking of the dashboard's buttons).
