@@ -101,7 +101,7 @@ def check_bind(listen: ListenAddress, tokens: AdminTokens | None) -> None:
     if not tokens and not is_loopback(listen.host):
         raise GeodnsError(
             f"--http {listen}: refusing to serve the admin API beyond loopback without a token"
-            f" (--admin-token-file FILE or {TOKEN_ENV})"
+            f" (--admin-tokens-file FILE, --admin-token-file FILE or {TOKEN_ENV})"
         )
 
 
