@@ -14,6 +14,7 @@ from typing import Any
 from geodns import __version__, fleetcli
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
+from geodns.logformat import FORMATS, setup_logging
 from geodns.versions import cli as rollout_cli
 from geodns.zones.loader import build_zone, load_zone_file, load_zones
 from geodns.zones.model import ZoneSet
@@ -29,23 +30,6 @@ def _embedded_zones() -> Path:
     return Path(str(resources.files("geodns") / "example"))
 
 
-class OneLineFormatter(logging.Formatter):
-    """One line per event, tracebacks included, so that log collectors never split one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", " | ")
-
-
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper()))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geodns", description=__doc__)
     parser.add_argument("--version", action="version", version=f"geodns {__version__}")
@@ -55,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (default: info); logs go to stderr, one line per event",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=FORMATS,
+        help="text, or json: one object per line with ts, level, logger, msg and the "
+        "event's fields (default: text; see docs/logging.md)",
+    )
     # Also accepted after the command (`geodns serve --log-level debug`), as operators type it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -62,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         choices=["debug", "info", "warning", "error"],
         help=argparse.SUPPRESS,
+    )
+    common.add_argument(
+        "--log-format", default=argparse.SUPPRESS, choices=FORMATS, help=argparse.SUPPRESS
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -186,7 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-token-file",
         metavar="FILE",
         help="file holding the bearer token that admin API changes require "
-        "(or set GEODNS_ADMIN_TOKEN); without one, changes are refused",
+        "(or set GEODNS_ADMIN_TOKEN), named `admin` in the audit log; without any token, "
+        "changes are refused",
+    )
+    serve.add_argument(
+        "--admin-tokens-file",
+        metavar="FILE",
+        help="file of named admin tokens, one `name token` line each (one per person or "
+        "pipeline): the audit log says which name made each change (docs/logging.md)",
     )
     serve.add_argument(
         "--state-dir",
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fleet_options(serve)
     _add_rum_options(serve)
+    _add_log_options(serve)
     serve.add_argument(
         "--scope-cache",
         metavar="DIR",
@@ -297,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         return {
             "serve": _serve,
@@ -372,6 +374,11 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         raise GeodnsError("--workers must be at least 1")
     if not 512 <= args.udp_size <= 65535:
         raise GeodnsError("--udp-size must be between 512 and 65535")
+    if not args.query_log_rate > 0:
+        raise GeodnsError("--query-log-rate must be more than 0 records a second")
+    # Before anything is loaded: a bad tokens file is a start-up error like a bad flag.
+    token = _admin_token(args) if demo is None else demo[1]
+    tokens = _admin_tokens(args, token)
     rrl = RRLConfig(
         rate=args.rrl_rate,
         slip=args.rrl_slip,
@@ -413,7 +420,6 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         scope_cache=_scope_cache(args.scope_cache),
         rum_config=_rum_config(args),
     )
-    token = _admin_token(args) if demo is None else demo[1]
     regions = None
     if demo is not None:
         from geodns.demo.setup import DemoRegions
@@ -423,7 +429,12 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
     admin = None
     if args.http != "off":
         admin = AdminServer(
-            plane, parse_listen(args.http), token, demo=regions, host_names=tuple(args.http_host)
+            plane,
+            parse_listen(args.http),
+            tokens,
+            demo=regions,
+            host_names=tuple(args.http_host),
+            access_log=args.access_log,
         )
         plane.attachments.append(admin)
     if regions is not None:
@@ -455,6 +466,7 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
         # A query with a valid server cookie has answered us from its address before:
         # its source is not spoofed, so rate limiting spares it (RFC 7873 5.2.4).
         rrl_exempt=lambda query, peer: cookies.has_valid_server_cookie_untrusted(query, peer[0]),
+        query_log_rate=args.query_log_rate if args.query_log else None,
     )
     try:
         return run(config, plane)
@@ -527,6 +539,32 @@ def _add_rum_options(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         metavar="S",
         help="seconds between aggregations of new samples into answers (default: %(default)s)",
+    )
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    """The query log and the admin side's access log: docs/logging.md."""
+    from geodns.server.querylog import DEFAULT_RATE
+
+    logs = parser.add_argument_group("logs", "what is logged besides events (docs/logging.md)")
+    logs.add_argument(
+        "--query-log",
+        action="store_true",
+        help="log sampled queries (logger geodns.query): client, ECS, qname, qtype, rcode, "
+        "region and decision path (default: off)",
+    )
+    logs.add_argument(
+        "--query-log-rate",
+        type=float,
+        default=DEFAULT_RATE,
+        metavar="N",
+        help="at most N query records a second for the whole server, in bursts of N "
+        "(default: %(default)g)",
+    )
+    logs.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every admin HTTP request (logger aiohttp.access) (default: off)",
     )
 
 
@@ -748,6 +786,20 @@ def _admin_token(args: argparse.Namespace) -> str | None:
             raise GeodnsError(f"--admin-token-file {args.admin_token_file}: the file is empty")
         return token
     return os.environ.get(TOKEN_ENV) or None
+
+
+def _admin_tokens(args: argparse.Namespace, single: str | None) -> Any:
+    """The AdminTokens of --admin-tokens-file and the single token (named `admin`), or
+    None when there are none."""
+    from geodns.admin.tokens import AdminTokens, load_tokens_file, merge
+
+    path = getattr(args, "admin_tokens_file", None)
+    named = load_tokens_file(path) if path else {}
+    tokens = merge(named, single, path or "--admin-token-file")
+    if not tokens:
+        return None
+    log.info("admin API tokens: %s", ", ".join(sorted(tokens)))
+    return AdminTokens(tokens)
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""The admin HTTP side (aiohttp): dashboard, /api/state, /api/explain, /healthz, /metrics, and
-the token-protected routes that force region states, reload the zones, or drive the demo.
+"""The admin HTTP side (aiohttp): dashboard, /api/state, /api/explain, /api/audit, /healthz,
+/metrics, and the token-protected routes that force region states, reload the zones, or drive
+the demo; each of those is recorded in the audit log under its token's name.
 
 Every request must name this server in `Host:` (geodns.admin.hosts: DNS rebinding), and
 every reply forbids framing (clickjacking of the dashboard's buttons).
@@ -7,7 +8,6 @@ every reply forbids framing (clickjacking of the dashboard's buttons).
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import logging
@@ -19,8 +19,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from geodns.admin.hosts import HostPolicy
-from geodns.admin.metrics import LoadPushCollector, registry_for
+from geodns.admin.metrics import AdminActionsCollector, LoadPushCollector, registry_for
+from geodns.admin.tokens import AdminTokens
 from geodns.admin.view import StateView, without_paths
+from geodns.control.audit import AuditLog, AuditRecord, result_of
 from geodns.control.plane import ControlPlane
 from geodns.errors import GeodnsError
 from geodns.geo.rumformat import MAX_BODY
@@ -57,6 +59,22 @@ SECURITY_HEADERS = {
 BY_MAX = 200  # characters of an operator's `by` kept with a force
 MAX_LOAD_BODY = 4096  # bytes of a pushed load: a few signal values, never more
 LOAD_RESULTS = ("accepted", "bad_request", "unauthorized", "not_found", "too_large")
+AUDIT_LIMIT = 100  # records GET /api/audit returns unless ?limit= says otherwise
+# What each state-changing route is called in the audit log.
+AUDIT_ACTIONS = {
+    "force": "force",
+    "push_load": "load push",
+    "reload": "reload",
+    "demo_region": "demo region",
+    "rollout_start": "rollout start",
+    "rollout_action": "rollout",
+    "rollout_begin": "rollout begin",
+}
+AUDIT_ACTION_NAMES = (
+    *(a for a in AUDIT_ACTIONS.values() if a != "rollout"),
+    "rollout validate",
+    "rollout abort",
+)
 
 
 class DemoControls(Protocol):
@@ -78,12 +96,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(listen: ListenAddress, token: str | None) -> None:
+def check_bind(listen: ListenAddress, tokens: AdminTokens | None) -> None:
     """The admin side can drain every region: off loopback only behind a token."""
-    if token is None and not is_loopback(listen.host):
+    if not tokens and not is_loopback(listen.host):
         raise GeodnsError(
             f"--http {listen}: refusing to serve the admin API beyond loopback without a token"
-            f" (--admin-token-file FILE or {TOKEN_ENV})"
+            f" (--admin-tokens-file FILE, --admin-token-file FILE or {TOKEN_ENV})"
         )
 
 
@@ -105,18 +123,28 @@ class AdminApp:
     def __init__(
         self,
         plane: ControlPlane,
-        token: str | None,
+        tokens: AdminTokens | None,
         demo: DemoControls | None = None,
         hosts: HostPolicy | None = None,
     ) -> None:
         self.plane = plane
-        self.token = token
+        self.tokens = tokens or AdminTokens({})
+        # In the fleet's store when there is one, so that every node lists every change.
+        self.audit = AuditLog(
+            None if plane.embedded else plane.shared.store, plane.node, plane.clock
+        )
         self.demo = demo
         self.hosts = hosts or HostPolicy()
         self.view = StateView(plane)
         self.registry = registry_for(plane)
         self.load_pushes = dict.fromkeys(LOAD_RESULTS, 0)
         self.registry.register(LoadPushCollector(self.load_pushes))
+        self.actions = {
+            (action.replace(" ", "_"), result): 0
+            for action in AUDIT_ACTION_NAMES
+            for result in ("ok", "refused", "failed")
+        }
+        self.registry.register(AdminActionsCollector(self.actions))
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._host, self._auth])
@@ -128,6 +156,7 @@ class AdminApp:
                 web.get("/metrics", self.metrics),
                 web.get("/api/state", self.state),
                 web.get("/api/explain", self.explain),
+                web.get("/api/audit", self.audit_list),
                 web.post("/api/rum", self.rum),
                 web.post("/api/services/{service}/regions/{region}/state", self.force),
                 web.post(
@@ -174,22 +203,86 @@ class AdminApp:
         # Reports of measured latency carry their own token (RumIngest.authorized): the
         # clients that send them must not hold the token that can drain regions.
         if request.method not in ("GET", "HEAD", "OPTIONS") and request.path != "/api/rum":
-            if self.token is None:
+            if not self.tokens:
                 return _error(
                     403,
                     "changes through the admin API are off: no admin token is configured"
-                    f" (--admin-token-file FILE or {TOKEN_ENV})",
+                    f" (--admin-tokens-file FILE, --admin-token-file FILE or {TOKEN_ENV})",
                 )
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self.token.encode()
-            ):
+            who = self.tokens.who(given.strip()) if scheme.lower() == "bearer" else None
+            if who is None:
+                # Not audited: who is unknown, and a flood of them would push the real
+                # changes out of the bounded list. The log has them at debug.
+                log.debug("admin API: %s %s refused: no valid token", request.method, request.path)
                 if request.match_info.route.name == "load":
                     self.load_pushes["unauthorized"] += 1
                 return _error(
                     401, "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"}
                 )
+            request["who"] = who
+            return await self._audited(request, handler, who)
         return await handler(request)
+
+    async def _audited(self, request: web.Request, handler: Any, who: str) -> web.StreamResponse:
+        """Run a state-changing request and record who asked what, and the result."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            await self._audit(request, who, exc.status, _error_text(exc.text))
+            raise
+        except Exception as exc:
+            await self._audit(request, who, 500, f"internal error: {exc!r}")
+            raise
+        error = None
+        if response.status >= 400 and isinstance(response, web.Response) and response.body:
+            error = _error_text(response.body)
+        await self._audit(request, who, response.status, error)
+        return response
+
+    async def _audit(self, request: web.Request, who: str, status: int, error: str | None) -> None:
+        info = request.match_info
+        handler = getattr(info.handler, "__name__", "")
+        action = AUDIT_ACTIONS.get(handler, f"{request.method} {request.path}")
+        if "action" in info:
+            action = f"{action} {info['action']}"
+        target = "/".join(info[k] for k in ("service", "region") if k in info)
+        record = AuditRecord(
+            at=self.plane.clock(),
+            who=who,
+            action=action,
+            target=target,
+            detail=request.get("audit", ""),
+            result=result_of(status),
+            status=status,
+            error=error,
+            node=self.plane.node,
+            remote=request.remote,
+        )
+        key = (action.replace(" ", "_"), record.result)
+        if key in self.actions:
+            self.actions[key] += 1
+        await self.audit.record(record)
+
+    async def audit_list(self, request: web.Request) -> web.Response:
+        """The newest admin actions, newest first: ?limit=N (default 100, at most the
+        number kept)."""
+        text = request.query.get("limit", str(AUDIT_LIMIT))
+        try:
+            limit = int(text)
+        except ValueError:
+            return _error(400, f"limit {text!r} is not a whole number")
+        if not 1 <= limit <= self.audit.keep:
+            return _error(400, f"limit must be between 1 and {self.audit.keep}")
+        records, error = await self.audit.recent(limit)
+        return web.json_response(
+            {
+                "kept_in": self.audit.kind,
+                "keep": self.audit.keep,
+                "error": error,
+                "records": records,
+            }
+        )
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html")
@@ -290,7 +383,8 @@ class AdminApp:
         by = body.get("by")
         if by is not None and not isinstance(by, str):
             return _error(400, "`by` must be text: who sets this state, or why")
-        by = (by or "").strip()[:BY_MAX] or f"admin API from {request.remote}"
+        by = (by or "").strip()[:BY_MAX] or f"{request['who']} (admin API from {request.remote})"
+        request["audit"] = f"{mode} by {by}" if body.get("by") else str(mode)
         try:
             snapshot = await self.plane.force(service, region, str(mode), by)
         except UnknownRegion as exc:
@@ -330,6 +424,7 @@ class AdminApp:
             return _error(400, "the body must be JSON")
         if not isinstance(body, dict):
             return _error(400, 'the body must be a JSON object: {"utilization": 0.9, ...}')
+        request["audit"] = json.dumps(body, sort_keys=True, separators=(",", ":"))[:200]
         service, region = request.match_info["service"], request.match_info["region"]
         spec = next(
             (s for s in self.plane.zones.services() if s.key == service.rstrip(".").lower()),
@@ -371,6 +466,7 @@ class AdminApp:
         if self.demo is None:
             return _error(404, "not running as `geodns demo`")
         body = await self._json_body(request)
+        request["audit"] = json.dumps(body, sort_keys=True, separators=(",", ":"))[:200]
         region = request.match_info["region"]
         try:
             state = self.demo.set(
@@ -418,6 +514,7 @@ class AdminApp:
             return _error(400, "`min_old` must be a whole number")
         if soak is not None and (isinstance(soak, bool) or not isinstance(soak, int | float)):
             return _error(400, "`soak_seconds` must be a number of seconds or null")
+        request["audit"] = f"to {str(to).strip()}"
         plane = self.plane
 
         async def act(service: Service) -> dict[str, Any]:
@@ -479,18 +576,21 @@ class AdminServer:
         self,
         plane: ControlPlane,
         listen: ListenAddress,
-        token: str | None,
+        tokens: AdminTokens | None,
         demo: DemoControls | None = None,
         host_names: tuple[str, ...] = (),
+        access_log: bool = False,
     ) -> None:
-        check_bind(listen, token)
+        check_bind(listen, tokens)
+        self.access_log = access_log
         self.listen = listen
-        self.app = AdminApp(plane, token, demo, HostPolicy(host_names))
+        self.app = AdminApp(plane, tokens, demo, HostPolicy(host_names))
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app.build(), access_log=None)
+        access = logging.getLogger("aiohttp.access") if self.access_log else None
+        self._runner = web.AppRunner(self.app.build(), access_log=access)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
         try:
@@ -511,6 +611,21 @@ class AdminServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def _error_text(body: bytes | str | None) -> str | None:
+    """The `error` (or `errors`) of a JSON error reply, shortened for the audit log."""
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return str(body)[:300]
+    if not isinstance(data, dict):
+        return None
+    errors = data.get("errors") or []
+    text = data.get("error") or "; ".join(str(e) for e in errors)
+    return str(text)[:300] or None
 
 
 async def _secure(request: web.Request, response: web.StreamResponse) -> None:

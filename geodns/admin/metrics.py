@@ -288,6 +288,24 @@ class LoadPushCollector(Collector):
         yield pushes
 
 
+class AdminActionsCollector(Collector):
+    """Admin API changes made with a valid token (the audit log's records), by action and
+    result: both closed sets."""
+
+    def __init__(self, counts: dict[tuple[str, str], int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        actions = CounterMetricFamily(
+            "geodns_admin_actions",
+            "Admin API changes, by action and result (ok, refused, failed)",
+            labels=["action", "result"],
+        )
+        for (action, result), n in self.counts.items():
+            actions.add_metric([action, result], n)
+        yield actions
+
+
 def registry_for(plane: ControlPlane) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlaneCollector(plane))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from geodns.geo.geoip import GeoRecord
 from geodns.geo.rum import Aggregator, MeasuredLatency, RumSettings, network_of
 from geodns.geo.rumformat import BadReport, parse_report_untrusted
+from geodns.tokenbucket import TokenBucket
 
 log = logging.getLogger("geodns.rum")
 
@@ -56,14 +57,6 @@ class Refusal:
     message: str
 
 
-class _Bucket:
-    __slots__ = ("at", "tokens")
-
-    def __init__(self, tokens: float, at: float) -> None:
-        self.tokens = tokens
-        self.at = at
-
-
 class RumIngest:
     """Checks reports and feeds their samples to one Aggregator."""
 
@@ -72,7 +65,7 @@ class RumIngest:
         self.aggregator = Aggregator(config.settings)
         self._locate = locate
         self._regions = regions  # every region name of the zones: other samples are dropped
-        self._rates: dict[str, _Bucket] = {}
+        self._rates: dict[str, TokenBucket] = {}
         self.reports: Counter[str] = Counter({r: 0 for r in REPORT_RESULTS})
         self.samples: Counter[str] = Counter({r: 0 for r in SAMPLE_RESULTS})
 
@@ -95,13 +88,10 @@ class RumIngest:
         if bucket is None:
             if len(self._rates) >= RATE_ADDRESSES:
                 self._rates.pop(next(iter(self._rates)))
-            bucket = _Bucket(burst, now)
-        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
-        bucket.at = now
+            bucket = TokenBucket(rate, burst, now)
         self._rates[sender] = bucket
-        if bucket.tokens < 1:
+        if not bucket.take(now):
             return self._refuse(429, "rate_limited", f"at most {rate:g} reports/s per address")
-        bucket.tokens -= 1
         return None
 
     def ingest(self, body: bytes, sender: str, now: float) -> tuple[Refusal | None, int]:

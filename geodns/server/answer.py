@@ -39,6 +39,7 @@ from geodns.server.geoanswer import (
     GeoResult,
     client_address,
 )
+from geodns.server.querylog import PATH_CACHE, PATH_FAST, PATH_FULL, QueryLog
 from geodns.server.stats import QueryStats, ReplyKey
 from geodns.wire.cookie import ServerCookies
 from geodns.wire.edns import (
@@ -350,8 +351,12 @@ class Answerer:
         state: StateSnapshot = ALL_UP,
         geoip: GeoIPDatabase | None = None,
         stats: QueryStats | None = None,
+        query_log: QueryLog | None = None,
     ) -> None:
         self.zones = zones
+        # The sampled query log (docs/logging.md), or None: off, and then the hot path pays
+        # one test of a local per query for it.
+        self.query_log = query_log
         self.options = options or ServerOptions()
         self.geo = GeoAnswers(zones, state, geoip)
         # Outlives this Answerer: a reload swaps the Answerer, not the counts.
@@ -472,6 +477,7 @@ class Answerer:
         buckets = self.stats.latency_buckets
         observe = self.stats.observe
         clock = time.perf_counter
+        note = None if self.query_log is None else self.query_log.note
 
         def handle(data: bytes, addr: tuple) -> bytes | None:
             tail = data[2:]  # one slice, so that its hash is computed once for every cache
@@ -491,7 +497,11 @@ class Answerer:
                 # A cached reply takes well under the first bound (10 us): it is counted
                 # there untimed, since two clock reads would cost more than the reply.
                 buckets[0] += 1
-                return data[:2] + hit[0]
+                if note is None:
+                    return data[:2] + hit[0]
+                reply = data[:2] + hit[0]
+                note(self, transport, PATH_CACHE, hit[1], data, addr, reply)
+                return reply
             try:
                 fast = plain_fast(data, transport)
             except Exception:  # a bug here must cost the shortcut, not the query
@@ -509,11 +519,15 @@ class Answerer:
                     UNLISTED_CACHE_SIZE if keep is unlisted else EXACT_CACHE_SIZE
                 ):
                     keep[tail] = (reply[2:], key_id)
+                if note is not None:
+                    note(self, transport, PATH_FAST, key_id, data, addr, reply)
                 return reply
             start = clock()
             reply, key_id = answer(data, transport, addr)
             counts[key_id] += 1
             observe(clock() - start)
+            if note is not None:
+                note(self, transport, PATH_FULL, key_id, data, addr, reply)
             return reply
 
         return handle

@@ -35,6 +35,7 @@ from geodns.lifetime import die_with_parent
 from geodns.server import heap, pktinfo
 from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
+from geodns.server.querylog import QueryLog
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
 from geodns.server.sockets import LISTEN_BACKLOG, ListenAddress, SocketSet, bind_all
 from geodns.server.standin import StandIn, run_now
@@ -64,6 +65,8 @@ class ServeConfig:
     rrl: RRLConfig = field(default_factory=RRLConfig)
     # A query that proves its source address (a valid server cookie) is never limited.
     rrl_exempt: Exemption | None = None
+    # The sampled query log's records a second, for the whole server; None: off.
+    query_log_rate: float | None = None
 
 
 def install_event_loop() -> str:
@@ -92,8 +95,15 @@ class DnsWorker:
     def __init__(self, config: ServeConfig, stats: QueryStats | None = None) -> None:
         self.config = config
         self.stats = stats or QueryStats()
+        # One sampler per worker, kept across reloads; the rate is shared out between the
+        # workers so that the server as a whole logs at most the rate asked for.
+        self.query_log = (
+            None
+            if config.query_log_rate is None
+            else QueryLog(config.query_log_rate / config.workers)
+        )
         self.answerer = Answerer(
-            config.zones, config.options, config.state, config.geoip, self.stats
+            config.zones, config.options, config.state, config.geoip, self.stats, self.query_log
         )
         self.scopes: tuple[str, dict[str, ScopeRuns]] | None = None
         self.zones = config.zones  # the zones served now (the config's until a reload)
@@ -124,7 +134,7 @@ class DnsWorker:
 
         def build() -> Answerer:
             answerer = Answerer(
-                zones, self.config.options, old.state, self.config.geoip, self.stats
+                zones, self.config.options, old.state, self.config.geoip, self.stats, old.query_log
             )
             if self.scopes is not None:
                 answerer.geo.set_scopes(*self.scopes)

@@ -32,6 +32,7 @@ from types import MappingProxyType
 from geodns.atomicfile import read_json_document, remove_stale_temps, write_atomically
 from geodns.store.kv import Change, KVStore, StoreUnavailable, Txn
 from geodns.store.shared import (
+    AUDIT,
     LEASED,
     NODES,
     NodeRecord,
@@ -211,7 +212,9 @@ class SharedFollower:
             log.warning("shared store: ignoring %s", problem)
         self._check_own_name(state)
         self._set(state)
-        lasting_changed = changes is None or any(not c.key.startswith(LEASED) for c in changes)
+        lasting_changed = changes is None or any(
+            not c.key.startswith((*LEASED, AUDIT)) for c in changes
+        )
         if self.cache is not None and lasting_changed and state.lasting() != before.lasting():
             self._save_cache()
         async with self._revision_seen:

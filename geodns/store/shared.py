@@ -7,6 +7,8 @@
                                 answers from, and its own checks' verdict per region
     rum/<node>                  under the node's lease: the latency its clients measured
                                 (geodns.geo.rumshare), when it takes RUM reports
+    audit/<time>-<node>-<rand>  one admin action (geodns.control.audit): not part of the
+                                view, which skips these keys
 
 The first three last until changed; a node's key vanishes with its lease when the node dies,
 and its health votes with it. Every decision that reads them (quorum, rollout guard,
@@ -34,6 +36,7 @@ Key = tuple[str, str]  # (service key, region name), as state snapshots are keye
 
 FORCES, ROLLOUTS, VERSIONS, NODES, RUM = "forces/", "rollouts/", "versions/", "nodes/", "rum/"
 LEASED = (NODES, RUM)  # the prefixes of keys that live as long as their node
+AUDIT = "audit/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +205,8 @@ def apply(state: SharedState, revision: int, changes: Iterable[Change]) -> Share
     }
     for change in changes:
         key = change.key
-        if change.mod_revision < mod.get(key, 0):
-            continue
+        if key.startswith(AUDIT) or change.mod_revision < mod.get(key, 0):
+            continue  # the audit log is read by itself, never routed on
         problems.pop(key, None)
         slot = _slot(key)
         if slot is not None:

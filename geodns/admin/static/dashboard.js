@@ -16,6 +16,8 @@
 //                    button[data-demo-latency=0|80|250], input.demo-version,
 //                    button[data-demo-action=version]
 //   #reload-error, #conn-error, #updated[data-status=ok|stale|loading], #changes tbody tr
+//   #audit tbody tr[data-who=NAME][data-result=ok|refused|failed]  .who .what .result
+//     (GET /api/audit, polled every 5 s and after each change)
 //   #store-error (the shared store is unreachable), #fleet, holding
 //     #fleet-store[data-connected=true|false]  .revision
 //     #fleet-nodes tr[data-node=N] (class "self" for this node)  .seen  .agrees[data-agrees]
@@ -25,6 +27,8 @@
 
 (() => {
   const POLL_MS = 2000;
+  const AUDIT_POLL_MS = 5000; // admin actions are rare: a slower poll, and one after each change
+  const AUDIT_ROWS = 20;
   const FETCH_TIMEOUT_MS = 4000;
   const TOKEN_KEY = "geodns-admin-token";
   const SVGNS = "http://www.w3.org/2000/svg";
@@ -194,6 +198,7 @@
       message(`${what}: the server did not answer (${err.message}).`, "error");
     } finally {
       buttons.forEach((b) => (b.disabled = false));
+      refreshAudit(); // refused changes are recorded too
     }
   }
 
@@ -744,6 +749,55 @@
     );
   }
 
+  // ---------------------------------------------------------------- audit
+
+  function patchAudit(data) {
+    const list = data.records || [];
+    setText($("audit-meta"), `kept in ${data.kept_in === "store" ? "the fleet store" : "memory"}, newest ${data.keep}` + (data.error ? ` · ${data.error}` : ""));
+    $("audit-empty").hidden = list.length > 0;
+    $("audit").hidden = list.length === 0;
+    const tbody = $("audit").querySelector("tbody");
+    const key = JSON.stringify(list);
+    if (tbody.dataset.key === key) {
+      tbody.querySelectorAll("td.time").forEach((td, i) => setText(td.querySelector(".rel"), ago(list[i].at)));
+      return;
+    }
+    tbody.dataset.key = key;
+    tbody.replaceChildren(
+      ...list.map((r) =>
+        el(
+          "tr",
+          { "data-who": r.who, "data-result": r.result },
+          el("td", { class: "time", title: iso(r.at) }, `${clock(r.at)} `, el("span", { class: "rel muted", text: ago(r.at) })),
+          el("td", { class: "who mono", text: r.who }),
+          el("td", { class: "what", title: `${r.node} from ${r.remote || "?"}` }, [r.action, r.target, r.detail].filter(Boolean).join(" ")),
+          el(
+            "td",
+            { class: "result" },
+            el("span", { class: "badge", "data-result": r.result, text: `${r.result} ${r.status}` }),
+            r.error ? el("span", { class: "reason", text: ` ${r.error}` }) : "",
+          ),
+        ),
+      ),
+    );
+  }
+
+  let auditTimer = null;
+  async function refreshAudit() {
+    clearTimeout(auditTimer);
+    const ctl = new AbortController();
+    const abort = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const res = await fetch(`/api/audit?limit=${AUDIT_ROWS}`, { cache: "no-store", signal: ctl.signal });
+      if (res.ok) patchAudit(await res.json());
+    } catch (_) {
+      // the state poll reports an unreachable server; the next poll tries again
+    } finally {
+      clearTimeout(abort);
+      auditTimer = setTimeout(refreshAudit, AUDIT_POLL_MS);
+    }
+  }
+
   // ---------------------------------------------------------------- fleet
 
   // The banner says what a cut-off node does: it goes on answering, and refuses changes.
@@ -1031,6 +1085,7 @@
       render();
     });
     refresh();
+    refreshAudit();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
