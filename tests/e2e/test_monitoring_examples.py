@@ -20,6 +20,7 @@ from tests.e2e.test_metrics import fetch
 RULES = ROOT / "contrib" / "prometheus" / "geodns-alerts.yml"
 RULE_TESTS = ROOT / "contrib" / "prometheus" / "geodns-alerts.test.yml"
 DASHBOARD = ROOT / "contrib" / "grafana" / "geodns.json"
+MONITORING = ROOT / "docs" / "monitoring.md"
 # The alerts the issue asks for, at least.
 REQUIRED_ALERTS = {
     "GeodnsRegionDown",
@@ -152,6 +153,12 @@ def test_every_metric_the_examples_name_is_exported(exported: set[str]) -> None:
         assert used or expr.startswith("up{"), f"{where}: no geodns metric in {expr!r}"
         missing = used - exported
         assert not missing, f"{where}: {sorted(missing)} not in /metrics"
+
+
+def test_every_exported_family_is_in_the_metrics_reference(exported: set[str]) -> None:
+    documented = set(re.findall(r"`((?:geodns|process|python)_\w+)`", MONITORING.read_text()))
+    families = {name for name in exported if not name.endswith(("_bucket", "_count", "_sum"))}
+    assert families - documented == set(), "families docs/monitoring.md does not list"
 
 
 def test_the_name_check_catches_a_drifted_name(exported: set[str]) -> None:
