@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         "against DNS rebinding",
     )
     serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="also serve GET /metrics alone, read-only, on this address (e.g. 127.0.0.1:9153, "
+        "[::1]:9153), for Prometheus to scrape without reaching the admin API (default: off)",
+    )
+    serve.add_argument(
         "--cookie-secret-file",
         metavar="FILE",
         help="file holding the DNS COOKIE secret, 32 hex digits (16 octets, RFC 9018); every "
@@ -437,6 +443,13 @@ def _serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None = N
             access_log=args.access_log,
         )
         plane.attachments.append(admin)
+    if args.metrics is not None:
+        from geodns.admin.metrics import registry_for
+        from geodns.admin.scrape import MetricsServer, parse_metrics_listen
+
+        # The admin side's registry when there is one, so that both give the same families.
+        registry = admin.app.registry if admin is not None else registry_for(plane)
+        plane.attachments.append(MetricsServer(parse_metrics_listen(args.metrics), registry))
     if regions is not None:
         from geodns.demo.setup import DemoBanner
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ZONES = ROOT / "zones"
 _LISTENING = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?):(\d+)")
 _ADMIN = re.compile(r"admin HTTP on (http://[^ ]+/)")
+_METRICS = re.compile(r"metrics HTTP on (http://[^ ]+/metrics)")
 REQUIRE_TOOLS = os.environ.get("GEODNS_REQUIRE_TOOLS") == "1"
 
 
@@ -43,6 +44,7 @@ class ServerProcess:
     ports: dict[str, int] = field(default_factory=dict)  # "127.0.0.1" / "::1" -> port
     lines: list[str] = field(default_factory=list)
     admin_url: str | None = None  # http://127.0.0.1:PORT/ when the admin side is on
+    metrics_url: str | None = None  # http://127.0.0.1:PORT/metrics with --metrics
 
     @property
     def port(self) -> int:
@@ -122,6 +124,9 @@ def running_server(
             admin = _ADMIN.search(line)
             if admin:
                 server.admin_url = admin.group(1)
+            scrape = _METRICS.search(line)
+            if scrape:
+                server.metrics_url = scrape.group(1)
             m = _LISTENING.search(line)
             if m:
                 server.ports[m.group(1).strip("[]")] = int(m.group(2))

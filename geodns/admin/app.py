@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from geodns.admin.hosts import HostPolicy
 from geodns.admin.metrics import AdminActionsCollector, LoadPushCollector, registry_for
+from geodns.admin.scrape import metrics_response
 from geodns.admin.tokens import AdminTokens
 from geodns.admin.view import StateView, without_paths
 from geodns.control.audit import AuditLog, AuditRecord, result_of
@@ -307,8 +307,7 @@ class AdminApp:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response(self.registry)
 
     async def state(self, request: web.Request) -> web.Response:
         return web.json_response(self.view.state(demo=self.demo is not None))

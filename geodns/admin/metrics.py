@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import dns.rcode
 import dns.rdatatype
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -19,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from geodns.control.plane import ControlPlane
 from geodns.control.rum import REPORT_RESULTS, SAMPLE_RESULTS
 from geodns.health.state import Health
+from geodns.routing import capacity
 from geodns.server.stats import LATENCY_BOUNDS
 
 
@@ -45,6 +47,12 @@ class PlaneCollector(Collector):
         reloads.add_metric(["ok"], plane.reloads.ok)
         reloads.add_metric(["failed"], plane.reloads.failed)
         yield reloads
+        yield GaugeMetricFamily(
+            "geodns_config_last_reload_successful",
+            "0 while the zone files on disk fail to load (the previous config serves on), 1 "
+            "once a load succeeds: an alert on it lasts as long as the problem does",
+            int(plane.reload_error is None),
+        )
         yield GaugeMetricFamily(
             "geodns_config_version", "Config version serving (1 at start)", plane.config_version
         )
@@ -81,8 +89,22 @@ class PlaneCollector(Collector):
             "Service-name answers, by the region whose address they carried",
             labels=["service", "region"],
         )
+        refusals = CounterMetricFamily(
+            "geodns_residency_refusals",
+            "Service-name queries failed closed by a residency rule (its when_none answered: "
+            "refuse, servfail, nodata or the in-jurisdiction endpoint), by the rule's index "
+            "in the service's residency list, or unlocated",
+            labels=["service", "rule"],
+        )
         by_labels: dict[tuple[str, str, str, str], int] = {}
         by_region: dict[tuple[str, str], int] = {}
+        # Every rule from zero, so that the first refusal is an increase, not a new series.
+        by_rule: dict[tuple[str, str], int] = {}
+        for service in self.plane.zones.services():
+            for rule in service.residency:
+                by_rule[(service.key, str(rule.index))] = 0
+            if service.unlocated is not None:
+                by_rule[(service.key, "unlocated")] = 0
         for transport, counts in stats.replies.items():
             for key, n in counts.items():
                 labels = (key.zone, _qtype(key.qtype), _rcode(key.rcode), transport)
@@ -90,12 +112,18 @@ class PlaneCollector(Collector):
                 for region in key.regions:
                     k = (key.service or "", region)
                     by_region[k] = by_region.get(k, 0) + n
+                if key.residency is not None:
+                    k = (key.service or "", key.residency)
+                    by_rule[k] = by_rule.get(k, 0) + n
         for labels, n in sorted(by_labels.items()):
             queries.add_metric(list(labels), n)
         for labels, n in sorted(by_region.items()):
             answers.add_metric(list(labels), n)
+        for labels, n in sorted(by_rule.items()):
+            refusals.add_metric(list(labels), n)
         yield queries
         yield answers
+        yield refusals
         cumulative = []
         running = 0
         for bound, n in zip(LATENCY_BOUNDS, stats.latency_buckets, strict=False):
@@ -160,6 +188,20 @@ class PlaneCollector(Collector):
             "1 for the model version the region reports",
             labels=["service", "region", "version"],
         )
+        shed = GaugeMetricFamily(
+            "geodns_region_shed_ratio",
+            "Share of the region's client networks answered with another region to spare its "
+            "capacity, 0..1 (1: it takes no clients), as answers are decided now",
+            labels=["service", "region"],
+        )
+        accept = GaugeMetricFamily(
+            "geodns_region_accept_ratio",
+            "Share of the client networks other regions shed that this region takes, 0..1",
+            labels=["service", "region"],
+        )
+        # Read off the published state, the one answers are decided on (not the newest
+        # probe figures), through the rule every routing decision reads.
+        published = plane.published
         for service in plane.zones.services():
             for region in service.regions:
                 labels = [service.key, region.name]
@@ -171,12 +213,15 @@ class PlaneCollector(Collector):
                     utilization.add_metric(labels, st.utilization)
                 if st.version is not None:
                     model.add_metric([*labels, st.version], 1)
+                shares = capacity.share(published.get(service.key, region.name), service.capacity)
+                shed.add_metric(labels, shares[0])
+                accept.add_metric(labels, shares[1])
                 counts = plane.monitor.stats.get((service.key, region.name))
                 if counts is not None:
                     checks.add_metric([*labels, "ok"], counts.ok)
                     checks.add_metric([*labels, "failed"], counts.failed)
                     durations.add_metric(labels, counts.ok + counts.failed, counts.total_duration)
-        yield from (checks, durations, state, forced, utilization, model)
+        yield from (checks, durations, state, forced, utilization, model, shed, accept)
 
     def _rum(self) -> Iterator[Metric]:
         rum = self.plane.rum
@@ -307,7 +352,13 @@ class AdminActionsCollector(Collector):
 
 
 def registry_for(plane: ControlPlane) -> CollectorRegistry:
+    """The server's one registry: the plane's and the fleet's families, and the process's
+    (process_*: CPU, memory, file descriptors; python_*: version, garbage collection) that
+    prometheus_client puts only in its global registry, which a server of its own leaves."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlaneCollector(plane))
     registry.register(FleetCollector(plane))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry

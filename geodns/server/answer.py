@@ -972,7 +972,8 @@ class Answerer:
     def _count_slot(
         self, dynamic: DynamicName, qtype: int, prepared: Prepared, result: GeoResult
     ) -> int:
-        """Where replies of this answer are counted (zone, type, rcode, service, regions)."""
+        """Where replies of this answer are counted (zone, type, rcode, service, regions,
+        residency rule): once per decision, so that counting costs a query nothing more."""
         return self.stats.key_id(
             ReplyKey(
                 dynamic.zone.origin.to_text(omit_final_dot=True),
@@ -980,6 +981,7 @@ class Answerer:
                 _rcode(prepared),
                 dynamic.service.key,
                 self.geo.answered_regions(result),
+                self.geo.failed_closed_by(result),
             )
         )
 

@@ -460,14 +460,39 @@ class GeoAnswers:
 
     @staticmethod
     def answered_regions(result: GeoResult) -> tuple[str, ...]:
-        """The regions whose addresses the answer carries: what `answers_total` counts."""
+        """The regions whose addresses the answer carries: what `answers_total` counts.
+
+        An SRV answer lists every candidate in order; it counts for its first target, the
+        one RFC 2782 clients (geodns.client among them) connect to, so that the answers of
+        SRV clients show where they go as those of A/AAAA clients do. Computed once per
+        decision (its count slot), never per query."""
         decision = result.decision
-        if result.dynamic.kind == SRV or decision.outcome is not None:
+        if decision.outcome is not None:
+            return ()
+        if result.dynamic.kind == SRV:
+            if result.qtype in (RT.SRV, RT.ANY) and decision.regions:
+                return (decision.regions[0].name,)
             return ()
         if result.qtype not in (RT.A, RT.AAAA, RT.ANY):
             return ()
         family = 6 if result.qtype == RT.AAAA else 4
         return tuple(r.name for r, _ in decision.select(family))
+
+    @staticmethod
+    def failed_closed_by(result: GeoResult) -> str | None:
+        """The residency rule this answer failed closed under, as `residency_refusals_total`
+        labels it: the rule's index when none of its regions was healthy, "unlocated" when
+        the client could not be located and the service fails such clients closed; None
+        for any other answer (a version pin's NODATA, all regions down: not residency)."""
+        decision = result.decision
+        if decision.outcome is None or not decision.steps:
+            return None
+        step = decision.steps[-1].step
+        if step == "residency":
+            return "unlocated"
+        if step == "health" and decision.rule is not None:
+            return str(decision.rule.index)
+        return None
 
     def _signature(
         self, dyn: DynamicName, qtype: int, decision: Decision

@@ -20,6 +20,9 @@ class ReplyKey(NamedTuple):
     rcode: int  # -1 when nothing was sent
     service: str | None = None  # a service name's answer ...
     regions: tuple[str, ...] = ()  # ... and the regions it answered with
+    # The residency rule it failed closed under ("0", "1": its index in the service's
+    # list; "unlocated": the service's rule for clients without a location), else None.
+    residency: str | None = None
 
 
 DROPPED = ReplyKey("", -1, -1)
