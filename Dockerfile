@@ -8,7 +8,7 @@ COPY pyproject.toml README.md ./
 COPY geodns ./geodns
 # gcc and libmaxminddb-dev let maxminddb build its C reader (10x faster GeoIP lookups).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev libmaxminddb-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-cache-dir . \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* /src
