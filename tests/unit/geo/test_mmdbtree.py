@@ -23,7 +23,7 @@ from maxminddb.decoder import Decoder
 from mmdb_writer import MMDBWriter, SearchTreeNode, TreeWriter
 from netaddr import IPSet
 
-from geodns.geo.geoip import embedded_path
+from geodns.geo.embedded import embedded_path
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from tests.geo_fixtures import TEST_NETWORKS, build_test_mmdb
 
