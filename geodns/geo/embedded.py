@@ -139,12 +139,7 @@ def _fetch(source: EmbeddedSource, where: str, target: Path) -> None:
             ) from exc
         # The whole file or nothing under the final name, whoever reads it meanwhile.
         os.replace(extracted, target)
-    log.info(
-        "GeoIP: embedded database ready in %.1f s: %s (%s)",
-        time.monotonic() - started,
-        target,
-        "IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0",
-    )
+    log.info("GeoIP: embedded database ready in %.1f s: %s", time.monotonic() - started, target)
 
 
 def _as_url(where: str) -> str:

