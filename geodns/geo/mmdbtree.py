@@ -1,9 +1,10 @@
 """Every network of a MaxMind DB file, in address order, read from its search tree with numpy.
 
-maxminddb 1.5.4 (which the embedded database's package pins) cannot list a database's
-networks, and walking the tree node by node in Python takes about 5 s for DB-IP City
-Lite's 11.6 million nodes. Here the tree is read into two arrays and walked one level at
-a time, each level a handful of array operations: about 3 s for the whole file.
+maxminddb 1.5.4 could not list a database's networks; 2.x and later can, but decode a
+record per network into Python objects, and walking the tree node by node in Python takes
+about 5 s for DB-IP City Lite's 11.6 million nodes. Here the tree is read into two arrays
+and walked one level at a time, each level a handful of array operations: about 3 s for
+the whole file.
 
 Format: https://maxmind.github.io/MaxMind-DB/ (search tree section). A record below
 `node_count` is a node, equal to it means "no data", above it points into the data section.

@@ -20,7 +20,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.rrset
 
-from geodns.geo.geoip import GeoIPDatabase
+from geodns.geo.geoip import PURE_PYTHON_WARNING, GeoIPDatabase
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, is_special, locate, not_global_v6
 from geodns.geo.overrides import Overrides, for_service
@@ -622,6 +622,15 @@ def _unlocated(
 def open_geoip(path: str | os.PathLike[str] | None) -> GeoIPDatabase:
     """The configured database, or the embedded DB-IP Lite one with a warning saying so."""
     db = GeoIPDatabase(path)
+    log.info(
+        "GeoIP: %s (%s, built %s), read by %s",
+        db.path,
+        db.database_type,
+        db.build_date.date(),
+        db.reader,
+    )
+    if not db.c_extension:
+        log.warning(PURE_PYTHON_WARNING)
     if db.embedded:
         log.warning(
             "GeoIP: using the embedded DB-IP City Lite database built %s (%s); point "
@@ -630,6 +639,4 @@ def open_geoip(path: str | os.PathLike[str] | None) -> GeoIPDatabase:
             db.build_date.date(),
             db.attribution,
         )
-    else:
-        log.info("GeoIP: %s (%s, built %s)", db.path, db.database_type, db.build_date.date())
     return db

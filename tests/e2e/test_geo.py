@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +18,15 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server, wait_for
+from geodns.geo.embedded import data_dir
+from tests.conftest import (
+    EXAMPLE_ZONES,
+    REQUIRE_TOOLS,
+    ROOT,
+    ServerProcess,
+    running_server,
+    wait_for,
+)
 from tests.geo_fixtures import build_test_mmdb, write_mmdb
 
 Rcode = dns.rcode.Rcode
@@ -196,6 +206,54 @@ def test_embedded_database() -> None:
         assert addresses(ask(srv, "81.2.69.0/24")) == [EU]  # GB in DB-IP Lite too
         assert addresses(ask(srv, "216.160.83.0/24")) == [US]
         assert any("embedded DB-IP City Lite" in line for line in srv.lines)
+        assert any(
+            f"GeoIP: {data_dir() / 'dbip-city-lite-2023-04.mmdb'} (DBIP-City-Lite, built"
+            " 2023-04-01), read by maxminddb" in line
+            for line in srv.lines
+        ), srv.log()
+
+
+_READER = re.compile(
+    r"read by maxminddb \d+\.\d+\.\d+ "
+    r"(C extension \(MODE_MMAP_EXT\)|pure-Python reader \(MODE_MMAP\))$"
+)
+
+
+def test_startup_log_names_the_reader_and_the_database(mmdb: Path) -> None:
+    with running_server(
+        EXAMPLE_ZONES, "--geoip-database", str(mmdb), "--workers", "2", listen=("127.0.0.1:0",)
+    ) as srv:
+        lines = [line for line in srv.lines if "GeoIP: " in line and " read by " in line]
+        assert len(lines) == 1, srv.log()  # once, not once per worker
+        assert re.search(r"\bINFO\b", lines[0].split("GeoIP:")[0]), lines[0]
+        assert f"GeoIP: {mmdb} (GeoIP2-City, built " in lines[0]
+        assert _READER.search(lines[0]), lines[0]
+        pure = any("C extension is not installed" in line for line in srv.lines)
+        assert pure == ("pure-Python" in lines[0])
+        if REQUIRE_TOOLS:  # CI installs nothing from apt for GeoIP: the wheel has the reader
+            assert "C extension (MODE_MMAP_EXT)" in lines[0]
+
+
+def test_without_the_embedded_database_serve_says_how_to_do_without(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port that nothing listens on: offline
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/db.whl"
+    result = subprocess.run(
+        [sys.executable, "-m", "geodns", "serve", "--listen", "127.0.0.1:0", "--http", "off"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path), "GEODNS_EMBEDDED_DB_URL": url},
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "fetching the embedded DB-IP City Lite database once" in result.stderr
+    assert f"geodns: cannot get the embedded GeoIP database (DB-IP City Lite) from {url}" in (
+        result.stderr
+    )
+    assert "start with --geoip-database FILE" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.glob("geodns/*.mmdb")) == []
 
 
 def explain(*args: str) -> str:

