@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geodns import __version__, fleetcli
+from geodns.cliout import quiet_on_broken_pipe
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
 from geodns.versions import cli as rollout_cli
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
@@ -823,12 +825,15 @@ def _urlopen(request: Any, timeout: float) -> Any:
 def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
     import time
 
+    from geodns.geo.geoip import GeoIPDatabase
     from geodns.server.explain import explain, explain_body, latency_json, offline_state
-    from geodns.server.geoanswer import GeoAnswers, open_geoip
+    from geodns.server.geoanswer import GeoAnswers
 
     zones = _load_zones(args.zones)
     state = load_state_file(args.state, zones) if args.state else ALL_UP
-    geo = GeoAnswers(zones, state, open_geoip(args.geoip_database))
+    # Not open_geoip: its start-up warning about the embedded database would come with every
+    # explanation; the state line says it instead, when that database located the client.
+    geo = GeoAnswers(zones, state, GeoIPDatabase(args.geoip_database))
     cache = _scope_cache(args.scope_cache)
     merged = None
     if geo.geoip is not None and cache is not None:
@@ -840,7 +845,13 @@ def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
     result = explain(geo, args.name, args.client, args.prefix)
     file = Path(args.state).name if args.state else None
     latency = latency_json(geo, result, time.time())
-    return explain_body(result, merged is not None, offline_state(file, note), None, latency)
+    body = explain_body(result, merged is not None, offline_state(file, note), None, latency)
+    if geo.geoip is not None and geo.geoip.embedded and body["client"].get("country"):
+        body["state"]["note"] = (
+            f"{note}; client located by the embedded DB-IP Lite database of "
+            f"{geo.geoip.build_date.date()}, --geoip-database FILE for a current one"
+        )
+    return body
 
 
 def _check(args: argparse.Namespace) -> int:
