@@ -279,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
 
     check = sub.add_parser("check", parents=[common], help="validate zone files")
-    check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
+    check.add_argument(
+        "paths",
+        nargs="*",
+        help="zone files or directories (default: as serve, ./zones, else the embedded example)",
+    )
 
     imp = sub.add_parser(
         "import", parents=[common], help="convert an RFC 1035 master file to a geodns YAML zone"
@@ -855,7 +859,9 @@ def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    paths = args.paths or ["zones"]
+    # Without paths, what `serve` would load, the embedded example when there is no ./zones,
+    # said the same way.
+    paths = args.paths or [_zones_path(None, quiet=False)]
     zones = load_zones(paths)
     for zone in zones.zones.values():
         rrsets = sum(len(node) for node in zone.nodes.values())
