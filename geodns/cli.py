@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="answer DNS queries for the zones")
     serve.add_argument(
-        "--zones", help="zone directory or file (default: ./zones, else the embedded example zone)"
+        "--zones",
+        metavar="PATH",
+        help="zone directory or file (default: ./zones, else the embedded example zone)",
     )
     serve.add_argument(
         "--listen",
@@ -81,29 +83,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
+        metavar="N",
         help="processes sharing the port with SO_REUSEPORT (default: 1)",
     )
     serve.add_argument(
         "--udp-size",
         type=int,
         default=1232,
+        metavar="BYTES",
         help="EDNS UDP payload size to advertise and send up to (default: 1232)",
     )
     serve.add_argument(
         "--server-id",
         default=None,
+        metavar="NAME",
         help="answer to NSID and CH TXT id.server (default: the host name)",
     )
     serve.add_argument(
         "--tcp-idle-timeout",
         type=float,
         default=10.0,
+        metavar="S",
         help="seconds before an idle TCP connection is closed (default: 10)",
     )
     serve.add_argument(
         "--tcp-max-connections",
         type=int,
         default=1000,
+        metavar="N",
         help="open TCP connections per worker (default: 1000)",
     )
     serve.add_argument(
@@ -146,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--geoip-database",
         metavar="MMDB",
-        help="MaxMind DB file (GeoLite2/GeoIP2/DB-IP City or Country); "
-        "default: the embedded DB-IP City Lite database",
+        help="MaxMind DB file (GeoLite2/GeoIP2/DB-IP City or Country) "
+        "(default: the embedded DB-IP City Lite database)",
     )
     serve.add_argument(
         "--geoip-reload-interval",
@@ -160,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         metavar="FILE",
         help="region states to start from (YAML: service -> region -> "
-        "{state, utilization}); default: every region up",
+        "{state, utilization}) (default: every region up)",
     )
     serve.add_argument(
         "--http",
@@ -223,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run three simulated GPU regions, the DNS server and the dashboard on loopback",
     )
     demo.add_argument(
-        "--listen", default="127.0.0.1:5300", metavar="HOST:PORT", help="DNS (default: %(default)s)"
+        "--listen",
+        default="127.0.0.1:5300",
+        metavar="HOST:PORT",
+        help="address to answer DNS on, UDP and TCP (default: %(default)s)",
     )
     demo.add_argument(
         "--http",
@@ -251,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("name", help="service name, e.g. inference.example.com")
     explain.add_argument("client", help="client address (as ECS or the source would give it)")
     explain.add_argument(
-        "--prefix", type=int, help="ECS source prefix length, as with dig +subnet=ADDR/PREFIX"
+        "--prefix",
+        type=int,
+        metavar="BITS",
+        help="ECS source prefix length, as with dig +subnet=ADDR/PREFIX",
     )
     explain.add_argument(
         "--admin",
@@ -268,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     offline = explain.add_argument_group(
         "offline evaluation (any of these means --offline)",
     )
-    offline.add_argument("--zones", help="zone directory or file (default: as serve)")
+    offline.add_argument(
+        "--zones", metavar="PATH", help="zone directory or file (default: as serve)"
+    )
     offline.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
     offline.add_argument("--state", metavar="FILE", help="region states, as for serve")
     offline.add_argument(
@@ -289,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         "import", parents=[common], help="convert an RFC 1035 master file to a geodns YAML zone"
     )
     imp.add_argument("file", help="master file (BIND, NSD or Knot format)")
-    imp.add_argument("--origin", help="zone origin when the file has no $ORIGIN")
+    imp.add_argument("--origin", metavar="DOMAIN", help="zone origin when the file has no $ORIGIN")
 
     exp = sub.add_parser(
         "export", parents=[common], help="write a zone's static records as an RFC 1035 master file"
