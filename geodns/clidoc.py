@@ -105,9 +105,8 @@ def markdown(parser: argparse.ArgumentParser) -> str:
         if len(words) == 1:
             continue
         lines += ["", f"## {' '.join(words)}", ""]
-        lines.append(_sentence(summary))
-        if sub.description and sub.description != summary:
-            lines += ["", sub.description]
+        # The description where there is one (it begins with what the summary says).
+        lines.append(sub.description or _sentence(summary))
         usage = sub.format_usage().removeprefix("usage: ").strip()
         lines += ["", "```", " ".join(usage.split()), "```"]
         formatter = sub._get_formatter()
@@ -124,7 +123,9 @@ def _invocation(formatter: argparse.HelpFormatter, action: argparse.Action) -> s
 
 
 def _sentence(text: str) -> str:
-    return (text[:1].upper() + text[1:] + ".") if text else ""
+    if not text:
+        return ""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(("?", "!")) else ".")
 
 
 if __name__ == "__main__":
