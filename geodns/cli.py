@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geodns import __version__, fleetcli
+from geodns.cliout import quiet_on_broken_pipe
 from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
 from geodns.logformat import FORMATS, setup_logging
@@ -61,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="answer DNS queries for the zones")
     serve.add_argument(
-        "--zones", help="zone directory or file (default: ./zones, else the embedded example zone)"
+        "--zones",
+        metavar="PATH",
+        help="zone directory or file (default: ./zones, else the embedded example zone)",
     )
     serve.add_argument(
         "--listen",
@@ -74,29 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
+        metavar="N",
         help="processes sharing the port with SO_REUSEPORT (default: 1)",
     )
     serve.add_argument(
         "--udp-size",
         type=int,
         default=1232,
+        metavar="BYTES",
         help="EDNS UDP payload size to advertise and send up to (default: 1232)",
     )
     serve.add_argument(
         "--server-id",
         default=None,
+        metavar="NAME",
         help="answer to NSID and CH TXT id.server (default: the host name)",
     )
     serve.add_argument(
         "--tcp-idle-timeout",
         type=float,
         default=10.0,
+        metavar="S",
         help="seconds before an idle TCP connection is closed (default: 10)",
     )
     serve.add_argument(
         "--tcp-max-connections",
         type=int,
         default=1000,
+        metavar="N",
         help="open TCP connections per worker (default: 1000)",
     )
     serve.add_argument(
@@ -139,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--geoip-database",
         metavar="MMDB",
-        help="MaxMind DB file (GeoLite2/GeoIP2/DB-IP City or Country); "
-        "default: the embedded DB-IP City Lite database",
+        help="MaxMind DB file (GeoLite2/GeoIP2/DB-IP City or Country) "
+        "(default: the embedded DB-IP City Lite database)",
     )
     serve.add_argument(
         "--geoip-reload-interval",
@@ -153,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         metavar="FILE",
         help="region states to start from (YAML: service -> region -> "
-        "{state, utilization}); default: every region up",
+        "{state, utilization}) (default: every region up)",
     )
     serve.add_argument(
         "--http",
@@ -230,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run three simulated GPU regions, the DNS server and the dashboard on loopback",
     )
     demo.add_argument(
-        "--listen", default="127.0.0.1:5300", metavar="HOST:PORT", help="DNS (default: %(default)s)"
+        "--listen",
+        default="127.0.0.1:5300",
+        metavar="HOST:PORT",
+        help="address to answer DNS on, UDP and TCP (default: %(default)s)",
     )
     demo.add_argument(
         "--http",
@@ -258,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("name", help="service name, e.g. inference.example.com")
     explain.add_argument("client", help="client address (as ECS or the source would give it)")
     explain.add_argument(
-        "--prefix", type=int, help="ECS source prefix length, as with dig +subnet=ADDR/PREFIX"
+        "--prefix",
+        type=int,
+        metavar="BITS",
+        help="ECS source prefix length, as with dig +subnet=ADDR/PREFIX",
     )
     explain.add_argument(
         "--admin",
@@ -275,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     offline = explain.add_argument_group(
         "offline evaluation (any of these means --offline)",
     )
-    offline.add_argument("--zones", help="zone directory or file (default: as serve)")
+    offline.add_argument(
+        "--zones", metavar="PATH", help="zone directory or file (default: as serve)"
+    )
     offline.add_argument("--geoip-database", metavar="MMDB", help="as for serve")
     offline.add_argument("--state", metavar="FILE", help="region states, as for serve")
     offline.add_argument(
@@ -285,14 +301,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
 
-    check = sub.add_parser("check", parents=[common], help="validate zone files")
-    check.add_argument("paths", nargs="*", help="zone files or directories (default: ./zones)")
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate zone files",
+        description="Validate zone files, printing every error as FILE:LINE: KEY: PROBLEM (exit "
+        "status 2). Without paths, what serve would load: ./zones, else the embedded example "
+        "zone, which it says.",
+    )
+    check.add_argument(
+        "paths",
+        nargs="*",
+        help="zone files or directories (default: as serve, ./zones, else the embedded example)",
+    )
 
     imp = sub.add_parser(
-        "import", parents=[common], help="convert an RFC 1035 master file to a geodns YAML zone"
+        "import",
+        parents=[common],
+        help="convert an RFC 1035 master file to a geodns YAML zone",
+        description="Convert an RFC 1035 master file to a geodns YAML zone, on stdout. Every "
+        "bad record is reported, one line each as FILE:LINE: OWNER TYPE: PROBLEM (exit status "
+        "2). A relative $INCLUDE path is read from the directory of the file that names it, as "
+        "Knot does, wherever the command runs; an include loop is an error.",
     )
     imp.add_argument("file", help="master file (BIND, NSD or Knot format)")
-    imp.add_argument("--origin", help="zone origin when the file has no $ORIGIN")
+    imp.add_argument("--origin", metavar="DOMAIN", help="zone origin when the file has no $ORIGIN")
 
     exp = sub.add_parser(
         "export", parents=[common], help="write a zone's static records as an RFC 1035 master file"
@@ -303,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
@@ -888,12 +922,15 @@ def _urlopen(request: Any, timeout: float) -> Any:
 def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
     import time
 
+    from geodns.geo.geoip import GeoIPDatabase
     from geodns.server.explain import explain, explain_body, latency_json, offline_state
-    from geodns.server.geoanswer import GeoAnswers, open_geoip
+    from geodns.server.geoanswer import GeoAnswers
 
     zones = _load_zones(args.zones)
     state = load_state_file(args.state, zones) if args.state else ALL_UP
-    geo = GeoAnswers(zones, state, open_geoip(args.geoip_database))
+    # Not open_geoip: its start-up warning about the embedded database would come with every
+    # explanation; the state line says it instead, when that database located the client.
+    geo = GeoAnswers(zones, state, GeoIPDatabase(args.geoip_database))
     cache = _scope_cache(args.scope_cache)
     merged = None
     if geo.geoip is not None and cache is not None:
@@ -905,11 +942,19 @@ def _explain_offline(args: argparse.Namespace, note: str) -> dict[str, Any]:
     result = explain(geo, args.name, args.client, args.prefix)
     file = Path(args.state).name if args.state else None
     latency = latency_json(geo, result, time.time())
-    return explain_body(result, merged is not None, offline_state(file, note), None, latency)
+    body = explain_body(result, merged is not None, offline_state(file, note), None, latency)
+    if geo.geoip is not None and geo.geoip.embedded and body["client"].get("country"):
+        body["state"]["note"] = (
+            f"{note}; client located by the embedded DB-IP Lite database of "
+            f"{geo.geoip.build_date.date()}, --geoip-database FILE for a current one"
+        )
+    return body
 
 
 def _check(args: argparse.Namespace) -> int:
-    paths = args.paths or ["zones"]
+    # Without paths, what `serve` would load, the embedded example when there is no ./zones,
+    # said the same way.
+    paths = args.paths or [_zones_path(None, quiet=False)]
     zones = load_zones(paths)
     for zone in zones.zones.values():
         rrsets = sum(len(node) for node in zone.nodes.values())

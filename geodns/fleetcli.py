@@ -54,7 +54,7 @@ def add_parser(
         nargs="?",
         choices=["status"],
         default="status",
-        help="what to show (default and only: status)",
+        help="what to show, the only one so far (default: status)",
     )
     fleet.add_argument(
         "--admin",

@@ -23,7 +23,7 @@ from geodns.geo.geoip import GeoRecord
 from geodns.geo.locate import Client
 from geodns.geo.rum import Estimate, MeasuredLatency
 from geodns.health.state import StateSnapshot
-from geodns.routing import capacity
+from geodns.routing import capacity, residency
 from geodns.routing.pipeline import Decision, route
 from geodns.server.geoanswer import latency_for
 from geodns.versions.rollout import to_json
@@ -303,6 +303,16 @@ class StateView:
                         else {"lat": region.lat, "lon": region.lon},
                         "color": PALETTE[i % len(PALETTE)],
                         "rollout": self._rollout_phase(service.key, region.name),
+                        # Whom a drain of this region would leave with no region: the page
+                        # asks before such a drain (routing.residency decides, not the page).
+                        "drain_strands": [
+                            {
+                                "rule": rule.index,
+                                "clients": rule.clients.description,
+                                "outcome": residency.fail_closed_outcome(rule.when_none),
+                            }
+                            for rule in residency.stranded_by_drain(service, snapshot, region.name)
+                        ],
                     }
                 )
             routed, shares = self._countries(service.key)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from geodns.health.state import StateSnapshot
 from geodns.routing.context import Narrowed, RouteContext, names
-from geodns.zones.model import Region
+from geodns.zones.model import FailClosed, Region, ResidencyRule, Service
 
 
 def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
@@ -44,3 +45,30 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
             )
         return Narrowed(regions, "no residency rule for an unknown location: all regions allowed")
     return Narrowed(regions, f"no residency rule for {country or continent}: all regions allowed")
+
+
+def stranded_by_drain(
+    service: Service, state: StateSnapshot, region: str
+) -> tuple[ResidencyRule, ...]:
+    """The residency rules whose clients draining `region` would leave with no region.
+
+    A rule is stranded when `region` is the last of its regions in answers now: drained
+    too, the health step fails its clients closed (refused, or as its `when_none` says).
+    """
+    stranded = []
+    for rule in service.residency:
+        serving = {name for name in rule.regions if state.get(service.key, name).up}
+        if serving == {region}:
+            stranded.append(rule)
+    return tuple(stranded)
+
+
+def fail_closed_outcome(fail: FailClosed) -> str:
+    """What a client failed closed gets, completing "they will ...", for an operator."""
+    if fail.mode == "answer":
+        return f"get the unavailable answer {', '.join(fail.addresses)}"
+    return {
+        "refuse": "be refused (REFUSED)",
+        "servfail": "get SERVFAIL",
+        "nodata": "get no address (NODATA)",
+    }.get(fail.mode, f"get {fail.mode}")

@@ -65,6 +65,7 @@ from geodns.versions.rollout import iso_time
 DEFAULT_ADMIN = "http://127.0.0.1:8053"
 TOKEN_ENV = "GEODNS_ADMIN_TOKEN"  # as geodns.admin.app, without importing aiohttp here
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
+SERVICE_HELP = "service name, e.g. inference.example.com"
 
 Opener = Callable[..., Any]  # urllib.request.urlopen(request, timeout=...) or a test's
 
@@ -92,7 +93,7 @@ def add_parser(
     actions = rollout.add_subparsers(dest="rollout_action", required=True, metavar="ACTION")
 
     start = actions.add_parser("start", parents=[common], help="start a rollout to a version")
-    start.add_argument("service", help="service name, e.g. inference.example.com")
+    start.add_argument("service", help=SERVICE_HELP)
     start.add_argument("--to", required=True, metavar="VERSION", help="the version to roll out")
     start.add_argument(
         "--min-old",
@@ -100,12 +101,12 @@ def add_parser(
         default=2,
         metavar="N",
         help="other regions that must stay healthy while one is updated: on the old version,"
-        " or after validation on either (default 2)",
+        " or after validation on either (default: 2)",
     )
     start.add_argument(
         "--soak",
         type=float,
-        metavar="SECONDS",
+        metavar="S",
         help="validate by itself once every updated region has been healthy on the new"
         " version this long (default: validate by hand)",
     )
@@ -113,21 +114,23 @@ def add_parser(
     begin = actions.add_parser(
         "begin", parents=[common], help="drain a region for its update; says when to deploy"
     )
-    begin.add_argument("service")
-    begin.add_argument("region")
+    begin.add_argument("service", help=SERVICE_HELP)
+    begin.add_argument("region", help="the region to update next, e.g. us-east-1")
 
     status = actions.add_parser(
         "status", parents=[common], help="show the rollout, or one region: may it be deployed?"
     )
-    status.add_argument("service")
-    status.add_argument("region", nargs="?")
+    status.add_argument("service", help=SERVICE_HELP)
+    status.add_argument(
+        "region", nargs="?", help="one region: may it be deployed, and when (default: all)"
+    )
 
     for name, text in (
         ("validate", "approve the new version for plain answers beside the old one"),
         ("abort", "take the new version out of plain answers again"),
     ):
         action = actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("service")
+        action.add_argument("service", help=SERVICE_HELP)
     return rollout
 
 

@@ -14,9 +14,11 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import dns.zone
+import dns.zonefile
 import yaml
 
-from geodns.errors import ConfigError
+from geodns.errors import ConfigError, ConfigErrors
+from geodns.zones.masterreader import MasterReader
 from geodns.zones.model import Zone
 
 RT = dns.rdatatype.RdataType
@@ -26,9 +28,6 @@ _TEXT_TYPES = {RT.TXT, RT.SPF}
 # A YAML key per type cannot hold one RRset per covered type, and signatures made for another
 # server's answers are of no use to geodns.
 _SIGNATURE_TYPES = {RT.RRSIG, RT.SIG}
-
-# dnspython reports parse errors as "FILE:LINE: DETAIL"; FILE may be an $INCLUDEd file.
-_WHERE = re.compile(r"(?P<file>.*?):(?P<line>\d+): (?P<detail>.*)", re.DOTALL)
 
 # Plain scalars that a YAML 1.2 core-schema reader (the loader, editors) would not read as a
 # string. PyYAML quotes YAML 1.1 lookalikes (`yes`, `1:20`) by itself, but not these (`1e5`).
@@ -46,9 +45,10 @@ _NOT_STRING = re.compile(
 def import_master_file(path: str, origin: str | None = None) -> str:
     """Read the master file at `path` and return it as a geodns zone YAML document.
 
-    The origin is `origin` if given, else the file's first `$ORIGIN`. `$INCLUDE` paths are
-    opened as written (relative ones from the current directory, like BIND's `directory`).
-    Raises ConfigError, naming the file and line when known, for anything geodns cannot hold.
+    The origin is `origin` if given, else the file's first `$ORIGIN`. A relative `$INCLUDE`
+    path is opened from the directory of the file that names it (as Knot does). Raises
+    ConfigErrors with every bad record (`file:line: owner TYPE: problem`), or ConfigError for
+    anything else geodns cannot hold.
     """
     zone = _read_master_file(path, origin)
     return _Importer(zone, path).yaml()
@@ -61,9 +61,18 @@ def _read_master_file(path: str, origin: str | None) -> dns.zone.Zone:
             zone_origin = dns.name.from_text(origin)
         except dns.exception.DNSException as exc:
             raise ConfigError(f"origin {origin!r} is not a domain name: {exc}", path) from None
+    zone = dns.zone.Zone(zone_origin, relativize=False)
     try:
-        return dns.zone.from_file(path, origin=zone_origin, relativize=False)
-    except dns.zone.UnknownOrigin:
+        with open(path, encoding="utf-8") as handle, zone.writer(True) as txn:
+            reader = MasterReader(path, handle, txn)
+            reader.read()
+            if reader.errors:
+                # Raised inside the transaction, so that nothing of a bad file is kept.
+                raise ConfigErrors(
+                    [ConfigError(e.message, e.file, e.line, e.key) for e in reader.errors]
+                )
+        zone.check_origin()
+    except dns.zonefile.UnknownOrigin:
         raise ConfigError(
             "the zone origin is unknown: pass the origin (--origin example.com) "
             "or start the file with `$ORIGIN example.com.`",
@@ -73,25 +82,13 @@ def _read_master_file(path: str, origin: str | None) -> dns.zone.Zone:
         raise ConfigError("no SOA record at the zone origin", path) from None
     except dns.zone.NoNS:
         raise ConfigError("no NS records at the zone origin", path) from None
-    except dns.exception.SyntaxError as exc:
-        raise _syntax_error(exc, path) from None
     except dns.exception.DNSException as exc:
         raise ConfigError(str(exc), path) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text: {exc.reason}", path) from None
     except OSError as exc:
-        # exc.filename is the $INCLUDEd file when that is the one missing.
         raise ConfigError(exc.strerror or str(exc), exc.filename or path) from None
-
-
-def _syntax_error(exc: dns.exception.SyntaxError, path: str) -> ConfigError:
-    match = _WHERE.match(str(exc))
-    if match is None:
-        return ConfigError(str(exc) or "syntax error", path)
-    detail = match["detail"]
-    if detail == "RR class is not zone's class":
-        detail = "only class IN records are supported (geodns serves the Internet class)"
-    return ConfigError(detail, match["file"], int(match["line"]))
+    return zone
 
 
 class _Quoted(str):

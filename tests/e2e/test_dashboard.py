@@ -93,3 +93,73 @@ def test_without_the_token_buttons_say_why(demo: Demo, browser_page: Any) -> Non
 
 def test_screenshot_is_committed() -> None:
     assert Path(SCREENSHOT).stat().st_size > 20_000
+
+
+def no_horizontal_scroll(page: Any) -> bool:
+    width = page.evaluate(
+        "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    )
+    return width <= page.viewport_size["width"]
+
+
+@pytest.mark.parametrize("width", [360, 390, 800])
+def test_a_phone_wide_page_scrolls_down_not_sideways(demo: Demo, browser: Any, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 844})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(demo.admin_url)
+        region_row(page, "eu-west-1").locator(".state .badge").wait_for()
+        assert no_horizontal_scroll(page), page.evaluate("document.body.scrollWidth")
+        section = page.locator(f'section.service[data-service="{SERVICE}"]')
+        for part in (section.locator("svg.map"), section.locator("table.regions")):
+            box = part.bounding_box()
+            assert part.is_visible() and box is not None
+            assert box["x"] >= 0 and box["width"] > width / 2
+        # The table's wider columns scroll inside their own box, which fits the page.
+        wrap = section.locator("table.regions").locator("xpath=..").bounding_box()
+        assert wrap is not None and wrap["x"] + wrap["width"] <= width
+        drain = region_row(page, "eu-west-1").locator('button[data-action="drain"]')
+        drain.scroll_into_view_if_needed()
+        assert drain.is_visible()
+    finally:
+        context.close()
+
+
+def test_a_drain_that_strands_a_jurisdiction_is_confirmed(demo: Demo, browser_page: Any) -> None:
+    page = browser_page
+    page.goto(f"{demo.admin_url}#token={demo.token}")
+    eu = region_row(page, "eu-west-1").locator(".state .badge")
+    eu.wait_for()
+    wait_for(lambda: eu.get_attribute("data-state") == "up", timeout=5)
+    asked: list[str] = []
+    answer = {"accept": False}
+
+    def on_dialog(dialog: Any) -> None:
+        asked.append(dialog.message)
+        if answer["accept"]:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    # eu-west-1 is the only region of the EU residency rule: the page asks, and "no" keeps it.
+    region_row(page, "eu-west-1").locator('button[data-action="drain"]').click()
+    wait_for(lambda: len(asked) == 1, timeout=5)
+    assert asked[0] == (
+        "Draining eu-west-1 leaves continent EU clients with no region: they will get the "
+        "unavailable answer 192.0.2.29, 2001:db8:29::1. Drain anyway?"
+    )
+    wait_for(lambda: "cancelled" in page.locator("#message-text").inner_text(), timeout=5)
+    assert eu.get_attribute("data-state") == "up"
+    assert demo.ask("81.2.69.0/24") == EU_WEST
+    # A drain that strands no one is not asked about.
+    region_row(page, "ap-northeast-1").locator('button[data-action="drain"]').click()
+    drained = region_row(page, "ap-northeast-1").locator(".state .badge")
+    wait_for(lambda: drained.get_attribute("data-state") == "drain", timeout=5)
+    assert len(asked) == 1
+    # "Yes" drains it.
+    answer["accept"] = True
+    region_row(page, "eu-west-1").locator('button[data-action="drain"]').click()
+    wait_for(lambda: eu.get_attribute("data-state") == "drain", timeout=5)
+    assert len(asked) == 2

@@ -17,6 +17,10 @@ from tests.e2e.test_admin import TOKEN, US, answer_of, ask, http
 
 US_CLIENT = "216.160.83.56"  # in US (the embedded DB-IP Lite and the test database alike)
 FORCE = "/api/services/inference.example.com/regions/us-east-1/state"
+EMBEDDED_NOTE = (
+    "client located by the embedded DB-IP Lite database of 2023-04-01,"
+    " --geoip-database FILE for a current one"
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,7 @@ def test_live_shows_what_the_server_answers_and_offline_does_not(incident: Serve
     assert selected(live).split()[-1] == served[0]  # what dig gets
     offline = explain("--offline").stdout
     lines = offline.splitlines()
-    assert lines[1] == "  state: offline, every region up (--offline)"
+    assert lines[1] == f"  state: offline, every region up (--offline; {EMBEDDED_NOTE})"
     assert selected(offline) == "select A: us-east-1 192.0.2.10"
     # The same shape in both modes: header, state, the steps, the scope last.
     assert len(live.splitlines()) == len(offline.splitlines())
@@ -82,7 +86,7 @@ def test_json_has_one_shape_in_both_modes(incident: ServerProcess) -> None:
         "version": None,
         "published": None,
         "file": None,
-        "note": "--offline",
+        "note": f"--offline; {EMBEDDED_NOTE}",
     }
     assert "us-east-1" not in live["regions"][:1]
     assert offline["regions"][0] == "us-east-1"
@@ -106,7 +110,7 @@ def test_no_server_at_the_default_address_is_said(
     out = capsys.readouterr().out
     assert (
         "state: offline, every region up (no server answered at http://127.0.0.1:9;"
-        " --admin URL to ask one)" in out
+        f" --admin URL to ask one; {EMBEDDED_NOTE})" in out
     )
     assert selected(out) == "select A: us-east-1 192.0.2.10"
 
@@ -115,7 +119,7 @@ def test_a_state_file_is_an_offline_evaluation(tmp_path: Path) -> None:
     state = tmp_path / "incident.yaml"
     state.write_text("inference.example.com:\n  us-east-1: {state: down}\n")
     out = explain("--state", str(state)).stdout
-    assert "  state: offline, regions as in incident.yaml (--state given)" in out
+    assert f"  state: offline, regions as in incident.yaml (--state given; {EMBEDDED_NOTE})" in out
     assert "us-east-1 192.0.2.10" not in selected(out)
 
 
@@ -152,3 +156,28 @@ def test_the_servers_refusal_is_an_error(incident: ServerProcess) -> None:
     )
     assert result.returncode == 2
     assert "not a service name" in result.stderr
+
+
+def test_the_embedded_database_is_said_only_where_it_located_the_client() -> None:
+    # Once in the state line, not as a warning on every run: an explanation of a client it
+    # cannot place (a private address) does not rely on it, and a given database is no caveat.
+    located = explain("--offline")
+    assert "WARNING" not in located.stderr and "GeoIP" not in located.stderr
+    assert EMBEDDED_NOTE in located.stdout
+    private = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geodns",
+            "explain",
+            "--offline",
+            "inference.example.com",
+            "10.1.2.3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert private.stderr == ""
+    assert "  state: offline, every region up (--offline)" in private.stdout

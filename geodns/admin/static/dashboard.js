@@ -398,14 +398,23 @@
       ["auto", "Auto", "follow the health checks again"],
     ]) {
       const b = el("button", { type: "button", class: "act", "data-action": act, title, text: label });
-      b.addEventListener("click", () =>
+      b.addEventListener("click", () => {
+        // The server says whom this drain would strand (routing.residency): ask first.
+        const strands = act === "drain" ? tb.regionState?.drain_strands || [] : [];
+        const question = drainQuestion(r.name, strands);
+        // Without a token post() says what is missing first: a "yes" could not drain anyway.
+        const token = sessionStorage.getItem(TOKEN_KEY);
+        if (question && token && !window.confirm(question)) {
+          message(`${r.name}: drain cancelled.`, "ok");
+          return;
+        }
         post(
           `/api/services/${encodeURIComponent(name)}/regions/${encodeURIComponent(r.name)}/state`,
           { state: act },
           `${r.name}: ${label.toLowerCase()}`,
           [...actions.querySelectorAll("button")],
-        ),
-      );
+        );
+      });
       actions.append(b);
     }
     const main = el(
@@ -463,7 +472,16 @@
     return el("tr", { class: "demo" }, el("td", { colspan: 8 }, box));
   }
 
+  // "Draining eu-west-1 leaves continent EU clients with no region: they will be refused
+  // (REFUSED). Drain anyway?", or null when the drain strands no residency rule's clients.
+  function drainQuestion(region, strands) {
+    if (!strands.length) return null;
+    const who = strands.map((s) => `${s.clients} clients with no region: they will ${s.outcome}`);
+    return `Draining ${region} leaves ${who.join("; and ")}. Drain anyway?`;
+  }
+
   function patchRegion(tb, r, color) {
+    tb.regionState = r; // what the buttons act on: the latest state, not the first
     tb.querySelector(".swatch").style.background = color;
     setText(tb.querySelector(".addr"), (r.addresses || []).join("  "));
     const badge = tb.querySelector(".state .badge");

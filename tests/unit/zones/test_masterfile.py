@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geodns.errors import ConfigError
+from geodns.errors import ConfigError, ConfigErrors
 from geodns.zones.loader import build_zone, load_zone_file
 from geodns.zones.masterfile import export_master_file, import_master_file
 from geodns.zones.model import Zone
@@ -92,7 +92,6 @@ def geodns_rrsets(zone: Zone) -> set[tuple[dns.name.Name, RT, RT, int, frozenset
 @pytest.fixture
 def bind_file(tmp_path: Path) -> str:
     include = write(tmp_path, "included 600 IN A 192.0.2.77\n", "included.zone")
-    # Absolute: dnspython, like BIND, opens relative $INCLUDE paths from its working directory.
     return write(tmp_path, BIND_ZONE + f"$INCLUDE {include}\n")
 
 
@@ -164,31 +163,93 @@ def test_missing_origin_is_a_clear_error(tmp_path: Path) -> None:
     assert info.value.file == path
 
 
+def errors_of(path: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        import_master_file(path)
+    return [str(error) for error in info.value.errors]
+
+
+HEAD = "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\n"
+
+
 def test_other_classes_are_refused(tmp_path: Path) -> None:
-    text = '$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nv CH TXT "1"\n'
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match="only class IN") as info:
-        import_master_file(path)
-    assert (info.value.file, info.value.line) == (path, 5)
+    path = write(tmp_path, HEAD + 'v CH TXT "1"\n')
+    assert errors_of(path) == [
+        f"{path}:5: v.example.com. TXT: only class IN records are supported "
+        "(geodns serves the Internet class)"
+    ]
 
 
-def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
-    # dnspython gives the line its tokenizer is on: exact for an error found mid-line, like
-    # this one, but one line late for one found at the end of a line (its newline is read).
-    text = "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 h 1 2 3 4 5\nwww IN AA 192.0.2.1\n"
-    path = write(tmp_path, text + "ok IN A 192.0.2.2\n")
-    with pytest.raises(ConfigError, match="unknown rdatatype 'AA'") as info:
-        import_master_file(path)
-    assert (info.value.file, info.value.line) == (path, 4)
-    assert str(info.value).startswith(f"{path}:4: ")
+def test_every_bad_record_is_reported_with_its_line_owner_and_type(tmp_path: Path) -> None:
+    bad = (
+        "www IN AA 192.0.2.1\n"  # an unknown type
+        "ok IN A 192.0.2.2\n"
+        "mail 60 IN A 192.0.2.300\n"  # an address out of range, TTL before the class
+        "     IN A\n"  # no address: the error is met at the end of the line
+        "mx IN MX ( 10\n"  # a record over two lines
+        "           nowhere..example.com. )\n"
+        "ok2 IN A 192.0.2.3\n"
+        "$TTL soon\n"
+        'txt IN TXT "no closing quote\n'  # the tokenizer's own error: the next line is read
+        "ok3 IN A 192.0.2.4\n"
+        "mx2 IN MX ( 10 mail\n"  # a parenthesis never closed
+    )
+    path = write(tmp_path, HEAD + bad)
+    errors = errors_of(path)
+    assert [e.split(": ")[0:2] for e in errors] == [
+        [f"{path}:5", "www.example.com. AA"],
+        [f"{path}:7", "mail.example.com. A"],
+        [f"{path}:8", "mail.example.com. A"],
+        [f"{path}:9", "mx.example.com. MX"],
+        [f"{path}:12", "$TTL"],
+        [f"{path}:13", "txt.example.com. TXT"],
+        [f"{path}:15", "mx2.example.com. MX"],
+    ]
+    assert "unknown rdatatype 'AA'" in errors[0]
 
 
 def test_syntax_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
     include = write(tmp_path, "ok A 192.0.2.1\nbad FOO mail\nok2 A 192.0.2.2\n", "inc.zone")
-    path = write(tmp_path, f"$ORIGIN example.com.\n$TTL 300\n$INCLUDE {include}\n")
-    with pytest.raises(ConfigError) as info:
-        import_master_file(path)
-    assert (info.value.file, info.value.line) == (include, 2)
+    path = write(tmp_path, f"$ORIGIN example.com.\n$TTL 300\n$INCLUDE {include}\nx BAR 1\n")
+    assert [e.split(": ")[0] for e in errors_of(path)] == [f"{include}:2", f"{path}:4"]
+
+
+def test_include_is_relative_to_the_including_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "zones" / "parts").mkdir(parents=True)
+    write(tmp_path / "zones" / "parts", "www A 192.0.2.80\n$INCLUDE more.zone\n", "hosts.zone")
+    write(tmp_path / "zones" / "parts", "mail A 192.0.2.25\n", "more.zone")
+    # With an origin: the included file's names are under it, and the origin comes back after.
+    write(tmp_path / "zones" / "parts", "@ A 192.0.2.99\n", "cdn.zone")
+    text = HEAD + "$INCLUDE parts/hosts.zone\n$INCLUDE parts/cdn.zone cdn\nafter A 192.0.2.1\n"
+    path = write(tmp_path / "zones", text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    records = load_yaml(import_master_file(path), "x.yaml").data["records"]
+    assert records == {
+        "after": {"A": "192.0.2.1"},
+        "cdn": {"A": "192.0.2.99"},
+        "mail": {"A": "192.0.2.25"},
+        "www": {"A": "192.0.2.80"},
+    }
+
+
+def test_include_loop_is_a_clear_error(tmp_path: Path) -> None:
+    loop = write(tmp_path, "$INCLUDE db.example.com\n", "loop.zone")
+    path = write(tmp_path, HEAD + "$INCLUDE loop.zone\nok A 192.0.2.1\n")
+    assert errors_of(path) == [
+        f"{loop}:1: $INCLUDE: include loop: {path} -> {loop} -> {tmp_path}/db.example.com"
+    ]
+
+
+def test_missing_include_is_reported_and_the_rest_read(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD + "$INCLUDE nope.zone\nbad A 1\n")
+    assert errors_of(path) == [
+        f"{path}:5: $INCLUDE: {tmp_path}/nope.zone: No such file or directory",
+        f"{path}:6: bad.example.com. A: Text input is malformed.",
+    ]
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
