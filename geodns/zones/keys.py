@@ -343,6 +343,7 @@ def unknown_key(key: Any, allowed: Iterable[str]) -> str:
 # --- the sections ---------------------------------------------------------------------------
 
 NAME = Shape(_ref("name"), "domain name")
+WORD = Shape({"type": "string"}, "word")
 TTL = Ttl()
 PORT = Int(1, 65535, "a port")
 SECONDS = Number(
@@ -570,7 +571,7 @@ CAA = Section(
         Key("flags", Int(0, 255, "flags"), "128 marks the property critical.", required=True),
         Key(
             "tag",
-            Shape({"type": "string"}, "word"),
+            WORD,
             "`issue`, `issuewild` or `iodef`.",
             required=True,
         ),

@@ -189,3 +189,44 @@ def test_an_example_with_an_unknown_key_fails(validator: jsonschema.Draft202012V
 def test_unknown_key_in_a_zone_is_reported() -> None:
     with pytest.raises(ConfigErrors):
         build_zone(load_yaml(HEAD + "servics: {}\n", "x.yaml"))
+
+
+# --- did you mean ---------------------------------------------------------------------------
+
+
+def _errors(text: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as exc:
+        build_zone(load_yaml(text, "zones/x.yaml"))
+    return [str(e) for e in exc.value.errors]
+
+
+def test_a_misspelt_key_names_the_nearest_one() -> None:
+    text = HEAD + "servics:\n  api: {regions: {eu: {addresses: [192.0.2.1]}}}\n"
+    assert _errors(text) == ["zones/x.yaml:4: servics: unknown key (did you mean services?)"]
+
+
+def test_every_misspelt_key_is_reported_at_once() -> None:
+    text = (
+        HEAD
+        + "services:\n"
+        + "  api:\n"
+        + "    regions:\n"
+        + "      eu: {adresses: [192.0.2.1], addresses: [192.0.2.2]}\n"
+        + "    anwsers: 2\n"
+        + "records:\n"
+        + "  '@': {MX: {preference: 10, exchnage: mail, exchange: mail}}\n"
+        + "  www: {A: {ttl: 60, value: 192.0.2.1, values: 192.0.2.1}}\n"
+    )
+    assert _errors(text) == [
+        "zones/x.yaml:7: services.api.regions.eu.adresses: unknown key (did you mean addresses?)",
+        "zones/x.yaml:8: services.api.anwsers: unknown key (did you mean answers?)",
+        "zones/x.yaml:10: records.@.MX[0].exchnage: unknown key (did you mean exchange?)",
+        "zones/x.yaml:11: records.www.A.value: unknown key (did you mean values?)",
+    ]
+
+
+def test_a_key_like_none_lists_them_all() -> None:
+    assert _errors(HEAD + "colour: blue\n") == [
+        "zones/x.yaml:4: colour: unknown key (expected one of debug, ns, records, services,"
+        " soa, ttl, zone)"
+    ]
