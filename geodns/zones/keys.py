@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from geodns.zones.model import Capacity, CostPolicy, Quorum, VersionPolicy
 from geodns.zones.yamlsource import Path
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
@@ -683,7 +682,7 @@ SERVICE = Section(
             ),
             "Which model versions plain answers reach ([rollouts](rollouts.md)): `consistent`"
             " (approved versions only), `any`, `{pin: VERSION}`, or a mapping.",
-            default=VersionPolicy().mode,
+            default="consistent",
             errors="not one of the words or a mapping",
         ),
         Key(
@@ -700,12 +699,12 @@ SERVICE = Section(
         ),
         Key(
             "quorum",
-            Choice(tuple(q.value for q in Quorum)),
+            Choice(("majority", "any", "local")),
             "How a fleet's nodes combine their own health checks of a region: `majority` (down"
             " when more than half of the fresh votes say down; a tie keeps it up), `any` (down"
             " when one fresh vote says down) or `local` (this node's checks only). See"
             " [quorum](quorum.md).",
-            default=Quorum.MAJORITY.value,
+            default="majority",
         ),
         Key(
             "cost",
@@ -840,13 +839,13 @@ CAPACITY = Section(
             "low",
             Number(0, 1, "{value!r} is not a utilization ratio (0 to 1)"),
             "Below it a region takes all its clients.",
-            default=Capacity().low,
+            default=0.75,
         ),
         Key(
             "high",
             Number(0, 1, "{value!r} is not a utilization ratio (0 to 1)"),
             "Above it a region takes no new clients (unless every region is above it).",
-            default=Capacity().high,
+            default=0.92,
         ),
         Key(
             "signals",
@@ -902,13 +901,13 @@ VERSION = Section(
             "canary_share",
             Number(0, 1, "{value!r} is not a share 0..1"),
             "The share of client networks that already get a rollout's new version.",
-            default=VersionPolicy().canary_share,
+            default=0.0,
         ),
         Key(
             "when_none",
             Choice(("any", *WHEN_NONE)),
             "What to answer when no region of the version is healthy.",
-            default=VersionPolicy().when_none,
+            default="any",
         ),
     ),
 )
@@ -1041,7 +1040,7 @@ COST = Section(
             Number(0, 1000, "{value!r} is not a budget in ms (0 to 1000)"),
             "The budget in milliseconds: below what users notice on an inference request, above"
             " the noise of the table's figures.",
-            default=CostPolicy().within_ms,
+            default=20.0,
         ),
     ),
     errors="not a mapping",

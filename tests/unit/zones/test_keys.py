@@ -230,3 +230,13 @@ def test_a_key_like_none_lists_them_all() -> None:
         "zones/x.yaml:4: colour: unknown key (expected one of debug, ns, records, services,"
         " soa, ttl, zone)"
     ]
+
+
+def test_quorum_choices_are_the_quorum_policies() -> None:
+    from geodns.zones.keys import SERVICE, Choice
+    from geodns.zones.model import Quorum
+
+    kind = SERVICE["quorum"].kind
+    assert isinstance(kind, Choice)
+    assert kind.choices == tuple(q.value for q in Quorum)
+    assert SERVICE.default("quorum") == Quorum.MAJORITY.value
