@@ -191,7 +191,7 @@ def _section_md(section: Section) -> list[str]:
     out = [
         f"## {section.name}",
         "",
-        f"At `{section.where}`. {section.doc}",
+        f"At {section.where if ' ' in section.where else f'`{section.where}`'}. {section.doc}",
         "",
         "| key | type | default | what it does | errors |",
         "|---|---|---|---|---|",

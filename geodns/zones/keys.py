@@ -145,14 +145,16 @@ class Number(Kind):
         return "number" + (f", {self._range()}" if self._range() else "")
 
     def _range(self) -> str:
+        if self.low is not None and self.high is not None and not self.above and not self.below:
+            return f"{_text(self.low)} to {_text(self.high)}"
         parts = []
         if self.low is not None:
-            parts.append(f"above {self.low:g}" if self.above else f"from {self.low:g}")
+            parts.append(f"above {_text(self.low)}" if self.above else f"{_text(self.low)} or more")
         if self.high is not None:
-            parts.append(f"below {self.high:g}" if self.below else f"to {self.high:g}")
-        return (
-            " ".join(parts) if self.high is not None and self.low is not None else ", ".join(parts)
-        )
+            parts.append(
+                f"below {_text(self.high)}" if self.below else f"at most {_text(self.high)}"
+            )
+        return ", ".join(parts)
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "number"}
@@ -163,7 +165,7 @@ class Number(Kind):
         return out
 
     def errors(self) -> str:
-        return "not a number" + (f" {self._range()}" if self._range() else "")
+        return "not a number" + (f", {self._range()}" if self._range() else "")
 
     def ok(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -184,6 +186,13 @@ class Number(Kind):
             b.add_error(path, message.format(value=value))
             return None
         return float(value)
+
+
+def _text(x: float) -> str:
+    """A bound for people: 1e12 as 10^12, not 1e+12."""
+    if x >= 1e6 and math.log10(x).is_integer():
+        return f"10^{int(math.log10(x))}"
+    return f"{x:g}"
 
 
 def _num(x: float) -> int | float:
@@ -238,9 +247,13 @@ class Shape(Kind):
 
     json: dict[str, Any]
     text: str = "any"  # type: ignore[misc]
+    errs: str = ""  # what makes a value wrong, whatever the key
 
     def schema(self) -> dict[str, Any]:
         return dict(self.json)
+
+    def errors(self) -> str:
+        return self.errs
 
 
 @dataclass(frozen=True)
@@ -249,7 +262,12 @@ class Nested(Kind):
 
     section: str  # its Section's name (the $defs entry)
     nullable: bool = False
-    text: str = "mapping"  # type: ignore[misc]
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return f"mapping: [{self.section}](#{self.section.lower()})" + (
+            " or null" if self.nullable else ""
+        )
 
     def schema(self) -> dict[str, Any]:
         if self.nullable:
@@ -341,7 +359,7 @@ def unknown_key(key: Any, allowed: Iterable[str]) -> str:
 
 # --- the sections ---------------------------------------------------------------------------
 
-NAME = Shape(_ref("name"), "domain name")
+NAME = Shape(_ref("name"), "domain name", "not a domain name")
 WORD = Shape({"type": "string"}, "word")
 TTL = Ttl()
 PORT = Int(1, 65535, "a port")
@@ -384,7 +402,7 @@ _ASN = Key(
 
 ZONE = Section(
     "zone",
-    "top level",
+    "the top level of the file",
     "One DNS zone served by geodns: its SOA, apex NS, static records and geo-routed services."
     " To get completion and help in VS Code (YAML extension), start the file with"
     " `# yaml-language-server: $schema=<path to zone.schema.json>`. Domain names in values are"
