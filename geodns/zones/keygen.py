@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write", action="store_true", help="write both files")
     mode.add_argument("--check", action="store_true", help="exit 1 if either is stale")
     args = parser.parse_args(argv)
+    if not DOCS_FILE.parent.is_dir():
+        print(f"no {DOCS_FILE.parent}: run this in a source checkout of geodns", file=sys.stderr)
+        return 2
     if args.write:
         SCHEMA_FILE.write_text(schema_text(), encoding="utf-8")
         DOCS_FILE.write_text(docs_text(), encoding="utf-8")

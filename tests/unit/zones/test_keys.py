@@ -240,3 +240,18 @@ def test_quorum_choices_are_the_quorum_policies() -> None:
     assert isinstance(kind, Choice)
     assert kind.choices == tuple(q.value for q in Quorum)
     assert SERVICE.default("quorum") == Quorum.MAJORITY.value
+
+
+def test_the_suite_checks_each_zone_it_loads_against_the_schema() -> None:
+    from tests import zoneschema
+
+    with zoneschema.watch_loader() as built:
+        build_zone(load_yaml(HEAD, "zones/ok.yaml"))
+        with pytest.raises(ConfigErrors):
+            build_zone(load_yaml(HEAD + "ttl: x\n", "zones/bad.yaml"))
+    assert [doc.file for doc in built] == ["zones/ok.yaml"]  # only what the loader accepts
+    assert zoneschema.schema_errors(built[0]) == []
+    drifted = load_yaml(HEAD + "services:\n  api: {regions: {eu: {addresses: a, x: 1}}}\n", "z")
+    assert zoneschema.schema_errors(drifted) == [
+        "z:5: services.api.regions.eu: Additional properties are not allowed ('x' was unexpected)"
+    ]
