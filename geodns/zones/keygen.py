@@ -271,7 +271,8 @@ def _records_md() -> list[str]:
         out.append(f"| {_cell(types)} | {_cell(data.value)} |")
     out += [
         "",
-        "Errors: an unknown record type; a type that only exists in messages"
+        "Errors: an unknown record type (with the nearest type, if one is close); a type that"
+        " only exists in messages"
         f" ({', '.join(MESSAGE_TYPES)}); DNSSEC records ({', '.join(SIGNED_TYPES)}: geodns"
         " does not sign); the apex SOA or NS here (use `soa:` and `ns:`); SOA anywhere else;"
         " a CNAME at the apex, beside other data or twice at one name; an owner name outside"

@@ -348,12 +348,19 @@ class Section:
         return out
 
 
+def nearest(word: Any, choices: Iterable[str]) -> str | None:
+    """The choice a misspelt word most likely meant, if one is close (difflib's ratio of at
+    least 0.6: `servics` -> services, `AAA` -> AAAA)."""
+    near = difflib.get_close_matches(str(word), sorted(choices), n=1)
+    return near[0] if near else None
+
+
 def unknown_key(key: Any, allowed: Iterable[str]) -> str:
     """The error for a key no row declares, with the nearest declared one if it is close."""
     allowed = sorted(allowed)
-    near = difflib.get_close_matches(str(key), allowed, n=1)
+    near = nearest(key, allowed)
     if near:
-        return f"unknown key (did you mean {near[0]}?)"
+        return f"unknown key (did you mean {near}?)"
     return f"unknown key (expected one of {', '.join(allowed)})"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import os
 from collections.abc import Iterable
@@ -55,6 +56,13 @@ def _rdatatype(text: Any) -> RT | None:
     if len(_TYPES) < 1000:  # keys are text from zone files: keep a broken one from growing it
         _TYPES[text] = rdtype
     return rdtype
+
+
+@functools.cache
+def _zone_type_names() -> frozenset[str]:
+    """The names of the types a zone can hold, for "did you mean" on a misspelt type."""
+    barred = META_TYPES | DNSSEC_SIGNED_TYPES | {RT.SOA}
+    return frozenset(t.name for t in RT if t not in barred)
 
 
 class _Collector:
@@ -338,7 +346,9 @@ class _ZoneBuilder:
             tpath = (*path, type_text)
             rdtype = _rdatatype(type_text)
             if rdtype is None:
-                self.err.add(tpath, f"unknown record type {type_text!r}")
+                near = keys.nearest(str(type_text).upper(), _zone_type_names())
+                hint = f" (did you mean {near}?)" if near else ""
+                self.err.add(tpath, f"unknown record type {type_text!r}{hint}")
                 continue
             if rdtype in META_TYPES:
                 self.err.add(tpath, f"{type_text} is not a record type a zone can hold")

@@ -255,3 +255,12 @@ def test_the_suite_checks_each_zone_it_loads_against_the_schema() -> None:
     assert zoneschema.schema_errors(drifted) == [
         "z:5: services.api.regions.eu: Additional properties are not allowed ('x' was unexpected)"
     ]
+
+
+def test_a_misspelt_record_type_names_the_nearest_type() -> None:
+    text = HEAD + "records:\n  www: {AAA: '2001:db8::1', CNAM: x, FOO: 1}\n"
+    assert _errors(text) == [
+        "zones/x.yaml:5: records.www.AAA: unknown record type 'AAA' (did you mean AAAA?)",
+        "zones/x.yaml:5: records.www.CNAM: unknown record type 'CNAM' (did you mean CNAME?)",
+        "zones/x.yaml:5: records.www.FOO: unknown record type 'FOO'",
+    ]
