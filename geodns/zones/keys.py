@@ -12,6 +12,7 @@ these rows; geodns/schema/zone.schema.json and docs/config-keys.md are generated
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -310,7 +311,7 @@ class Section:
     def __post_init__(self) -> None:
         self._by_name.update((k.name, k) for k in self.keys)
 
-    @property
+    @functools.cached_property
     def names(self) -> frozenset[str]:
         return frozenset(self._by_name)
 
