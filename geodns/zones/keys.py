@@ -686,7 +686,7 @@ SERVICE = Section(
         ),
         Key(
             "latency",
-            Shape({"type": ["string", "null"]}, "`default`, a path or null"),
+            Shape({"type": ["string", "null"], "minLength": 1}, "`default`, a path or null"),
             "Latency table: `default` (the shipped data/latency.yaml), a file path relative to"
             " the zone file, or null to order by distance only"
             " ([latency and cost](latency-and-cost.md)).",
@@ -797,7 +797,7 @@ REGION = Section(
         ),
         Key(
             "version",
-            Shape({"type": ["string", "number"]}, "string or number"),
+            Shape({"type": ["string", "number"], "pattern": "\\S"}, "string or number"),
             "The model version the region serves, when its health check does not report one.",
             default_text="none",
             errors="not a string or number; empty",
