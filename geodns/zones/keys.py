@@ -329,15 +329,6 @@ class Section:
             return key.default
         return key.kind.parse(b, (*path, name), spec[name])
 
-    def unknown(self, b: Errors, path: Path, spec: dict[str, Any]) -> bool:
-        """Report every key of `spec` this section does not declare; True when there was one."""
-        found = False
-        for key in spec:
-            if key not in self._by_name:
-                b.add_error((*path, key), unknown_key(key, self.names))
-                found = True
-        return found
-
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "object", "description": self.doc}
         required = [k.name for k in self.keys if k.required]
