@@ -20,6 +20,8 @@ import dns.message
 import dns.query
 import pytest
 
+from tests import zoneschema
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ZONES = ROOT / "zones"
 _LISTENING = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?):(\d+)")
@@ -34,6 +36,19 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = tempfile.mkdtemp(prefix="geodns-test-cache-")
     os.environ["XDG_CACHE_HOME"] = cache
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+
+
+@pytest.fixture(autouse=True)
+def _zones_pass_the_schema() -> Iterator[None]:
+    """Every zone a test builds without a loader error passes the generated JSON Schema."""
+    with zoneschema.watch_loader() as built:
+        yield
+    errors = [e for doc in built for e in zoneschema.schema_errors(doc)]
+    if errors:
+        pytest.fail(
+            "the loader accepts a zone the schema rejects (geodns/zones/keys.py):\n"
+            + "\n".join(errors)
+        )
 
 
 @dataclass
@@ -87,6 +102,8 @@ def running_server(
     would only compete with the tests for the two cores. tests/e2e/test_merged_scopes.py
     runs them; wait_for_scopes() waits for their build.
     """
+    mismatches = zoneschema.check_zone_files(zones)
+    assert not mismatches, "the loader accepts a zone the schema rejects:\n" + "\n".join(mismatches)
     cmd = [
         sys.executable,
         "-m",

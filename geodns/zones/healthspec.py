@@ -11,30 +11,15 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from geodns.zones.keys import BODY_FIELDS, BODY_KEYS, HEALTH
 from geodns.zones.yamlsource import Path
 
-HEALTH_KEYS = {
-    "url",
-    "tcp",
-    "interval",
-    "timeout",
-    "jitter",
-    "rise",
-    "fall",
-    "expect",
-    "headers",
-    "verify_tls",
-    "ca_file",
-    "keys",
-    "require",
-}
-BODY_FIELDS = ("utilization", "version", "ready")
-MAX_INTERVAL = 86400.0  # a day: anything longer is not a health check
-MAX_COUNT = 100  # rise/fall: more consecutive probes than this would take hours to act
+HEALTH_KEYS = HEALTH.names
 
 # `${NAME}` in a header value is read from the environment at check time, so that secrets
 # stay out of zone files.
@@ -47,9 +32,9 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 class BodyKeys:
     """The JSON fields of a health response that report utilization, version and readiness."""
 
-    utilization: str = "gpu_utilization"
-    version: str = "model_version"
-    ready: str = "ready"
+    utilization: str = BODY_KEYS.default("utilization")
+    version: str = BODY_KEYS.default("version")
+    ready: str = BODY_KEYS.default("ready")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +46,18 @@ class HealthCheck:
 
     url: str | None = None
     tcp: tuple[str, int] | None = None
-    interval: float = 5.0  # seconds between probes
-    timeout: float = 2.0  # seconds a probe may take, body included
-    jitter: float = 0.1  # +- this fraction of the interval, so that probes do not align
-    rise: int = 2  # consecutive successes that bring a down region up
-    fall: int = 3  # consecutive failures that take an up region down
-    expect: tuple[int, ...] = (200,)
+    # The defaults, and why, are declared in keys.HEALTH.
+    interval: float = HEALTH.default("interval")  # seconds between probes
+    timeout: float = HEALTH.default("timeout")  # seconds a probe may take, body included
+    jitter: float = HEALTH.default("jitter")  # +- this fraction of the interval
+    rise: int = HEALTH.default("rise")  # consecutive successes that bring a down region up
+    fall: int = HEALTH.default("fall")  # consecutive failures that take an up region down
+    expect: tuple[int, ...] = tuple(HEALTH.default("expect"))
     headers: tuple[tuple[str, str], ...] = ()  # values may hold ${ENV_VAR}
-    verify_tls: bool = True
+    verify_tls: bool = HEALTH.default("verify_tls")
     ca_file: str | None = None  # a path, already made relative to the zone file's directory
     keys: BodyKeys = BodyKeys()
-    require: frozenset[str] = frozenset()  # among BODY_FIELDS
+    require: frozenset[str] = frozenset(HEALTH.default("require"))  # among BODY_FIELDS
 
     @property
     def kind(self) -> str:
@@ -91,7 +77,7 @@ class Errors(Protocol):
     """What the zone builder lends for validation."""
 
     def add_error(self, path: Path, message: str) -> None: ...
-    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: set[str]) -> None: ...
+    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: Iterable[str]) -> None: ...
 
 
 # Parsed keys of one `health:` mapping: key -> value, plus where it was written for errors.
@@ -117,7 +103,11 @@ def health_fields(b: Errors, path: Path, spec: Any, zone_dir: str) -> Fields:
         if key not in HEALTH_KEYS:
             continue
         kpath = (*path, key)
-        parsed = _PARSERS[key](b, kpath, value, zone_dir)
+        parser = _PARSERS.get(key)
+        if parser is None:
+            parsed = HEALTH[key].kind.parse(b, kpath, value)
+        else:
+            parsed = parser(b, kpath, value, zone_dir)
         if parsed is not None:
             out[key] = (parsed, kpath)
     return out
@@ -184,30 +174,6 @@ def _tcp(b: Errors, path: Path, value: Any, zone_dir: str) -> tuple[str, int] | 
     return host, int(port_text)
 
 
-def _seconds(b: Errors, path: Path, value: Any, zone_dir: str) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        b.add_error(path, f"{value!r} is not a number of seconds")
-        return None
-    if not 0 < value <= MAX_INTERVAL:
-        b.add_error(path, f"{value!r} is out of range (above 0, at most {MAX_INTERVAL:g})")
-        return None
-    return float(value)
-
-
-def _jitter(b: Errors, path: Path, value: Any, zone_dir: str) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        b.add_error(path, f"{value!r} is not a fraction of the interval (0 to 1)")
-        return None
-    return float(value)
-
-
-def _count(b: Errors, path: Path, value: Any, zone_dir: str) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
-        b.add_error(path, f"{value!r} is not a count of consecutive probes (1 to {MAX_COUNT})")
-        return None
-    return value
-
-
 def _expect(b: Errors, path: Path, value: Any, zone_dir: str) -> tuple[int, ...] | None:
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -257,13 +223,6 @@ def _headers(
     return tuple(out) if ok else None
 
 
-def _verify_tls(b: Errors, path: Path, value: Any, zone_dir: str) -> bool | None:
-    if not isinstance(value, bool):
-        b.add_error(path, "must be true or false")
-        return None
-    return value
-
-
 def _ca_file(b: Errors, path: Path, value: Any, zone_dir: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         b.add_error(path, "must be the path of a PEM file of CA certificates")
@@ -283,7 +242,7 @@ def _keys(b: Errors, path: Path, value: Any, zone_dir: str) -> BodyKeys | None:
     if not isinstance(value, dict):
         b.add_error(path, "must map utilization/version/ready -> the JSON field name")
         return None
-    b.unknown_keys(path, value, set(BODY_FIELDS))
+    b.unknown_keys(path, value, BODY_KEYS.names)
     names = {}
     for key in BODY_FIELDS:
         if key in value:
@@ -309,17 +268,13 @@ def _require(b: Errors, path: Path, value: Any, zone_dir: str) -> frozenset[str]
     return frozenset(out)
 
 
-_PARSERS = {
+# The keys whose values need more than their kind's check (keys.HEALTH); the others are
+# checked by their kind alone.
+_PARSERS: dict[str, Callable[[Errors, Path, Any, str], Any]] = {
     "url": _url,
     "tcp": _tcp,
-    "interval": _seconds,
-    "timeout": _seconds,
-    "jitter": _jitter,
-    "rise": _count,
-    "fall": _count,
     "expect": _expect,
     "headers": _headers,
-    "verify_tls": _verify_tls,
     "ca_file": _ca_file,
     "keys": _keys,
     "require": _require,

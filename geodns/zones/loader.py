@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import os
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
-from geodns.zones import fastparse
+from geodns.zones import fastparse, keys
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
 from geodns.zones.services import build_service, parse_address
 from geodns.zones.yamlsource import Document, Path, read_yaml_file
@@ -26,18 +27,14 @@ from geodns.zones.yamlsource import Document, Path, read_yaml_file
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType
 
-MAX_TTL = 2**31 - 1  # RFC 2181 section 8
-DEFAULT_TTL = 3600
-DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves caches quickly
-SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 604800, "minimum": 300}
-
-ZONE_KEYS = {"zone", "ttl", "soa", "ns", "records", "services", "debug"}
-SOA_KEYS = {"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"}
+MAX_TTL = keys.MAX_TTL
+DEFAULT_TTL = keys.ZONE.default("ttl")
+SOA_TIMERS = ("refresh", "retry", "expire", "minimum")
 
 # Types that only exist in messages, never in a zone.
-META_TYPES = {RT.OPT, RT.TSIG, RT.TKEY, RT.IXFR, RT.AXFR, RT.MAILA, RT.MAILB, RT.ANY, RT.NONE}
+META_TYPES = {RT[t] for t in keys.MESSAGE_TYPES}
 # Signatures and denial records come from signing, which geodns does not do (yet).
-DNSSEC_SIGNED_TYPES = {RT.RRSIG, RT.SIG, RT.NSEC, RT.NSEC3, RT.NXT}
+DNSSEC_SIGNED_TYPES = {RT[t] for t in keys.SIGNED_TYPES}
 # Names in the data of these types are written like owner names (see docs/zones.md: "Names").
 NAME_TYPES = {RT.CNAME, RT.NS, RT.PTR, RT.DNAME}
 
@@ -59,6 +56,13 @@ def _rdatatype(text: Any) -> RT | None:
     if len(_TYPES) < 1000:  # keys are text from zone files: keep a broken one from growing it
         _TYPES[text] = rdtype
     return rdtype
+
+
+@functools.cache
+def _zone_type_names() -> frozenset[str]:
+    """The names of the types a zone can hold, for "did you mean" on a misspelt type."""
+    barred = META_TYPES | DNSSEC_SIGNED_TYPES | {RT.SOA}
+    return frozenset(t.name for t in RT if t not in barred)
 
 
 class _Collector:
@@ -166,7 +170,7 @@ class _ZoneBuilder:
         if not isinstance(data, dict):
             self.err.add((), "a zone file must be a mapping with at least `zone`, `soa` and `ns`")
             raise self.fail()
-        self.unknown_keys((), data, ZONE_KEYS)
+        self.unknown_keys((), data, keys.ZONE.names)
         origin = data.get("zone")
         if not isinstance(origin, str) or not origin.strip():
             self.err.add(("zone",), "missing zone origin, e.g. `zone: example.com`")
@@ -176,8 +180,8 @@ class _ZoneBuilder:
         except dns.exception.DNSException as exc:
             self.err.add(("zone",), f"{origin!r} is not a domain name: {exc}")
             raise self.fail() from None
-        if "ttl" in data:
-            self.ttl = self.ttl_value(("ttl",), data["ttl"], self.ttl)
+        ttl = keys.ZONE.value(self, (), data, "ttl")
+        self.ttl = self.ttl if ttl is None else ttl
         soa = self.build_soa(data.get("soa"))
         self.build_apex_ns(data.get("ns"))
         records = data.get("records", {})
@@ -188,10 +192,7 @@ class _ZoneBuilder:
         else:
             for owner_text, rrsets in records.items():
                 self.build_owner(("records", owner_text), owner_text, rrsets)
-        self.debug = data.get("debug", False)
-        if not isinstance(self.debug, bool):
-            self.err.add(("debug",), "must be true or false")
-            self.debug = False
+        self.debug = bool(keys.ZONE.value(self, (), data, "debug"))
         services = data.get("services", {}) or {}
         if not isinstance(services, dict):
             self.err.add(("services",), "must be a mapping of service name -> service")
@@ -205,26 +206,18 @@ class _ZoneBuilder:
 
     # --- values -----------------------------------------------------------------
 
-    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: set[str]) -> None:
+    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: Iterable[str]) -> None:
+        allowed = frozenset(allowed)
         for key in spec:
             if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                self.err.add((*path, key), f"unknown key (expected one of {expected})")
+                self.err.add((*path, key), keys.unknown_key(key, allowed))
 
     def ttl_value(self, path: Path, value: Any, default: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.err.add(path, f"{value!r} is not a TTL (whole seconds, 0 to {MAX_TTL})")
-            return default
-        if not 0 <= value <= MAX_TTL:
-            self.err.add(path, f"TTL {value} out of range (0 to {MAX_TTL})")
-            return default
-        return value
+        ttl = keys.TTL.parse(self, path, value)
+        return default if ttl is None else ttl
 
     def int_value(self, path: Path, value: Any, low: int, high: int, what: str) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.err.add(path, f"{value!r} is not {what} ({low} to {high})")
-            return None
-        return value
+        return keys.Int(low, high, what).parse(self, path, value)
 
     def name_value(self, path: Path, text: Any) -> dns.name.Name | None:
         """A domain name in record data: absolute with a trailing dot or when it already
@@ -273,10 +266,10 @@ class _ZoneBuilder:
         if not isinstance(spec, dict):
             self.err.add(path, "must be a mapping with mname, rname and optional timers")
             return None
-        self.unknown_keys(path, spec, SOA_KEYS)
-        for key in ("mname", "rname"):
-            if key not in spec:
-                self.err.add(path, f"missing `{key}`")
+        self.unknown_keys(path, spec, keys.SOA.names)
+        for key in keys.SOA.keys:
+            if key.required and key.name not in spec:
+                self.err.add(path, f"missing `{key.name}`")
         mname = self.name_value((*path, "mname"), spec.get("mname", "@"))
         rname_text = spec.get("rname", "@")
         if isinstance(rname_text, str) and "@" in rname_text.strip("@"):
@@ -284,14 +277,14 @@ class _ZoneBuilder:
             local, _, domain = rname_text.partition("@")
             rname_text = local.replace(".", "\\.") + "." + domain.rstrip(".") + "."
         rname = self.name_value((*path, "rname"), rname_text)
-        serial = spec.get("serial", "auto")
+        serial = spec.get("serial", keys.SOA.default("serial"))
         if serial == "auto":
             serial = self.default_serial % 2**32
         else:
-            serial = self.int_value((*path, "serial"), serial, 0, 2**32 - 1, "a serial number")
-        timers = {}
-        for key, default in SOA_DEFAULTS.items():
-            timers[key] = self.int_value((*path, key), spec.get(key, default), 0, MAX_TTL, key)
+            serial = self.int_value(
+                (*path, "serial"), serial, 0, keys.MAX_SERIAL, "a serial number"
+            )
+        timers = {key: keys.SOA.value(self, path, spec, key) for key in SOA_TIMERS}
         ttl = self.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
         if mname is None or rname is None or serial is None or None in timers.values():
             return None
@@ -329,8 +322,8 @@ class _ZoneBuilder:
 
     def ttl_and_values(self, path: Path, spec: dict[str, Any]) -> tuple[int, Any]:
         for key in spec:
-            if key not in ("ttl", "values"):
-                self.err.add((*path, key), "unknown key (an RRset mapping has `ttl` and `values`)")
+            if key not in keys.TTL_VALUES.names:
+                self.err.add((*path, key), keys.unknown_key(key, keys.TTL_VALUES.names))
         ttl = self.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
         if "values" not in spec:
             self.err.add(path, "missing `values`")
@@ -353,7 +346,9 @@ class _ZoneBuilder:
             tpath = (*path, type_text)
             rdtype = _rdatatype(type_text)
             if rdtype is None:
-                self.err.add(tpath, f"unknown record type {type_text!r}")
+                near = keys.nearest(str(type_text).upper(), _zone_type_names())
+                hint = f" (did you mean {near}?)" if near else ""
+                self.err.add(tpath, f"unknown record type {type_text!r}{hint}")
                 continue
             if rdtype in META_TYPES:
                 self.err.add(tpath, f"{type_text} is not a record type a zone can hold")
@@ -411,18 +406,11 @@ class _ZoneBuilder:
             target = self.name_value(path, value)
             return None if target is None else fastparse.name_rdata(rdtype, target)
         if rdtype == RT.MX:
-            return self.fields(path, rdtype, value, [("preference", "int16"), ("exchange", "name")])
+            return self.fields(path, rdtype, value, keys.MX)
         if rdtype == RT.SRV:
-            return self.fields(
-                path,
-                rdtype,
-                value,
-                [("priority", "int16"), ("weight", "int16"), ("port", "int16"), ("target", "name")],
-            )
+            return self.fields(path, rdtype, value, keys.SRV)
         if rdtype == RT.CAA:
-            return self.fields(
-                path, rdtype, value, [("flags", "int8"), ("tag", "word"), ("value", "quoted")]
-            )
+            return self.fields(path, rdtype, value, keys.CAA)
         return self.presentation(path, rdtype, value)
 
     def address(self, path: Path, value: Any, version: int) -> dns.rdata.Rdata | None:
@@ -462,9 +450,12 @@ class _ZoneBuilder:
         return dns.rdtypes.ANY.TXT.TXT(IN, rdtype, chunks)
 
     def fields(
-        self, path: Path, rdtype: RT, value: Any, spec: list[tuple[str, str]]
+        self, path: Path, rdtype: RT, value: Any, section: keys.Section
     ) -> dns.rdata.Rdata | None:
-        names = [n for n, _ in spec]
+        """A record written as a mapping of its fields (`{preference: 10, exchange: mail}`),
+        or as their text in order; the section declares the fields."""
+        spec = section.keys
+        names = [k.name for k in spec]
         if isinstance(value, str) and rdtype == RT.CAA:
             return self.presentation(path, rdtype, value)  # no names in it: as a master file has it
         if isinstance(value, str):
@@ -475,38 +466,32 @@ class _ZoneBuilder:
                 )
                 return None
             value = dict(zip(names, tokens, strict=True))
-            for name, kind in spec:
-                if kind.startswith("int") and value[name].isdigit():
-                    value[name] = int(value[name])
+            for key in spec:
+                if isinstance(key.kind, keys.Int) and value[key.name].isdigit():
+                    value[key.name] = int(value[key.name])
         if not isinstance(value, dict):
             self.err.add(path, f"must be a string or a mapping with {', '.join(names)}")
             return None
-        for key in value:
-            if key not in names:
-                self.err.add((*path, key), f"unknown key (expected {', '.join(names)})")
+        self.unknown_keys(path, value, section.names)
         texts = []
-        for name, kind in spec:
+        for key in spec:
+            name = key.name
             fpath = (*path, name)
             if name not in value:
                 self.err.add(path, f"missing `{name}`")
                 return None
             v = value[name]
-            if kind == "int16":
-                n = self.int_value(fpath, v, 0, 65535, name)
+            if isinstance(key.kind, keys.Int):
+                n = key.kind.parse(self, fpath, v)
                 if n is None:
                     return None
                 texts.append(str(n))
-            elif kind == "int8":
-                n = self.int_value(fpath, v, 0, 255, name)
-                if n is None:
-                    return None
-                texts.append(str(n))
-            elif kind == "name":
+            elif key.kind is keys.NAME:
                 target = self.name_value(fpath, v)
                 if target is None:
                     return None
                 texts.append(target.to_text())
-            elif kind == "word":
+            elif key.kind is keys.WORD:
                 texts.append(str(v))
             else:
                 texts.append('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')

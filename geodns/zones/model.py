@@ -10,6 +10,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
+from geodns.zones import keys
 from geodns.zones.healthspec import HealthCheck
 
 Name = dns.name.Name
@@ -132,7 +133,7 @@ class CostPolicy:
     """Among regions whose estimated round trip is within `within_ms` of the best one's,
     the cheapest comes first (geodns.routing.cost); outside the budget, latency wins."""
 
-    within_ms: float = 20.0
+    within_ms: float = keys.COST.default("within_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +151,8 @@ class Capacity:
     in (docs/capacity.md); `signals` are further readings, each with its own band, the worst
     of which counts."""
 
-    low: float = 0.75
-    high: float = 0.92
+    low: float = keys.CAPACITY.default("low")
+    high: float = keys.CAPACITY.default("high")
     signals: tuple[Signal, ...] = ()
 
 
@@ -165,10 +166,10 @@ class VersionPolicy:
     any: versions are not considered.
     """
 
-    mode: str = "consistent"  # consistent | pin | any
+    mode: str = keys.SERVICE.default("version")  # consistent | pin | any
     pin: str | None = None
-    canary_share: float = 0.0
-    when_none: str = "any"  # any (answer regions of any version) | refuse | servfail | nodata
+    canary_share: float = keys.VERSION.default("canary_share")
+    when_none: str = keys.VERSION.default("when_none")  # any | refuse | servfail | nodata
 
 
 class Quorum(StrEnum):

@@ -1,4 +1,8 @@
-"""The JSON Schema of zone YAML files, shipped as package data for editors and tests."""
+"""The JSON Schema of zone YAML files, shipped as package data for editors and tests.
+
+The file is generated from the key declaration (geodns/zones/keys.py) by
+`python -m geodns.zones.keys --write`; edit the declaration, not the file.
+"""
 
 from __future__ import annotations
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import dns.name
 
 from geodns.errors import ConfigError
+from geodns.zones import keys
 from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import (
     Capacity,
@@ -28,45 +29,13 @@ from geodns.zones.model import (
 )
 from geodns.zones.yamlsource import Document, Path
 
-DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves resolver caches quickly
-SERVICE_KEYS = {
-    "ttl",
-    "answers",
-    "port",
-    "regions",
-    "default_order",
-    "capacity",
-    "residency",
-    "when_all_down",
-    "latency",
-    "health",
-    "version",
-    "unlocated",
-    "quorum",
-    "cost",
-    "prefer",
-    "asn_database",
-}
-REGION_KEYS = {
-    "location",
-    "addresses",
-    "jurisdiction",
-    "health",
-    "port",
-    "version",
-    "cost",
-    "capacity",
-}
-RULE_KEYS = {"clients", "regions", "when_none", "min_old"}
-CLIENT_KEYS = {"continent", "countries", "group", "unlocated", "networks", "asn"}
-PREFER_KEYS = {"clients", "order"}
-COST_KEYS = {"within_ms"}
-MAX_ASN = 2**32 - 1  # RFC 6793: four-octet AS numbers
-CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
-WHEN_NONE = ("refuse", "servfail", "nodata")
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-WHEN_ALL_DOWN = ("answer_all", "servfail")
-QUORUMS = tuple(q.value for q in Quorum)  # majority first: the default (docs/quorum.md)
+# The keys of each mapping, their defaults and the checks of plain values are declared in
+# keys.py; this module checks what involves more than one value.
+DEFAULT_SERVICE_TTL = keys.SERVICE.default("ttl")
+MAX_ASN = keys.MAX_ASN
+CONTINENTS = set(keys.CONTINENTS)
+WHEN_NONE = keys.WHEN_NONE
+_LABEL = re.compile(keys.LABEL)
 
 
 class Builder(Protocol):
@@ -75,7 +44,7 @@ class Builder(Protocol):
     doc: Document  # the file being read: paths in it are relative to its directory
 
     def add_error(self, path: Path, message: str) -> None: ...
-    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: set[str]) -> None: ...
+    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: Iterable[str]) -> None: ...
     def ttl_value(self, path: Path, value: Any, default: int) -> int: ...
     def int_value(self, path: Path, value: Any, low: int, high: int, what: str) -> int | None: ...
 
@@ -96,10 +65,12 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
     if not isinstance(spec, dict):
         b.add_error(path, "must be a mapping with `regions`")
         return None
-    b.unknown_keys(path, spec, SERVICE_KEYS)
-    ttl = b.ttl_value((*path, "ttl"), spec.get("ttl", DEFAULT_SERVICE_TTL), DEFAULT_SERVICE_TTL)
-    answers = b.int_value((*path, "answers"), spec.get("answers", 1), 1, 16, "a count of regions")
-    port = b.int_value((*path, "port"), spec.get("port", 443), 1, 65535, "a port")
+    b.unknown_keys(path, spec, keys.SERVICE.names)
+    ttl = keys.SERVICE.value(b, path, spec, "ttl")
+    if ttl is None:
+        ttl = DEFAULT_SERVICE_TTL
+    answers = keys.SERVICE.value(b, path, spec, "answers")
+    port = keys.SERVICE.value(b, path, spec, "port")
     regions_spec = spec.get("regions")
     if not isinstance(regions_spec, dict) or not regions_spec:
         b.add_error((*path, "regions"), "a service needs at least one region")
@@ -131,16 +102,14 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
                     (*path, "regions", region.name),
                     "needs `cost:` (relative units): the service's cost budget compares them",
                 )
-    when_all_down = spec.get("when_all_down", "answer_all")
-    if when_all_down not in WHEN_ALL_DOWN:
-        b.add_error(
-            (*path, "when_all_down"), f"{when_all_down!r} is not one of {', '.join(WHEN_ALL_DOWN)}"
-        )
-    latency = spec.get("latency", "default")
+    when_all_down = keys.SERVICE.value(b, path, spec, "when_all_down")
+    latency = spec.get("latency", keys.SERVICE.default("latency"))
     if latency is not None and (not isinstance(latency, str) or not latency):
         b.add_error((*path, "latency"), "must be `default`, a file path, or null (no table)")
         latency = None
-    version = _version_policy(b, (*path, "version"), spec.get("version", "consistent"))
+    version = _version_policy(
+        b, (*path, "version"), spec.get("version", keys.SERVICE.default("version"))
+    )
     unlocated = None
     if spec.get("unlocated", "route") != "route":
         unlocated = fail_closed(b, (*path, "unlocated"), spec["unlocated"], allow_route=True)
@@ -149,10 +118,7 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
                 (*path, "unlocated"),
                 "a residency rule already holds unlocated clients (clients: {unlocated: true})",
             )
-    quorum = spec.get("quorum", Quorum.MAJORITY.value)
-    if quorum not in QUORUMS:
-        b.add_error((*path, "quorum"), f"{quorum!r} is not one of {', '.join(QUORUMS)}")
-        quorum = Quorum.MAJORITY.value
+    quorum = keys.SERVICE.value(b, path, spec, "quorum") or keys.SERVICE.default("quorum")
     if answers is None or port is None or capacity is None or residency is None or version is None:
         return None
     return Service(
@@ -175,10 +141,6 @@ def build_service(b: Builder, path: Path, name: dns.name.Name, spec: Any) -> Ser
     )
 
 
-VERSION_MODES = ("consistent", "pin", "any")
-VERSION_KEYS = {"mode", "pin", "canary_share", "when_none"}
-
-
 def _version_policy(b: Builder, path: Path, spec: Any) -> VersionPolicy | None:
     """`consistent` (default), `any`, `{pin: V}`, or a mapping of the VersionPolicy fields."""
     if isinstance(spec, str):
@@ -186,12 +148,11 @@ def _version_policy(b: Builder, path: Path, spec: Any) -> VersionPolicy | None:
     if not isinstance(spec, dict):
         b.add_error(path, "must be consistent, any, {pin: VERSION} or a mapping")
         return None
-    b.unknown_keys(path, spec, VERSION_KEYS)
+    b.unknown_keys(path, spec, keys.VERSION.names)
     pin = spec.get("pin")
     mode = spec.get("mode", "pin" if pin is not None else "consistent")
     ok = True
-    if mode not in VERSION_MODES:
-        b.add_error((*path, "mode"), f"{mode!r} is not one of {', '.join(VERSION_MODES)}")
+    if keys.VERSION["mode"].kind.parse(b, (*path, "mode"), mode) is None:
         ok = False
     if mode == "pin" and (
         pin is None or isinstance(pin, bool) or not isinstance(pin, str | int | float)
@@ -201,15 +162,9 @@ def _version_policy(b: Builder, path: Path, spec: Any) -> VersionPolicy | None:
     elif mode != "pin" and pin is not None:
         b.add_error((*path, "pin"), f"pin goes with mode pin, not {mode}")
         ok = False
-    share = spec.get("canary_share", 0.0)
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
-        b.add_error((*path, "canary_share"), f"{share!r} is not a share 0..1")
-        ok = False
-    when_none = spec.get("when_none", "any")
-    if when_none not in ("any", *WHEN_NONE):
-        b.add_error(
-            (*path, "when_none"), f"{when_none!r} is not one of any, {', '.join(WHEN_NONE)}"
-        )
+    share = keys.VERSION.value(b, path, spec, "canary_share")
+    when_none = keys.VERSION.value(b, path, spec, "when_none")
+    if share is None or when_none is None:
         ok = False
     if not ok:
         return None
@@ -226,23 +181,19 @@ def _region(
         # The region's name becomes a DNS label: us-east-1.inference.example.com.
         b.add_error(path, f"region name {name!r} must be a DNS label (letters, digits, hyphens)")
         return None
-    b.unknown_keys(path, spec, REGION_KEYS)
+    b.unknown_keys(path, spec, keys.REGION.names)
     good = _addresses(b, (*path, "addresses"), spec.get("addresses"), "a region")
     if good is None:
         return None
     lat = lon = None
     location = spec.get("location")
     if location is not None:
-        if not isinstance(location, dict) or set(location) != {"lat", "lon"}:
+        if not isinstance(location, dict) or set(location) != keys.LOCATION.names:
             b.add_error((*path, "location"), "must be {lat: DEGREES, lon: DEGREES}")
         else:
             lat, lon = location["lat"], location["lon"]
-            for key, limit in (("lat", 90), ("lon", 180)):
-                v = location[key]
-                if isinstance(v, bool) or not isinstance(v, int | float) or abs(v) > limit:
-                    b.add_error(
-                        (*path, "location", key), f"{v!r} is not a {key} (-{limit} to {limit})"
-                    )
+            for key in keys.LOCATION.keys:
+                if key.kind.parse(b, (*path, "location", key.name), location[key.name]) is None:
                     lat = lon = None
     jurisdiction = spec.get("jurisdiction")
     if jurisdiction is not None and not isinstance(jurisdiction, str):
@@ -251,9 +202,7 @@ def _region(
     hpath = (*path, "health")
     own = health_fields(b, hpath, spec.get("health"), zone_dir)
     health = merge_health(b, hpath, health_defaults, own)
-    port = None
-    if "port" in spec:
-        port = b.int_value((*path, "port"), spec["port"], 1, 65535, "a port")
+    port = keys.REGION.value(b, path, spec, "port") if "port" in spec else None
     version = spec.get("version")
     if version is not None:
         if isinstance(version, bool) or not isinstance(version, str | int | float):
@@ -264,12 +213,9 @@ def _region(
             version = None
         else:
             version = str(version).strip()
-    cost = spec.get("cost")
-    if cost is not None and (
-        isinstance(cost, bool) or not isinstance(cost, int | float) or not 0 <= cost < 1e12
-    ):
-        b.add_error((*path, "cost"), f"{cost!r} is not a cost (a number, 0 or more)")
-        cost = None
+    cost = None
+    if spec.get("cost") is not None:
+        cost = keys.REGION.value(b, path, spec, "cost")
     return Region(
         str(name),
         tuple(good),
@@ -291,12 +237,8 @@ def _region_capacity(b: Builder, path: Path, spec: Any) -> float | None:
     if not isinstance(spec, dict) or "gpus" not in spec:
         b.add_error(path, "must be {gpus: NUMBER} (its size, relative to the other regions)")
         return None
-    b.unknown_keys(path, spec, {"gpus"})
-    v = spec["gpus"]
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1e9:
-        b.add_error((*path, "gpus"), f"{v!r} is not a positive number")
-        return None
-    return float(v)
+    b.unknown_keys(path, spec, keys.REGION_CAPACITY.names)
+    return keys.REGION_CAPACITY.value(b, path, spec, "gpus")
 
 
 def _region_list(
@@ -325,13 +267,11 @@ def _capacity(b: Builder, path: Path, spec: Any) -> Capacity | None:
     if not isinstance(spec, dict):
         b.add_error(path, "must be {low: RATIO, high: RATIO, signals: {KEY: {low, high}}}")
         return None
-    b.unknown_keys(path, spec, {"low", "high", "signals"})
+    b.unknown_keys(path, spec, keys.CAPACITY.names)
     values = {}
-    defaults = Capacity()
-    for key, default in (("low", defaults.low), ("high", defaults.high)):
-        v = spec.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
-            b.add_error((*path, key), f"{v!r} is not a utilization ratio (0 to 1)")
+    for key in ("low", "high"):
+        v = keys.CAPACITY.value(b, path, spec, key)
+        if v is None:
             return None
         values[key] = float(v)
     if values["low"] >= values["high"]:
@@ -356,19 +296,11 @@ def _signals(b: Builder, path: Path, spec: Any) -> tuple[Signal, ...] | None:
             b.add_error(kpath, f"{key!r} is not a JSON key (utilization has low and high above)")
             ok = False
             continue
-        if not isinstance(band, dict) or set(band) != {"low", "high"}:
+        if not isinstance(band, dict) or set(band) != keys.BAND.names:
             b.add_error(kpath, "must be {low: NUMBER, high: NUMBER}")
             ok = False
             continue
-        bad = [
-            k
-            for k in ("low", "high")
-            if isinstance(band[k], bool)
-            or not isinstance(band[k], int | float)
-            or not math.isfinite(band[k])
-        ]
-        for k in bad:
-            b.add_error((*kpath, k), f"{band[k]!r} is not a number")
+        bad = [k for k in ("low", "high") if keys.BAND.value(b, kpath, band, k) is None]
         if bad:
             ok = False
         elif band["low"] >= band["high"]:
@@ -393,13 +325,15 @@ def _residency(
         if not isinstance(rule_spec, dict):
             b.add_error(rpath, "must be a mapping {clients, regions, when_none}")
             continue
-        b.unknown_keys(rpath, rule_spec, RULE_KEYS)
+        b.unknown_keys(rpath, rule_spec, keys.RESIDENCY_RULE.names)
         clients = _clients(b, (*rpath, "clients"), rule_spec.get("clients"), asn_db)
         regions = _region_list(b, (*rpath, "regions"), rule_spec.get("regions"), known)
-        when_none = fail_closed(b, (*rpath, "when_none"), rule_spec.get("when_none", "nodata"))
-        min_old = b.int_value(
-            (*rpath, "min_old"), rule_spec.get("min_old", 1), 0, 16, "a count of regions"
+        when_none = fail_closed(
+            b,
+            (*rpath, "when_none"),
+            rule_spec.get("when_none", keys.RESIDENCY_RULE.default("when_none")),
         )
+        min_old = keys.RESIDENCY_RULE.value(b, rpath, rule_spec, "min_old")
         if clients is None or not regions or when_none is None or min_old is None:
             continue
         for earlier in rules:
@@ -432,7 +366,7 @@ def fail_closed(b: Builder, path: Path, spec: Any, allow_route: bool = False) ->
         expected = "route, " + expected
     if isinstance(spec, str) and spec in WHEN_NONE:
         return FailClosed(spec)
-    if not isinstance(spec, dict) or set(spec) != {"answer"}:
+    if not isinstance(spec, dict) or set(spec) != keys.ANSWER.names:
         b.add_error(path, f"{spec!r} is not one of {expected}")
         return None
     good = _addresses(b, (*path, "answer"), spec["answer"], "an 'unavailable' endpoint")
@@ -471,7 +405,7 @@ def _clients(
             " or {networks: [CIDR, ...]} or {asn: [NUMBER, ...]}, optionally with unlocated: true",
         )
         return None
-    b.unknown_keys(path, spec, {"networks", "asn"} if overrides_only else CLIENT_KEYS)
+    b.unknown_keys(path, spec, (keys.PREFER_CLIENTS if overrides_only else keys.CLIENTS).names)
     networks = _networks(b, (*path, "networks"), spec.get("networks"))
     asns = _asns(b, (*path, "asn"), spec.get("asn"))
     if asns and asn_db is None:
@@ -509,10 +443,7 @@ def _clients(
         else:
             countries |= groups[value]
             described.append(f"group {value}")
-    unlocated = spec.get("unlocated", False)
-    if not isinstance(unlocated, bool):
-        b.add_error((*path, "unlocated"), f"{unlocated!r} is not true or false")
-        unlocated = False
+    unlocated = bool(keys.CLIENTS.value(b, path, spec, "unlocated"))
     if unlocated:
         described.append("unlocated clients")
     if networks:
@@ -591,7 +522,7 @@ def _prefer(
         if not isinstance(item, dict):
             b.add_error(ipath, "must be a mapping {clients, order}")
             continue
-        b.unknown_keys(ipath, item, PREFER_KEYS)
+        b.unknown_keys(ipath, item, keys.PREFER_RULE.names)
         # Countries and continents are a latency table's business (rows, anchors): an
         # override here is what GeoIP cannot say.
         clients = _clients(b, (*ipath, "clients"), item.get("clients"), asn_db, True)
@@ -605,12 +536,9 @@ def _cost(b: Builder, path: Path, spec: Any) -> CostPolicy | None:
     if not isinstance(spec, dict):
         b.add_error(path, "must be {within_ms: MILLISECONDS}")
         return None
-    b.unknown_keys(path, spec, COST_KEYS)
-    within = spec.get("within_ms", CostPolicy().within_ms)
-    if isinstance(within, bool) or not isinstance(within, int | float) or not 0 <= within <= 1000:
-        b.add_error((*path, "within_ms"), f"{within!r} is not a budget in ms (0 to 1000)")
-        return None
-    return CostPolicy(float(within))
+    b.unknown_keys(path, spec, keys.COST.names)
+    within = keys.COST.value(b, path, spec, "within_ms")
+    return None if within is None else CostPolicy(float(within))
 
 
 def _country_groups(b: Builder, path: Path) -> dict[str, frozenset[str]]:

@@ -155,6 +155,6 @@ def test_a_budget_needs_every_regions_cost(tmp_path: Path) -> None:
         ":7: services.inference.regions.us-east-1: needs `cost:` (relative units): the"
         " service's cost budget compares them",
         ":8: services.inference.regions.eu-west-1.cost: -1 is not a cost (a number, 0 or more)",
-        ":9: services.inference.cost.within: unknown key (expected one of within_ms)",
+        ":9: services.inference.cost.within: unknown key (did you mean within_ms?)",
         ":9: services.inference.cost.within_ms: 2000 is not a budget in ms (0 to 1000)",
     ]

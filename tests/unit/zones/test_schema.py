@@ -112,6 +112,12 @@ REJECTED = {
         HEAD + "services:\n  api:\n    regions:\n      eu:\n        addresses: [192.0.2.1]\n"
         "        location: {lat: 91, lon: 0}\n"
     ),
+    "empty region version": (
+        HEAD + "services:\n  api: {regions: {eu: {addresses: [192.0.2.1], version: ''}}}\n"
+    ),
+    "empty latency path": (
+        HEAD + "services:\n  api: {latency: '', regions: {eu: {addresses: [192.0.2.1]}}}\n"
+    ),
     "unknown region key": (
         HEAD + "services:\n  api: {regions: {eu: {addresses: [192.0.2.1], weight: 2}}}\n"
     ),
