@@ -936,7 +936,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             cmd += ["--workers", str(args.workers), "--geoip-database", str(mmdb)]
             if many:
                 # The scopes of a real database take a while to build: kept between runs.
-                from geodns.geo.scopebuild import default_cache_dir
+                from geodns.control.scopebuild import default_cache_dir
 
                 cmd += ["--scope-cache", default_cache_dir()]
             else:

@@ -133,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.geo import git_revision
     from bench.run import write_json
     from geodns import __version__
+    from geodns.control.scopebuild import build, default_cache_dir
     from geodns.control.scopes import build_request, load_cached
     from geodns.geo.geoip import GeoIPDatabase
     from geodns.geo.locate import locate
-    from geodns.geo.scopebuild import build, default_cache_dir
     from geodns.health.state import ALL_UP, Health, RegionState
     from geodns.routing.pipeline import route
     from geodns.server.answer import Answerer, Peer, encode_resolution

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from geodns.zones.yamlsource import Path
+from geodns.yamlsource import Path
 
 HEALTH_KEYS = {
     "url",

@@ -10,7 +10,10 @@ from typing import Any, Protocol
 
 import dns.name
 
-from geodns.errors import ConfigError
+from geodns.errors import ConfigError, GeoIPDatabaseError
+from geodns.geo.groups import country_groups
+from geodns.geo.overrides import AsnDatabase
+from geodns.yamlsource import Document, Path
 from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import (
     Capacity,
@@ -26,7 +29,6 @@ from geodns.zones.model import (
     Signal,
     VersionPolicy,
 )
-from geodns.zones.yamlsource import Document, Path
 
 DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves resolver caches quickly
 SERVICE_KEYS = {
@@ -567,9 +569,6 @@ def _asn_database(b: Builder, path: Path, value: Any, zone_dir: str) -> str | No
     if not isinstance(value, str) or not value:
         b.add_error(path, "must be the path of a GeoLite2-ASN or DB-IP ASN Lite .mmdb file")
         return None
-    from geodns.errors import GeoIPDatabaseError
-    from geodns.geo.overrides import AsnDatabase
-
     file = os.path.join(zone_dir, value)
     try:
         AsnDatabase.load(file)
@@ -614,8 +613,6 @@ def _cost(b: Builder, path: Path, spec: Any) -> CostPolicy | None:
 
 
 def _country_groups(b: Builder, path: Path) -> dict[str, frozenset[str]]:
-    from geodns.geo.groups import country_groups
-
     try:
         return country_groups()
     except ConfigError as exc:
