@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
+from geodns.errors import GeodnsError
 from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.versions.serving import current_version, region_version
 from geodns.zones.model import Region, ResidencyRule, Service
@@ -45,7 +46,7 @@ STATUSES: tuple[str, ...] = ("running", "validated", "completed", "aborted")
 ACTIVE: frozenset[str] = frozenset({"running", "validated"})
 
 
-class RolloutRefused(Exception):
+class RolloutRefused(GeodnsError):
     """A rollout operation the rules forbid; str() is the one-line reason (`refused: ...`)."""
 
     def __init__(self, reason: str) -> None:
@@ -53,7 +54,7 @@ class RolloutRefused(Exception):
         super().__init__(self.reason)
 
 
-class RolloutNotFound(LookupError):
+class RolloutNotFound(GeodnsError, LookupError):
     """No rollout for a service, or no such region in it: the admin API answers 404."""
 
     def __str__(self) -> str:
