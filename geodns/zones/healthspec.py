@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from geodns.yamlsource import Path
+from geodns.zones.yamlsource import Path
 
 HEALTH_KEYS = {
     "url",

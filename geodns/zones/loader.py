@@ -19,10 +19,10 @@ import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.geo.latency import LatencyTable
-from geodns.yamlsource import Document, Path, read_yaml_file
 from geodns.zones import fastparse
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
 from geodns.zones.services import build_service, parse_address
+from geodns.zones.yamlsource import Document, Path, read_yaml_file
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType

@@ -13,7 +13,6 @@ import dns.name
 from geodns.errors import ConfigError, GeoIPDatabaseError
 from geodns.geo.groups import country_groups
 from geodns.geo.overrides import AsnDatabase
-from geodns.yamlsource import Document, Path
 from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import (
     Capacity,
@@ -29,6 +28,7 @@ from geodns.zones.model import (
     Signal,
     VersionPolicy,
 )
+from geodns.zones.yamlsource import Document, Path
 
 DEFAULT_SERVICE_TTL = 30  # short, so that a failed region leaves resolver caches quickly
 SERVICE_KEYS = {
