@@ -40,7 +40,6 @@ import contextlib
 import ipaddress
 import json
 import math
-import os
 import random
 import shlex
 import shutil
@@ -67,8 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.geo import background_busy, socket_drops  # noqa: E402
-from bench.run import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     CLIENT_CPU,
     HOST,
     SERVER_CPU,
@@ -76,13 +74,16 @@ from bench.run import (  # noqa: E402
     BenchError,
     Result,
     Server,
+    background_busy,
     free_port,
     geodns_serve_argv,
     machine_info,
     pin,
+    pinning,
     print_logs,
     run_bench,
     run_dnsperf,
+    socket_drops,
     write_json,
 )
 from tests.e2e.test_rolling_update import ADDRESSES, NAMES, US  # noqa: E402
@@ -673,7 +674,7 @@ def bench(args: argparse.Namespace, servers: list[Server]) -> int:
             raise BenchError(
                 f"{tool} not found on PATH (Debian: apt install etcd-server etcd-client dnsperf)"
             )
-    pinned = {CLIENT_CPU, SERVER_CPU} <= os.sched_getaffinity(0) and bool(shutil.which("taskset"))
+    pinned = pinning().pinned
     machine = machine_info()
     del machine["nsd"]
     machine["etcd"] = _etcd_version()

@@ -58,7 +58,6 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import os
 import re
 import shlex
 import shutil
@@ -84,28 +83,37 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import (  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BACKGROUND_SAMPLE,
     CLIENT_CPU,
+    DEFAULT_CLIENTS,
+    DEFAULT_OUTSTANDING,
     HOST,
+    NO_PINNING,
     SERVER_CPU,
     SETTLE,
     BenchError,
     Result,
     Server,
-    core_busy,
-    core_times,
+    add_common_arguments,
+    background_busy,
     dnsperf_argv,
     free_port,
     geodns_serve_argv,
+    git_revision,
     group_cpu,
     machine_info,
     pin,
+    pinning,
     print_logs,
+    quick_defaults,
     repo_relative,
     result_cells,
     run_bench,
     run_dnsperf,
     socket_drops,
+    start_all,
+    stop_all,
     tool_version,
     write_json,
 )
@@ -129,16 +137,10 @@ CONTINENT_ORDER = {
     "AF": ("eu-west-1", "us-east-1", "ap-northeast-1"),
 }
 
-# dnsperf for the geo load. The static benchmark's -c 10 -q 500 -T 2 is shared out among
-# the concurrent dnsperf processes (one per country): about the same queries in flight in
-# all and the same single load-generator core.
-DEFAULT_CLIENTS = 10
-DEFAULT_OUTSTANDING = 500
 # PowerDNS on one core: --distributor-threads=1 gave 44,000 qps where the default 3 gave
 # 37,000 and 2 gave 38,000 (4 s runs, one ECS subnet, this machine); the receiver thread
 # and the distributor then share the core without more context switches.
 PDNS_DISTRIBUTORS = 1
-BACKGROUND_SAMPLE = 0.3  # seconds of core usage sampled before each run
 BACKGROUND_WARN = 15.0  # % busy (both cores together) counted as a disturbed run
 SCOPES_TIMEOUT = 600  # seconds for geodns to merge a real database's ECS scopes
 RSS_SAMPLE = 0.2  # seconds between samples of the servers' resident memory
@@ -453,6 +455,9 @@ def verify(
 # --- load ------------------------------------------------------------------------------
 
 
+# The static benchmark's -c 10 -q 500 -T 2 (DEFAULT_CLIENTS, DEFAULT_OUTSTANDING) is shared out
+# among the concurrent dnsperf processes (one per country): about the same queries in flight
+# in all and the same single load-generator core.
 def geo_dnsperf_argvs(
     args: argparse.Namespace, port: int, cpu: int | None, clients: list[Client]
 ) -> list[list[str]]:
@@ -467,14 +472,6 @@ def geo_dnsperf_argvs(
         threads=1,
     )
     return [[*dnsperf_argv(share, port, cpu), "-E", c.ecs_option] for c in clients]
-
-
-def background_busy() -> float:
-    """How busy both cores are, together, while nothing of ours runs (0-100)."""
-    before = core_times()
-    time.sleep(BACKGROUND_SAMPLE)
-    busy = core_busy(before, core_times())
-    return round(sum(busy.values()) / max(1, len(busy)), 1)
 
 
 def port53_listeners() -> list[str]:
@@ -725,11 +722,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "through the query file once unless this is given)",
     )
     p.add_argument(
-        "--repeat",
-        type=int,
-        help="rounds of runs, servers interleaved; the median-qps run is shown (default: 3)",
-    )
-    p.add_argument(
         "--clients",
         type=int,
         default=DEFAULT_CLIENTS,
@@ -816,15 +808,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="MMDB",
         help="the database all servers read (default: geodns's embedded DB-IP City Lite)",
     )
-    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     p.add_argument(
         "--quick",
         action="store_true",
         help="2 s runs, one round: proves it works (with --subnets: 50,000 queries, 50\n"
         "sampled, 2 s at the fixed rate)",
     )
-    p.add_argument("--zone", type=Path, default=DEFAULT_ZONE, help="geodns YAML zone to serve")
-    p.add_argument("--logs", type=Path, default=DEFAULT_LOGS, help="where logs and raw output go")
+    add_common_arguments(p, DEFAULT_ZONE, DEFAULT_LOGS)
     args = p.parse_args(argv)
     args.duration_given = args.duration is not None
     if args.subnets is not None or args.family == 6 or args.zipf:
@@ -839,10 +829,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rate = args.rate or float(DEFAULT_RATE)
     args.rate_duration = args.rate_duration or (2.0 if quick else 10.0)
     args.sample = args.sample if args.sample is not None else (50 if quick else 200)
-    if args.duration is None:
-        args.duration = 2.0 if args.quick else 10.0
-    if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
+    quick_defaults(args)
     if args.duration <= 0 or args.repeat < 1 or args.workers < 1:
         p.error("--duration, --repeat and --workers must be positive")
     if "geodns" not in args.servers:
@@ -878,13 +865,12 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             raise BenchError(
                 f"cannot build the test GeoIP database: {exc} (pip install -e '.[test]')"
             ) from exc
-    cpus = os.sched_getaffinity(0)
-    pinned = {CLIENT_CPU, SERVER_CPU} <= cpus and shutil.which("taskset") is not None
-    client_cpu = CLIENT_CPU if pinned else None
-    server_cpu = SERVER_CPU if pinned else None
+    cores = pinning()
+    pinned, cpus = cores.pinned, cores.cpus
+    client_cpu, server_cpu = cores.client_cpu, cores.server_cpu
     notes = []
     if not pinned:
-        notes.append("no pinning (needs taskset and CPUs 0 and 1): all processes share all cores")
+        notes.append(NO_PINNING)
 
     load_clients, extra_clients = ([], []) if many else test_clients()
     if args.countries:
@@ -936,7 +922,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             cmd += ["--workers", str(args.workers), "--geoip-database", str(mmdb)]
             if many:
                 # The scopes of a real database take a while to build: kept between runs.
-                from geodns.geo.scopebuild import default_cache_dir
+                from geodns.control.scopebuild import default_cache_dir
 
                 cmd += ["--scope-cache", default_cache_dir()]
             else:
@@ -995,9 +981,8 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
                     cwd=workdir,
                 )
             )
+        start_all(servers, origin)
         for server in servers:
-            server.start()
-            server.wait_ready(origin)
             if server.name == "geodns":
                 # Measured as it serves for good: with its merged ECS scopes, like gdnsd.
                 server.wait_for_log("ECS scopes merged", SCOPES_TIMEOUT if many else 60)
@@ -1081,7 +1066,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
                     stats = measure(rate_commands[server.label], server, args.rate_duration, raw)
                     rate_runs[server.label].append(stats)
                     report_run(round_, server, stats, f" at {args.rate:,.0f} q/s")
-        exit_codes = {server.label: server.stop() for server in servers}
+        exit_codes = stop_all(servers)
 
     report = {
         "machine": machine,
@@ -1151,23 +1136,6 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
     print_report(report)
     write_json(args.json, report)
     return 0
-
-
-def git_revision() -> str:
-    """The commit the servers' code is at, and whether the work tree differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
 
 
 def debian_versions(packages: list[str]) -> dict[str, str]:

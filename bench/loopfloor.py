@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import CLIENT_CPU, HOST, SERVER_CPU, free_port, parse_dnsperf, pin  # noqa: E402
+from bench.harness import CLIENT_CPU, HOST, SERVER_CPU, free_port, parse_dnsperf, pin  # noqa: E402
 
 
 class Echo(asyncio.DatagramProtocol):

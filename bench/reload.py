@@ -35,10 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     CLIENT_CPU,
-    DEFAULT_LOGS,
-    DEFAULT_ZONE,
     HOST,
     SERVER_CPU,
     BenchError,
@@ -50,6 +48,7 @@ from bench.run import (  # noqa: E402
     run_bench,
     socket_drops,
 )
+from bench.run import DEFAULT_LOGS, DEFAULT_ZONE  # noqa: E402
 
 ORIGIN = "example.com"
 SERVICE = "inference.example.com"

@@ -130,13 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench.geo import git_revision
-    from bench.run import write_json
+    from bench.harness import git_revision, write_json
     from geodns import __version__
+    from geodns.control.scopebuild import build, default_cache_dir
     from geodns.control.scopes import build_request, load_cached
     from geodns.geo.geoip import GeoIPDatabase
     from geodns.geo.locate import locate
-    from geodns.geo.scopebuild import build, default_cache_dir
     from geodns.health.state import ALL_UP, Health, RegionState
     from geodns.routing.pipeline import route
     from geodns.server.answer import Answerer, Peer, encode_resolution

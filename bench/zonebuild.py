@@ -27,11 +27,11 @@ if str(ROOT) not in sys.path:
 
 import yaml  # noqa: E402
 
+from bench.harness import cpu_model  # noqa: E402
 from bench.reload import write_zone  # noqa: E402
-from bench.run import cpu_model  # noqa: E402
 from geodns.server.answer import Answerer  # noqa: E402
+from geodns.yamlsource import read_yaml_file  # noqa: E402
 from geodns.zones.loader import build_zone, load_zones  # noqa: E402
-from geodns.zones.yamlsource import read_yaml_file  # noqa: E402
 
 
 def least_cpu(repeat: int, step: Callable[[], object], collect: bool = True) -> float:

@@ -17,10 +17,12 @@ from geodns.errors import ConfigError, ConfigErrors, GeodnsError
 from geodns.health.state import ALL_UP, load_state_file
 from geodns.logformat import FORMATS, setup_logging
 from geodns.versions import cli as rollout_cli
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import build_zone, load_zone_file, load_zones
 from geodns.zones.model import ZoneSet
-from geodns.zones.yamlsource import load_yaml
 
+# Commands import what only they use inside their functions (the server, aiohttp, the admin
+# app, etcd): start-up time, so that `geodns check` or `geodns rollout` does not load them.
 log = logging.getLogger("geodns")
 
 EXIT_CONFIG = 2  # invalid zones or arguments, as argparse does for usage errors
@@ -810,7 +812,7 @@ def _load_zones(option: str | None) -> ZoneSet:
 
 
 def _scope_cache(option: str | None) -> str | None:
-    from geodns.geo.scopebuild import default_cache_dir
+    from geodns.control.scopebuild import default_cache_dir
 
     if option == "off":
         return None

@@ -13,7 +13,26 @@
         TrailingJunk      bytes after the last record the header announced
       GeoIPDatabaseError  a GeoIP database file is missing, unreadable, or has no country/city data
 
-DNS outcomes (NXDOMAIN, REFUSED, ...) are `dns.rcode.Rcode` values, never exceptions.
+Errors of one subsystem live in its module and derive from a class here (catch them by
+their own name; `except GeodnsError` catches them all):
+
+      QueryError          wire.query: a MalformedQuery with what could be read, for FORMERR
+      BadReport           geo.rumformat: a latency report not in the RUM report format
+      MissingEnv          health.probes: a check's header names an unset variable (a failed probe)
+      UnknownRegion       health.monitor: no such service or region (HTTP 404); also a KeyError
+      RolloutRefused      versions.rollout: the guard's rules forbid it; str() says why (HTTP 409)
+        RolloutConflict   control.rollouts: the state kept changing under a decision: retry
+      RolloutNotFound     versions.rollout: no rollout, or no such region in it (HTTP 404);
+                          also a LookupError
+      CliError            versions.cli: `geodns rollout`/`fleet` exit 2 with this message
+      StoreUnavailable    store.kv: the shared store cannot be reached or did not answer
+        WatchCompacted    store.kv: a watch asked for compacted revisions: list again
+      ResolutionError     client.resolve: a service's regions could not be resolved
+      AllRegionsFailed    client.failover: every region was tried and none answered
+
+A few private exceptions (`_Stop`, `_Failed`, `_Failure`) are control flow inside one module
+and never escape it. DNS outcomes (NXDOMAIN, REFUSED, ...) are `dns.rcode.Rcode` values,
+never exceptions.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import jsonschema
 import pytest
 
 from geodns.errors import ConfigErrors
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import load_zone_file
 from geodns.zones.model import Quorum, Service
 from geodns.zones.schema import zone_schema
-from geodns.zones.yamlsource import load_yaml
 
 HEAD = """\
 zone: example.com

@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 
 from geodns.errors import ConfigErrors
+from geodns.yamlsource import Document
 from geodns.zones import loader
 from geodns.zones.schema import zone_schema
-from geodns.zones.yamlsource import Document
 
 # The large zones of the load tests are the same few keys, repeated: checked by the small ones.
 MAX_LINES = 5000

@@ -18,6 +18,7 @@ import dns.asyncresolver
 from geodns.client.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from geodns.client.resolve import Endpoint, Resolution, ResolutionError, resolve_service
 from geodns.client.rum import RumReporter
+from geodns.errors import GeodnsError
 
 log = logging.getLogger("geodns.client")
 
@@ -26,7 +27,7 @@ DEFAULT_FAILURE_STATUSES = frozenset({500, 502, 503, 504})
 _TIMING: ContextVar[dict[str, float] | None] = ContextVar("geodns_client_timing", default=None)
 
 
-class AllRegionsFailed(Exception):
+class AllRegionsFailed(GeodnsError):
     """Every region was tried once (or skipped) and none answered; `.attempts` says why."""
 
     def __init__(self, service: str, attempts: Iterable[tuple[str, str]]) -> None:
@@ -79,6 +80,7 @@ class _Call:
 
 
 class _Failure(Exception):
+    # One attempt's failure, caught by the retry loop and recorded in AllRegionsFailed.
     def __init__(self, message: str, timeout: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout

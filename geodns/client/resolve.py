@@ -12,8 +12,10 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from geodns.errors import GeodnsError
 
-class ResolutionError(Exception):
+
+class ResolutionError(GeodnsError):
     """The service's regions could not be resolved (and no earlier list was known)."""
 
 

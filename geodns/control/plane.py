@@ -63,8 +63,9 @@ from geodns.store.shared import (
     versions_key,
     versions_value,
 )
-from geodns.versions.rollout import Rollout, region_version
+from geodns.versions.rollout import Rollout
 from geodns.versions.rollout import changes as rollout_changes
+from geodns.versions.serving import region_version
 from geodns.zones.model import ZoneSet
 
 log = logging.getLogger("geodns.control")

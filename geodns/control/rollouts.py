@@ -21,6 +21,7 @@ from geodns.store.kv import Txn
 from geodns.store.shared import force_key, rollout_key, rollout_value
 from geodns.versions import rollout as core
 from geodns.versions.rollout import Rollout, RolloutNotFound, RolloutRefused
+from geodns.versions.serving import current_version
 from geodns.zones.model import Service, ZoneSet
 
 __all__ = ["RolloutConflict", "RolloutGuard", "RolloutNotFound", "RolloutRefused"]
@@ -153,7 +154,7 @@ class RolloutGuard:
     def approved(self, service: Service, state: StateSnapshot) -> frozenset[str]:
         """Versions plain answers of `service` may reach."""
         return core.approved_versions(
-            self.shared.state.rollouts.get(service.key), core.current_version(service, state)
+            self.shared.state.rollouts.get(service.key), current_version(service, state)
         )
 
     def canary(self, service: Service) -> str | None:

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from geodns.control.scopebuild import PARENT_ENV, BuildRequest, ClassSpec, cached
 from geodns.geo.geoip import GeoIPDatabase
-from geodns.geo.scopebuild import PARENT_ENV, BuildRequest, ClassSpec, cached
 from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.routing.classes import class_fingerprint
 from geodns.server.geoanswer import latency_for
@@ -147,7 +147,7 @@ async def _build_in_child(request: BuildRequest) -> dict[str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "geodns.geo.scopebuild",
+        "geodns.control.scopebuild",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

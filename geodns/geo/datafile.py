@@ -6,7 +6,7 @@ import os
 from importlib import resources
 
 from geodns.errors import ConfigErrors
-from geodns.zones.yamlsource import Document, read_yaml_file
+from geodns.yamlsource import Document, read_yaml_file
 
 
 def shipped(name: str) -> str:

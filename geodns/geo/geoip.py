@@ -61,7 +61,14 @@ def file_key(signature: tuple[int, ...] | None) -> str:
     return "-".join(str(x) for x in signature) if signature else "unknown"
 
 
-def _record(data: Any) -> GeoRecord | None:
+def current_file_key(path: str) -> str:
+    """The file_key of the file at `path` now: a builder compares it with the key the
+    serving processes have open, to refuse a file replaced under it."""
+    return file_key(_signature(path))
+
+
+def geo_record(data: Any) -> GeoRecord | None:
+    """The fields routing reads of a City or Country record; None for a record without any."""
     if not isinstance(data, dict):
         return None
     country = data.get("country")
@@ -88,7 +95,7 @@ def _record(data: Any) -> GeoRecord | None:
     )
 
 
-def _open(path: str) -> Any:
+def open_reader(path: str) -> Any:
     """Open and probe `path`; the reader, or GeoIPDatabaseError naming the file."""
     if not os.path.exists(path):
         raise GeoIPDatabaseError(f"{path}: GeoIP database file not found")
@@ -152,7 +159,7 @@ class GeoIPDatabase:
         self.embedded = path is None
         self.path = embedded_path() if path is None else os.fspath(path)
         self._signature = _signature(self.path)
-        self._reader = _open(self.path)
+        self._reader = open_reader(self.path)
         self.file_key = file_key(self._signature)
         self._describe()
 
@@ -196,7 +203,7 @@ class GeoIPDatabase:
             # one address only, so no resolver shares the answer wider than it should.
             log.debug("GeoIP lookup of %s in %s failed: %s", address, self.path, exc)
             return None, address.max_prefixlen
-        return _record(data), prefix
+        return geo_record(data), prefix
 
     def maybe_reload(self) -> bool:
         """Swap in the file on disk if it was replaced since it was opened; True if swapped.
@@ -208,7 +215,7 @@ class GeoIPDatabase:
         if signature == self._signature:
             return False
         self._signature = signature
-        new = _open(self.path)
+        new = open_reader(self.path)
         old, self._reader = self._reader, new
         self.file_key = file_key(signature)
         self._describe()

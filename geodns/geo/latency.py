@@ -12,7 +12,7 @@ from typing import Any, Literal
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.geo.datafile import read_document, shipped
 from geodns.geo.groups import COUNTRY_CODE
-from geodns.zones.yamlsource import Document
+from geodns.yamlsource import Document
 
 CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 _KEYS = ("source", "regions", "countries", "continents", "anchors", "ms_per_km")

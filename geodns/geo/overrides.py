@@ -28,7 +28,6 @@ import maxminddb
 
 from geodns.errors import GeoIPDatabaseError
 from geodns.geo.locate import Client
-from geodns.zones.model import Service
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -146,15 +145,3 @@ class Overrides:
         if prefix > network.prefixlen:
             network = ipaddress.ip_network((address, prefix), strict=False)
         return replace(client, network=network, asn=asn)
-
-
-def for_service(service: Service) -> Overrides | None:
-    """The overrides a service's residency rules and preferences name; None for none."""
-    matches = [rule.clients for rule in service.residency]
-    matches += [pref.clients for pref in service.prefer]
-    networks = [net for m in matches for net in m.networks]
-    asns = frozenset(n for m in matches for n in m.asns)
-    if not networks and not asns:
-        return None
-    db = AsnDatabase.load(service.asn_database) if asns and service.asn_database else None
-    return Overrides(networks, asns, db)

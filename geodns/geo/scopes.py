@@ -8,7 +8,7 @@ a client's scope is the shortest prefix whose network around it stays inside its
 Special-purpose blocks (private, documentation, ...) are not looked up by the locator:
 their addresses are of the unlocated class, whatever the database holds for them.
 
-Runs are built out of process (geodns.geo.scopebuild) and looked up here, once per client
+Runs are built out of process (geodns.control.scopebuild) and looked up here, once per client
 network whose decision is not cached yet.
 """
 
@@ -50,7 +50,7 @@ class Runs:
     bits: int
     starts: np.ndarray  # uint64 (IPv4) or 'S16' (IPv6), sorted, the first one 0
     widen: np.ndarray  # bool: False where scopes never widen (IPv4-mapped, aliased trees)
-    # int64: each run's routing class id (geodns.geo.scopebuild.record_classes), NO_WIDENING
+    # int64: each run's routing class id (geodns.control.scopebuild.record_classes), NO_WIDENING
     # where the class is not known ahead; None in runs files from before class ids.
     classes: np.ndarray | None = None
 

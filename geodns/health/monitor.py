@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 import aiohttp
 
+from geodns.errors import GeodnsError
 from geodns.health import load
 from geodns.health.probes import ProbeResult, TLSContexts, probe
 from geodns.health.quorum import Verdict, Vote, decide
@@ -75,7 +76,7 @@ class _Run:
     failures: int = 0
 
 
-class UnknownRegion(KeyError):
+class UnknownRegion(GeodnsError, KeyError):
     """No such service or region in the zones (force, from the admin API)."""
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from geodns.errors import GeodnsError
 from geodns.zones.healthspec import BODY_FIELDS, ENV_REF, HealthCheck
 
 MAX_BODY = 64 * 1024  # a health body is small; more is read no further
@@ -41,7 +42,7 @@ class ProbeResult:
     numbers: tuple[tuple[str, float], ...] = ()
 
 
-class MissingEnv(Exception):
+class MissingEnv(GeodnsError):
     """A header refers to an environment variable that is not set."""
 
 

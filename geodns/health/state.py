@@ -11,8 +11,8 @@ from typing import Any
 
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.geo.rum import NO_MEASUREMENTS, MeasuredLatency
+from geodns.yamlsource import read_yaml_file
 from geodns.zones.model import ZoneSet
-from geodns.zones.yamlsource import read_yaml_file
 
 
 class Health(StrEnum):

@@ -14,15 +14,11 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from geodns.geo.latency import DEFAULT_MS_PER_KM
+from geodns.geo.geoip import GeoRecord
+from geodns.geo.latency import DEFAULT_MS_PER_KM, LatencyTable
 from geodns.routing.estimate import in_country, region_km
 from geodns.zones.model import Region, Service
-
-if TYPE_CHECKING:
-    from geodns.geo.geoip import GeoRecord
-    from geodns.geo.latency import LatencyTable
 
 # Part of every fingerprint: a change to what a class means must not meet runs built
 # (and cached on disk) under the old meaning.

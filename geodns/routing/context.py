@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from geodns.geo.latency import LatencyTable
+from geodns.geo.locate import Client
 from geodns.health.state import StateSnapshot
 from geodns.zones.model import Region, ResidencyRule, Service
-
-if TYPE_CHECKING:
-    from geodns.geo.latency import LatencyTable
-    from geodns.geo.locate import Client
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
-from geodns.geo.latency import DEFAULT_MS_PER_KM
+from geodns.geo.geoip import GeoRecord
+from geodns.geo.latency import DEFAULT_MS_PER_KM, LatencyTable
 from geodns.zones.model import Region
-
-if TYPE_CHECKING:
-    from geodns.geo.geoip import GeoRecord
-    from geodns.geo.latency import LatencyTable
 
 EARTH_RADIUS_KM = 6371.0
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
+from geodns.geo.latency import LatencyTable
+from geodns.geo.locate import Client
 from geodns.health.state import StateSnapshot
 from geodns.routing import capacity, health, measured, order, residency, version
 from geodns.routing.context import Narrowed, RouteContext
 from geodns.routing.select import select
 from geodns.zones.model import Region, ResidencyRule, Service
-
-if TYPE_CHECKING:
-    from geodns.geo.latency import LatencyTable
-    from geodns.geo.locate import Client
 
 Step = Callable[[tuple[Region, ...], RouteContext], Narrowed]
 STEPS: tuple[tuple[str, Step], ...] = (

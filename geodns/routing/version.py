@@ -10,7 +10,7 @@ keeps all.
 from __future__ import annotations
 
 from geodns.routing.context import Narrowed, RouteContext, bucket, names, stable_fraction
-from geodns.versions.rollout import current_version, region_version
+from geodns.versions.serving import current_version, region_version
 from geodns.zones.model import Region, version_label
 
 

@@ -23,13 +23,13 @@ import dns.rrset
 from geodns.geo.geoip import PURE_PYTHON_WARNING, GeoIPDatabase
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, is_special, locate, not_global_v6
-from geodns.geo.overrides import Overrides, for_service
+from geodns.geo.overrides import AsnDatabase, Overrides
 from geodns.geo.scopes import NO_WIDENING, Runs, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.routing.classes import class_fingerprint
 from geodns.routing.context import BUCKET_PREFIX, bucket_prefix
 from geodns.routing.pipeline import Decision, route
-from geodns.versions.rollout import region_version
+from geodns.versions.serving import region_version
 from geodns.zones.lookup import Resolution, negative, resolve
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name, version_label
 
@@ -144,6 +144,18 @@ def latency_for(service: Service) -> LatencyTable | None:
     return LatencyTable.load(service.latency)
 
 
+def overrides_for(service: Service) -> Overrides | None:
+    """The overrides a service's residency rules and preferences name; None for none."""
+    matches = [rule.clients for rule in service.residency]
+    matches += [pref.clients for pref in service.prefer]
+    networks = [net for m in matches for net in m.networks]
+    asns = frozenset(n for m in matches for n in m.asns)
+    if not networks and not asns:
+        return None
+    db = AsnDatabase.load(service.asn_database) if asns and service.asn_database else None
+    return Overrides(networks, asns, db)
+
+
 def client_address(
     ecs_family: int, ecs_address: bytes, source_prefix: int
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -166,7 +178,7 @@ class GeoAnswers:
         for dyn in self.names.values():
             if dyn.service.key not in self._latency:
                 self._latency[dyn.service.key] = latency_for(dyn.service)
-                self._overrides[dyn.service.key] = for_service(dyn.service)
+                self._overrides[dyn.service.key] = overrides_for(dyn.service)
         # Merged scopes (geodns.geo.scopes) per service key, for the GeoIP file _runs_key.
         self._runs: dict[str, ScopeRuns] = {}
         self._runs_key: str | None = None

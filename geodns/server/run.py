@@ -259,6 +259,9 @@ def run(config: ServeConfig, control: Control | None = None) -> int:
 class _Stop(Exception):
     """SIGTERM or SIGINT in the supervisor."""
 
+    # Control flow only: raised by the signal handler to unwind the supervisor's wait, caught
+    # there; never seen outside this module.
+
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop

@@ -161,6 +161,9 @@ class _Endpoint:
 class _Failed(Exception):
     """One endpoint failed; `fail_over`: the next may do better (else the call fails)."""
 
+    # Control flow only: the endpoint loop catches it and raises StoreUnavailable when no
+    # endpoint is left, so callers see the tree's error, never this.
+
     def __init__(
         self,
         message: str,

@@ -60,6 +60,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from geodns.errors import GeodnsError
 from geodns.versions.rollout import iso_time
 
 DEFAULT_ADMIN = "http://127.0.0.1:8053"
@@ -70,7 +71,7 @@ SERVICE_HELP = "service name, e.g. inference.example.com"
 Opener = Callable[..., Any]  # urllib.request.urlopen(request, timeout=...) or a test's
 
 
-class CliError(Exception):
+class CliError(GeodnsError):
     """Exit 2 with this message."""
 
 

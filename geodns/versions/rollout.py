@@ -34,7 +34,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
+from geodns.errors import GeodnsError
 from geodns.health.state import Health, RegionState, StateSnapshot
+from geodns.versions.serving import current_version, region_version
 from geodns.zones.model import Region, ResidencyRule, Service
 
 Phase = Literal["draining", "updated"]
@@ -44,7 +46,7 @@ STATUSES: tuple[str, ...] = ("running", "validated", "completed", "aborted")
 ACTIVE: frozenset[str] = frozenset({"running", "validated"})
 
 
-class RolloutRefused(Exception):
+class RolloutRefused(GeodnsError):
     """A rollout operation the rules forbid; str() is the one-line reason (`refused: ...`)."""
 
     def __init__(self, reason: str) -> None:
@@ -52,7 +54,7 @@ class RolloutRefused(Exception):
         super().__init__(self.reason)
 
 
-class RolloutNotFound(LookupError):
+class RolloutNotFound(GeodnsError, LookupError):
     """No rollout for a service, or no such region in it: the admin API answers 404."""
 
     def __str__(self) -> str:
@@ -94,11 +96,6 @@ class Rollout:
         return f"rollout of {self.service} from {self.from_version} to {self.to}"
 
 
-def region_version(service: Service, region: Region, state: StateSnapshot) -> str | None:
-    """What a region serves: what its checks report, else the static `version` in config."""
-    return state.get(service.key, region.name).version or region.version
-
-
 def _v(version: str) -> str:
     # Messages write versions as v41; a version already spelled v41 is not doubled.
     return version if version[:1] in ("v", "V") else f"v{version}"
@@ -114,26 +111,6 @@ def checks_pass(rs: RegionState) -> bool:
     drained is `drain` in effect, yet must be seen serving `to` to count as updated. An
     unchecked region counts as up, as everywhere else; an operator's `down` does not."""
     return rs.checked is not Health.DOWN and rs.forced is not Health.DOWN
-
-
-def current_version(service: Service, state: StateSnapshot) -> str | None:
-    """The version most healthy regions serve; ties go to the earliest-listed region's.
-
-    With no healthy region reporting one, every region counts, so that a full outage does
-    not make the current version unknown. None when no region reports a version at all.
-    """
-    for healthy_only in (True, False):
-        counts: dict[str, int] = {}  # insertion order: first listed region first
-        for region in service.regions:
-            if healthy_only and not state.get(service.key, region.name).up:
-                continue
-            version = region_version(service, region, state)
-            if version is not None:
-                counts[version] = counts.get(version, 0) + 1
-        if counts:
-            best = max(counts.values())
-            return next(v for v, n in counts.items() if n == best)
-    return None
 
 
 def start(

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from geodns.yamlsource import Path
 from geodns.zones.keys import BODY_FIELDS, BODY_KEYS, HEALTH
-from geodns.zones.yamlsource import Path
 
 HEALTH_KEYS = HEALTH.names
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from geodns.zones.yamlsource import Path
+from geodns.yamlsource import Path
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 MAX_SERIAL = 2**32 - 1  # RFC 1982 serial number arithmetic

@@ -19,10 +19,11 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
+from geodns.geo.latency import LatencyTable
+from geodns.yamlsource import Document, Path, read_yaml_file
 from geodns.zones import fastparse, keys
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
 from geodns.zones.services import build_service, parse_address
-from geodns.zones.yamlsource import Document, Path, read_yaml_file
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType
@@ -526,8 +527,6 @@ class _ZoneBuilder:
     def latency_file(self, path: Path, service: Service) -> Service | None:
         """A latency table named by path: relative to the zone file, and loaded now so that a
         broken table is a config error, not a failure at query time."""
-        from geodns.geo.latency import LatencyTable
-
         file = os.path.join(os.path.dirname(self.doc.file), str(service.latency))
         try:
             LatencyTable.load(file)

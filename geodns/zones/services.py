@@ -10,7 +10,10 @@ from typing import Any, Protocol
 
 import dns.name
 
-from geodns.errors import ConfigError
+from geodns.errors import ConfigError, GeoIPDatabaseError
+from geodns.geo.groups import country_groups
+from geodns.geo.overrides import AsnDatabase
+from geodns.yamlsource import Document, Path
 from geodns.zones import keys
 from geodns.zones.healthspec import Fields, health_fields, merge_health
 from geodns.zones.model import (
@@ -27,7 +30,6 @@ from geodns.zones.model import (
     Signal,
     VersionPolicy,
 )
-from geodns.zones.yamlsource import Document, Path
 
 # The keys of each mapping, their defaults and the checks of plain values are declared in
 # keys.py; this module checks what involves more than one value.
@@ -498,9 +500,6 @@ def _asn_database(b: Builder, path: Path, value: Any, zone_dir: str) -> str | No
     if not isinstance(value, str) or not value:
         b.add_error(path, "must be the path of a GeoLite2-ASN or DB-IP ASN Lite .mmdb file")
         return None
-    from geodns.errors import GeoIPDatabaseError
-    from geodns.geo.overrides import AsnDatabase
-
     file = os.path.join(zone_dir, value)
     try:
         AsnDatabase.load(file)
@@ -542,8 +541,6 @@ def _cost(b: Builder, path: Path, spec: Any) -> CostPolicy | None:
 
 
 def _country_groups(b: Builder, path: Path) -> dict[str, frozenset[str]]:
-    from geodns.geo.groups import country_groups
-
     try:
         return country_groups()
     except ConfigError as exc:

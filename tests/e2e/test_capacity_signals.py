@@ -9,9 +9,9 @@ from typing import Any
 
 from geodns.health.load import STEP
 from geodns.health.monitor import HealthMonitor
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import build_zone
 from geodns.zones.model import ZoneSet
-from geodns.zones.yamlsource import load_yaml
 from tests.e2e.test_health_checks import FAST, SERVICE, monitoring, state
 from tests.regions import simulated, until
 

@@ -20,9 +20,9 @@ import pytest
 from geodns.demo.region import SimulatedRegion, start_region
 from geodns.health.monitor import HealthMonitor, UnknownRegion
 from geodns.health.state import Health, RegionState, StateSnapshot
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import build_zone
 from geodns.zones.model import ZoneSet
-from geodns.zones.yamlsource import load_yaml
 from tests.regions import simulated, until
 
 SERVICE = "inference.example.com"

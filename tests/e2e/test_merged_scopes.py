@@ -196,7 +196,7 @@ def test_a_build_dies_with_a_killed_server(tmp_path: Path) -> None:
 
         def builder() -> int | None:
             out = subprocess.run(
-                ["pgrep", "-P", str(srv.proc.pid), "-f", "geodns.geo.scopebuild"],
+                ["pgrep", "-P", str(srv.proc.pid), "-f", "geodns.control.scopebuild"],
                 capture_output=True,
                 text=True,
             )

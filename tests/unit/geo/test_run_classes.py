@@ -14,7 +14,7 @@ from geodns.geo.geoip import GeoIPDatabase
 from geodns.geo.locate import locate
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns
 from geodns.routing.pipeline import route
-from tests.unit.geo.test_scopebuild import NETWORKS, STATES, TABLES, _build, neighbours
+from tests.unit.control.test_scopebuild import NETWORKS, STATES, TABLES, _build, neighbours
 from tests.unit.routing.routing_helpers import SERVICE
 
 __all__ = ["neighbours"]  # the database fixture

@@ -6,9 +6,9 @@ import jsonschema
 import pytest
 
 from geodns.errors import ConfigErrors
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import build_zone
 from geodns.zones.schema import zone_schema
-from geodns.zones.yamlsource import load_yaml
 
 HEAD = """\
 zone: example.com

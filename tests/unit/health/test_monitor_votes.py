@@ -15,9 +15,9 @@ from geodns.demo.region import SimulatedRegion
 from geodns.health.monitor import STALE_AFTER, HealthMonitor
 from geodns.health.quorum import Vote
 from geodns.health.state import Health, RegionState, StateSnapshot
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import build_zone
 from geodns.zones.model import ZoneSet
-from geodns.zones.yamlsource import load_yaml
 from tests.regions import simulated, until
 
 SERVICE = "inference.example.com"

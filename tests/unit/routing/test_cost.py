@@ -11,9 +11,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geodns.control.scopebuild import record_classes, record_features
 from geodns.geo.geoip import GeoRecord
 from geodns.geo.latency import LatencyTable
-from geodns.geo.scopebuild import record_classes, record_features
 from geodns.health.state import ALL_UP, RegionState, StateSnapshot
 from geodns.routing.classes import client_class
 from geodns.routing.pipeline import route

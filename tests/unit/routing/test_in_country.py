@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geodns.control.scopebuild import record_classes, record_features
 from geodns.geo.geoip import GeoIPDatabase, GeoRecord
 from geodns.geo.latency import LatencyTable
 from geodns.geo.locate import Client, locate
-from geodns.geo.scopebuild import record_classes, record_features
 from geodns.health.state import ALL_UP
 from geodns.routing.classes import client_class
 from geodns.routing.estimate import great_circle_km

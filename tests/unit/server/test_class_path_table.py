@@ -16,8 +16,8 @@ from hypothesis import HealthCheck as Hc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geodns.control.scopebuild import BuildRequest, ClassSpec, build
 from geodns.geo.geoip import GeoIPDatabase
-from geodns.geo.scopebuild import BuildRequest, ClassSpec, build
 from geodns.geo.scopes import ScopeRuns
 from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.routing.classes import class_fingerprint

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck as Hc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geodns.control.scopebuild import BuildRequest, ClassSpec, build
 from geodns.geo.geoip import GeoIPDatabase
-from geodns.geo.scopebuild import BuildRequest, ClassSpec, build
 from geodns.geo.scopes import ScopeRuns
 from geodns.routing.classes import class_fingerprint
 from geodns.server.answer import UDP, Answerer, Peer
@@ -25,7 +25,7 @@ from geodns.server.geoanswer import latency_for
 from geodns.zones.loader import load_zones
 from tests.conftest import ROOT
 from tests.geo_fixtures import _city_record, write_mmdb
-from tests.unit.geo.test_scopebuild import NETWORKS, STATES
+from tests.unit.control.test_scopebuild import NETWORKS, STATES
 
 ZONES = load_zones([ROOT / "zones"])
 SERVICE = ZONES.services()[0]

@@ -22,15 +22,14 @@ from geodns.versions.rollout import (
     RolloutRefused,
     approved_versions,
     begin,
-    current_version,
     drained_regions,
     from_json,
     may_deploy,
     observe,
-    region_version,
     start,
     to_json,
 )
+from geodns.versions.serving import current_version, region_version
 from geodns.zones.loader import load_zone_file
 from geodns.zones.model import Region, Service
 from tests.unit.routing.routing_helpers import client

@@ -15,6 +15,7 @@ from geodns.health.state import Health, RegionState, ServiceVersions, StateSnaps
 from geodns.routing.pipeline import Decision, route
 from geodns.versions import rollout as core
 from geodns.versions.rollout import Rollout, RolloutNotFound, RolloutRefused
+from geodns.versions.serving import current_version
 from geodns.zones.model import ClientMatch, FailClosed, Region, ResidencyRule, Service
 from tests.unit.routing.routing_helpers import KEY, SERVICE, client
 
@@ -117,7 +118,7 @@ class World:
 
 def judged(service: Service, rollout: Rollout, state: StateSnapshot) -> StateSnapshot:
     """The state as the control plane publishes it: with the versions plain answers reach."""
-    approved = core.approved_versions(rollout, core.current_version(service, state))
+    approved = core.approved_versions(rollout, current_version(service, state))
     versions = ServiceVersions(approved, core.canary_version(rollout), frozenset({OLD, NEW}))
     return state.with_versions({KEY: versions})
 

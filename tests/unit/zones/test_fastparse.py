@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geodns.errors import ConfigErrors
+from geodns.yamlsource import load_yaml
 from geodns.zones import fastparse
 from geodns.zones.loader import build_zone
 from geodns.zones.services import parse_address
-from geodns.zones.yamlsource import load_yaml
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType

@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geodns.errors import ConfigError, ConfigErrors
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import build_zone, load_zone_file
 from geodns.zones.masterfile import export_master_file, import_master_file
 from geodns.zones.model import Zone
 from geodns.zones.schema import zone_schema
-from geodns.zones.yamlsource import load_yaml
 
 RT = dns.rdatatype.RdataType
 REPO = Path(__file__).resolve().parents[3]

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 
 from geodns.errors import ConfigErrors
+from geodns.yamlsource import load_yaml
 from geodns.zones.loader import load_zone_file
 from geodns.zones.model import CostPolicy
 from geodns.zones.schema import zone_schema
-from geodns.zones.yamlsource import load_yaml
 from tests.geo_fixtures import build_test_mmdb, write_mmdb
 
 HEAD = """\

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from geodns.errors import ConfigError, ConfigErrors
+from geodns.yamlsource import FAST_LOADER, PURE_LOADER, Document, load_yaml
 from geodns.zones.loader import build_zone
-from geodns.zones.yamlsource import FAST_LOADER, PURE_LOADER, Document, load_yaml
 from tests.conftest import EXAMPLE_ZONES, REQUIRE_TOOLS
 
 

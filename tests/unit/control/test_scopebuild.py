@@ -13,9 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geodns.geo.geoip import GeoIPDatabase, GeoRecord
-from geodns.geo.locate import locate
-from geodns.geo.scopebuild import (
+from geodns.control.scopebuild import (
     BuildRequest,
     ClassSpec,
     build,
@@ -23,6 +21,8 @@ from geodns.geo.scopebuild import (
     record_classes,
     record_features,
 )
+from geodns.geo.geoip import GeoIPDatabase, GeoRecord
+from geodns.geo.locate import locate
 from geodns.geo.scopes import ScopeRuns
 from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.routing.classes import class_fingerprint, client_class

@@ -3,7 +3,7 @@
 Too slow for a serving process: the embedded DB-IP City Lite file has 11.6 million tree
 nodes and 493,000 distinct records, and reading one record costs about 13 us with the C
 reader, so a first build takes about 20 s of CPU. It runs in a child process at the lowest
-priority (`python -m geodns.geo.scopebuild`, fed a pickled BuildRequest on stdin) and keeps
+priority (`python -m geodns.control.scopebuild`, fed a pickled BuildRequest on stdin) and keeps
 its results in a cache directory: each record's location once per database file, and the
 runs once per database file and service class fingerprint. A server restarted on the same
 file and config loads its runs from the cache in milliseconds.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geodns.geo.geoip import GeoRecord, _open, _record, _signature, file_key
+from geodns.geo.geoip import GeoRecord, current_file_key, geo_record, open_reader
 from geodns.geo.latency import DEFAULT_MS_PER_KM, LatencyTable
 from geodns.geo.mmdbtree import ALIAS, EMPTY, Networks, networks, read_tree
 from geodns.geo.scopes import NO_WIDENING, ScopeRuns, build_runs, key_value
@@ -311,7 +311,7 @@ def _features(reader: object, nets: dict[int, Networks], cache_dir: str, key: st
             else:
                 where[off] = ipaddress.IPv6Address(key_value(start, 128))
     get = reader.get  # type: ignore[attr-defined]
-    decoded = [_record(get(where[off])) for off in offsets.tolist()]
+    decoded = [geo_record(get(where[off])) for off in offsets.tolist()]
     feats = record_features(decoded, offsets)
     _save(path, {name: getattr(feats, name) for name in Features.__dataclass_fields__})
     return feats
@@ -331,9 +331,9 @@ def build(request: BuildRequest) -> dict[str, str]:
     if found is not None:
         return found
     key = request.file_key
-    if file_key(_signature(request.database)) != key:
+    if current_file_key(request.database) != key:
         raise RuntimeError(f"{request.database} changed since the server opened it")
-    reader = _open(request.database)
+    reader = open_reader(request.database)
     try:
         meta = reader.metadata()
         tree = read_tree(request.database, meta.node_count, meta.record_size, meta.ip_version)
@@ -342,7 +342,7 @@ def build(request: BuildRequest) -> dict[str, str]:
         feats = _features(reader, nets, request.cache_dir, key)
     finally:
         reader.close()
-    if file_key(_signature(request.database)) != key:
+    if current_file_key(request.database) != key:
         raise RuntimeError(f"{request.database} changed during the build")
     out = {}
     for spec in request.classes:
