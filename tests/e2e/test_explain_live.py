@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from geodns import cli
+from geodns.cli import explain as explain_command
 from tests.conftest import EXAMPLE_ZONES, ROOT, ServerProcess, running_server
 from tests.e2e.test_admin import TOKEN, US, answer_of, ask, http
 
@@ -95,7 +96,8 @@ def test_json_has_one_shape_in_both_modes(incident: ServerProcess) -> None:
 def test_the_default_address_is_asked_first(
     incident: ServerProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "EXPLAIN_ADMIN", admin(incident))  # as if it listened on :8053
+    # As if it listened on :8053.
+    monkeypatch.setattr(explain_command, "EXPLAIN_ADMIN", admin(incident))
     assert cli.main(["explain", "inference.example.com", US_CLIENT]) == 0
     out = capsys.readouterr().out
     assert f"state: live server at {admin(incident)}" in out
@@ -105,7 +107,8 @@ def test_the_default_address_is_asked_first(
 def test_no_server_at_the_default_address_is_said(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "EXPLAIN_ADMIN", "http://127.0.0.1:9")  # discard: nothing listens
+    # The discard port: nothing listens.
+    monkeypatch.setattr(explain_command, "EXPLAIN_ADMIN", "http://127.0.0.1:9")
     assert cli.main(["explain", "inference.example.com", US_CLIENT]) == 0
     out = capsys.readouterr().out
     assert (
