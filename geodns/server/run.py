@@ -508,7 +508,7 @@ async def serve(
             link.send(("state", config.state))
     # The configuration's objects out of the collector's sight before the first answer: a
     # full collection would otherwise walk them all, now and then, with the loop stopped.
-    heap.settle(full=True)
+    heap.settle(start=True)
     transports: list = []
     servers = []
     for sock in sockets.udp:

@@ -97,3 +97,19 @@ def test_a_full_collection_runs_only_when_the_frozen_heap_has_grown() -> None:
     finally:
         heap._after_full = saved
         gc.unfreeze()
+
+
+def test_the_first_settle_after_the_start_measures_growth_from_there() -> None:
+    saved = heap._after_full, heap._rebase
+    try:
+        assert heap.settle(start=True)
+        # The first reload: one configuration more for good (the start's stays referenced).
+        kept = [[i] for i in range(gc.get_freeze_count() // 2 + 1000)]
+        assert not heap.settle()
+        assert not heap.settle()  # the same size again: no growth
+        more = [[i] for i in range(gc.get_freeze_count() // 3 + 1000)]
+        assert heap.settle()
+        del kept, more
+    finally:
+        heap._after_full, heap._rebase = saved
+        gc.unfreeze()
