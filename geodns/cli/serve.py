@@ -89,14 +89,7 @@ def run_serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None 
     cookie_secret = _cookie_secret(args.cookie_secret_file)
     cookies = ServerCookies(cookie_secret)
     zones = load_zones_at(args.zones)
-    for zone in zones.zones.values():
-        log.info(
-            "loaded zone %s from %s (%d names, %d services)",
-            zone.origin,
-            zone.file,
-            len(zone.nodes),
-            len(zone.services),
-        )
+    _log_loaded(zones)
     listen = [parse_listen(x) for x in (args.listen or ["127.0.0.1:5300"])]
     state = load_state_file(args.state, zones) if args.state else ALL_UP
     geoip = open_geoip(args.geoip_database)
@@ -173,10 +166,24 @@ def run_serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None 
         rrl_exempt=lambda query, peer: cookies.has_valid_server_cookie_untrusted(query, peer[0]),
         query_log_rate=args.query_log_rate if args.query_log else None,
     )
+    del zones  # the config and the control plane hold them, until a reload replaces them
     try:
         return run(config, plane)
     except OSError as exc:
         raise GeodnsError(f"cannot listen: {exc}") from exc
+
+
+def _log_loaded(zones: Any) -> None:
+    # A function of its own: a loop variable in run_serve would hold the last zone for the
+    # process's life, after a reload has replaced it.
+    for zone in zones.zones.values():
+        log.info(
+            "loaded zone %s from %s (%d names, %d services)",
+            zone.origin,
+            zone.file,
+            len(zone.nodes),
+            len(zone.services),
+        )
 
 
 def _rum_config(args: argparse.Namespace) -> Any:

@@ -21,29 +21,18 @@ import logging
 log = logging.getLogger("geodns.server")
 FROZEN_GROWTH = 1.25  # a full collection once the frozen objects are this many times more
 
-_after_full = 0  # the frozen objects the growth is measured from; 0: none yet
-_rebase = False  # the next settle measures anew instead (the first reload after a start)
+_after_full = 0  # objects frozen right after the last full collection; 0: none yet
 
 
-def settle(full: bool = False, start: bool = False) -> bool:
+def settle(full: bool = False) -> bool:
     """Freeze every object there is; then, when asked or when the frozen heap has grown by
     FROZEN_GROWTH since the last full collection, collect in full and freeze again. Whether
     it collected. Counting the frozen objects walks them (a few ms for a large heap): a
-    reload calls this while its stand-in answers.
-
-    `start`: the server's own, before its first answer: a full collection, and the growth
-    is measured from the first reload on. The configuration the server started with stays
-    referenced by the serve command's own settings, beside each new one: after the first
-    reload the heap holds one configuration more, for good, which is no growth to collect."""
-    global _after_full, _rebase
+    reload calls this while its stand-in answers."""
+    global _after_full
     gc.freeze()
     frozen = gc.get_freeze_count()
-    if _rebase and not (full or start):
-        _rebase = False
-        _after_full = max(_after_full, frozen)
-        log.debug("heap: %d objects frozen, growth measured from here", frozen)
-        return False
-    if not (full or start or not _after_full or frozen > FROZEN_GROWTH * _after_full):
+    if not (full or not _after_full or frozen > FROZEN_GROWTH * _after_full):
         log.debug(
             "heap: %d objects frozen (%d after the last full collection)", frozen, _after_full
         )
@@ -52,6 +41,5 @@ def settle(full: bool = False, start: bool = False) -> bool:
     found = gc.collect()
     gc.freeze()
     _after_full = gc.get_freeze_count()
-    _rebase = start
     log.debug("heap: full collection, %d unreachable, %d objects frozen", found, _after_full)
     return True

@@ -51,8 +51,10 @@ RESTART_PAUSE = 1.0  # seconds before restarting a worker that died within this 
 STATS_INTERVAL = 1.0  # seconds between a worker's reports of its counts
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServeConfig:
+    # The zones to start with. A worker that takes in new ones puts them here too (see
+    # DnsWorker.apply_zones); every other field stays as given.
     zones: ZoneSet
     listen: list[ListenAddress]
     workers: int = 1
@@ -106,7 +108,8 @@ class DnsWorker:
             config.zones, config.options, config.state, config.geoip, self.stats, self.query_log
         )
         self.scopes: tuple[str, dict[str, ScopeRuns]] | None = None
-        self.zones = config.zones  # the zones served now (the config's until a reload)
+        self.zones = config.zones  # the zones served now
+        self.reloaded = False  # whether they are other than the ones this process started with
         self.scope_files: ScopeFiles | None = None  # the last scopes the control plane sent
         self.udp: list[UDPServer] = []
         self.udp_fds: list[int] = []  # their sockets, for a stand-in
@@ -143,6 +146,12 @@ class DnsWorker:
 
         answerer = run(build)
         self.zones = zones
+        self.reloaded = True
+        # The settings follow: they are held by the frames of the serve command for the
+        # process's life, and would otherwise keep the first configuration beside each new
+        # one (one more copy of every record, for good). A forked worker's supervisor has
+        # its own copy of them, and a restarted worker gets the current zones replayed.
+        self.config.zones = zones
         self.answerer = answerer
         for protocol in self.udp:
             protocol.set_handler(answerer.handler(UDP))
@@ -212,7 +221,7 @@ class DnsWorker:
         messages: list[tuple] = []
         if last_stats is not None:
             messages.append(("counts", last_stats))
-        if self.zones is not self.config.zones:
+        if self.reloaded:
             messages.append(("zones", self.zones))
         if self.scope_files is not None:
             messages.append(("scopes", self.scope_files))
@@ -508,7 +517,7 @@ async def serve(
             link.send(("state", config.state))
     # The configuration's objects out of the collector's sight before the first answer: a
     # full collection would otherwise walk them all, now and then, with the loop stopped.
-    heap.settle(start=True)
+    heap.settle(full=True)
     transports: list = []
     servers = []
     for sock in sockets.udp:

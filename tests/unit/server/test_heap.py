@@ -16,6 +16,7 @@ import pytest
 from geodns.health.state import Health, RegionState, StateSnapshot
 from geodns.server import heap
 from geodns.server.answer import TCP, UDP, Answerer
+from geodns.server.run import DnsWorker, ServeConfig
 from geodns.zones.loader import load_zones
 from tests.conftest import ROOT
 from tests.unit.server.test_ecs_scope_property import BASES_V4, BASES_V6, SERVICE, database
@@ -99,17 +100,15 @@ def test_a_full_collection_runs_only_when_the_frozen_heap_has_grown() -> None:
         gc.unfreeze()
 
 
-def test_the_first_settle_after_the_start_measures_growth_from_there() -> None:
-    saved = heap._after_full, heap._rebase
-    try:
-        assert heap.settle(start=True)
-        # The first reload: one configuration more for good (the start's stays referenced).
-        kept = [[i] for i in range(gc.get_freeze_count() // 2 + 1000)]
-        assert not heap.settle()
-        assert not heap.settle()  # the same size again: no growth
-        more = [[i] for i in range(gc.get_freeze_count() // 3 + 1000)]
-        assert heap.settle()
-        del kept, more
-    finally:
-        heap._after_full, heap._rebase = saved
-        gc.unfreeze()
+def test_a_worker_keeps_no_configuration_it_has_replaced(no_collector) -> None:
+    first = load_zones([ROOT / "zones"])
+    config = ServeConfig(zones=first, listen=[])
+    worker = DnsWorker(config)
+    gone = weakref.ref(first)
+    del first
+    newer = load_zones([ROOT / "zones"])
+    worker.apply_zones(newer)
+    # The settings outlive the worker in the serve command's frames: they follow the zones.
+    assert gone() is None and config.zones is newer
+    # A restarted worker (forked with the settings it started with) is sent the new zones.
+    assert ("zones", newer) in worker.replay(None)
