@@ -166,6 +166,24 @@ def running_server(
                 proc.wait()
 
 
+def started(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """The port and the admin URL that a `geodns serve` started otherwise than by
+    running_server (an installed wheel, the image's command) logs on stderr, read up to
+    its first "listening on" line: (port, "http://HOST:PORT/")."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    port, admin = 0, ""
+    for line in proc.stderr:
+        lines.append(line)
+        if m := _ADMIN.search(line):
+            admin = m.group(1)
+        if m := _LISTENING.search(line):
+            port = int(m.group(2))
+            break
+    assert port and admin, "".join(lines)
+    return port, admin
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
     """The example zone, served for the whole session (tests must not change its state)."""

@@ -22,7 +22,7 @@ import dns.rcode
 import pytest
 
 from geodns.cli import build_parser
-from tests.conftest import EXAMPLE_ZONES, REQUIRE_TOOLS, ROOT
+from tests.conftest import EXAMPLE_ZONES, REQUIRE_TOOLS, ROOT, started
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -163,18 +163,9 @@ def test_with_zones_it_answers_and_the_healthcheck_passes(tmp_path: Path) -> Non
     build_image_dirs(tmp_path)
     shutil.copy(EXAMPLE_ZONES / "example.com.yaml", tmp_path / "zones")
     proc = run_cmd(tmp_path)
-    lines: list[str] = []
     try:
-        assert proc.stderr is not None
-        port = admin = None
-        for line in proc.stderr:
-            lines.append(line)
-            if m := re.search(r"admin HTTP on http://([^/\s]+)/", line):
-                admin = m.group(1)
-            if m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
-                port = int(m.group(1))
-                break
-        assert port and admin, "".join(lines)
+        port, admin_url = started(proc)
+        admin = admin_url.removeprefix("http://").rstrip("/")
         reply = dns.query.udp(dns.message.make_query("www.example.com", "A"), "127.0.0.1", 2, port)
         assert reply.rcode() == dns.rcode.NOERROR and reply.answer
 

@@ -20,7 +20,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, started, wait_for
 
 # A version of the copy's own: `geodns --version` must say what was installed, not a
 # number written in the code beside pyproject.toml's.
@@ -120,18 +120,8 @@ def test_the_wheel_installs_and_runs_in_a_fresh_venv(dist: Path, tmp_path: Path)
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: list[str] = []
     try:
-        assert proc.stderr is not None
-        port = admin = None
-        for line in proc.stderr:
-            lines.append(line)
-            if m := re.search(r"admin HTTP on (http://\S+/)", line):
-                admin = m.group(1)
-            if m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
-                port = int(m.group(1))
-                break
-        assert port and admin, "".join(lines)
+        port, admin = started(proc)
         query = dns.message.make_query("www.example.com", "A")
         reply = dns.query.udp(query, "127.0.0.1", timeout=2, port=port)
         assert reply.rcode() == dns.rcode.NOERROR and reply.answer
