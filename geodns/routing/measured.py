@@ -123,8 +123,12 @@ def narrow(regions: tuple[Region, ...], ctx: RouteContext) -> Narrowed:
         )
     # The cost budget and pinned preferences have the last word, as in the order step, with
     # the measured estimates where there are some: a measurement never overrides a pin.
-    base = order_step.estimates(regions, ctx) or {}
-    ms = {r.name: row[r.name].ms if r.name in row else base.get(r.name, math.inf) for r in order}
+    ms = None
+    if ctx.service.cost is not None:  # only the budget reads estimates: none to make without
+        base = order_step.estimates(regions, ctx) or {}
+        ms = {
+            r.name: row[r.name].ms if r.name in row else base.get(r.name, math.inf) for r in order
+        }
     finished, notes = order_step.finish(tuple(order), ms, ctx)
     return Narrowed(
         finished,
