@@ -71,6 +71,11 @@ class WireIndex:
         }
         self._marks.update(self._zones)
         self._listed = frozenset(name for idx in self._zones.values() for name in idx.names)
+        # Origin (wire) -> its text as replies are counted under it: "example.com", or ".".
+        self.origin_texts = {
+            origin: idx.zone.origin.to_text(omit_final_dot=True) or "."
+            for origin, idx in self._zones.items()
+        }
 
     def listed(self, qname: bytes) -> bool:
         """Whether `qname` (lowercased wire form) exists in one of the zones. A flood of
@@ -158,6 +163,12 @@ class WireIndex:
         if cut is None or cut[1] == 0 or cut[0] not in zone.cuts:  # type: ignore[union-attr]
             return None
         return cut
+
+    def zone_of(self, qname: bytes) -> str:
+        """The origin text of the zone holding `qname` (lowercased wire form), or "" (also
+        for no name at all: a query without a question)."""
+        found = self.find(qname) if qname else None
+        return "" if found is None else self.origin_texts[found[0].origin]
 
     def outside(self, qname: bytes) -> bool:
         """Whether `qname` lies in no zone of ours."""

@@ -1,4 +1,4 @@
-"""The plain path for service names (Answerer._plain_untrusted: a query whose only EDNS
+"""The plain path for service names (PlainPath.untrusted: a query whose only EDNS
 option is ECS, answered from its class straight from the query bytes) against the reference
 path, byte for byte: an Answerer whose class path declines everything, so that every client
 is located, routed and its scope widened as it was before classes existed. For random
@@ -128,7 +128,7 @@ def _check(zones, database, state, asked) -> int:
         if bits == 128:
             address = ipaddress.IPv6Address(int(address))
         wire = _query(_case(name, case), qtype, address, source, qid, flags, payload, nsid)
-        if fast._plain_untrusted(wire, transport) is not None:
+        if fast._plain.untrusted(wire, transport) is not None:
             plain += 1
         peer = Peer("127.0.0.1", 5353, transport)
         got, want = fast.answer(wire, peer), reference.answer(wire, peer)

@@ -37,7 +37,7 @@ def test_a_random_subnet_flood_keeps_real_answers_and_bounds_memory(database) ->
         subnet = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0/24"
         assert answerer.answer(_query(subnet, i & 0xFFFF), peer) is not None
     assert len(answerer._by_state[UDP]) <= EXACT_CACHE_SIZE
-    assert len(answerer._decisions) <= 50_000
+    assert len(answerer._geo_replies.decisions) <= 50_000
     assert len(answerer.geo._class_answers) < 100 and len(answerer.geo._bucket_answers) == 0
     assert answerer._by_state[UDP][real[2:]] == cached[real[2:]]  # still there, unchanged
     assert answerer.answer(real, peer) == first

@@ -1,4 +1,4 @@
-"""The random-name path (Answerer._plain_untrusted) against the full lookup.
+"""The random-name path (PlainPath.untrusted) against the full lookup.
 
 For names no zone lists (NXDOMAIN, below a delegation, outside our zones), the fast path
 must send what the full path sends: rcode, flags, the SOA and its negative TTL or the
@@ -153,7 +153,7 @@ def test_random_names_get_what_the_full_lookup_gives(
 def test_the_fast_path_answers_a_random_name_and_counts_it_as_the_full_path() -> None:
     fast, slow = Answerer(ZONES, OPTIONS), full_path_answerer()
     wire = make_query("Zq9-x.Example.COM", "AAAA", 7, True, False, 1232, True, False, None)
-    assert fast._plain_untrusted(wire, UDP) is not None
+    assert fast._plain.untrusted(wire, UDP) is not None
     for answerer in (fast, slow):
         reply = dns.message.from_wire(answerer.answer(wire, Peer("127.0.0.1", 53, UDP)))
         assert reply.rcode() == dns.rcode.NXDOMAIN
@@ -181,7 +181,7 @@ def test_what_the_fast_path_declines_takes_the_full_path() -> None:
         make_query("x.example.net", "AXFR", 5, False, False, None, False, False, None),
     ]
     for wire in cases:
-        assert FAST._plain_untrusted(wire, UDP) is None
+        assert FAST._plain.untrusted(wire, UDP) is None
         assert_same(wire)
 
 
@@ -192,7 +192,7 @@ def test_a_server_cookie_or_edns_version_1_takes_the_full_path() -> None:
     version1 = dns.message.make_query("nosuch.example.com", "A", use_edns=1)
     for query in (cookie, version1):
         wire = query.to_wire()
-        assert FAST._plain_untrusted(wire, UDP) is None
+        assert FAST._plain.untrusted(wire, UDP) is None
         assert_same(wire)
 
 
@@ -204,7 +204,7 @@ def test_below_a_cut_and_outside_our_zones_the_fast_path_answers() -> None:
     ):
         for edns in (None, 1232):
             wire = make_query(name, "A", 6, True, True, edns, False, True, ("192.0.2.0", 24))
-            assert FAST._plain_untrusted(wire, UDP) is not None
+            assert FAST._plain.untrusted(wire, UDP) is not None
             assert assert_same(wire).rcode() == rcode
 
 

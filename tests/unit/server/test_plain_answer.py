@@ -1,4 +1,4 @@
-"""The direct encoding of the plainest answer (answer._plain_answer: one RRset of A, AAAA or
+"""The direct encoding of the plainest answer (prepared._plain_answer: one RRset of A, AAAA or
 TXT records at the question's name) against dnspython's renderer, which encodes every
 other reply: for random owners (any case), TTLs, classes and records, the Prepared is the
 same, so that the reply bytes are too."""
@@ -13,8 +13,8 @@ import dns.rrset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geodns.server import answer
-from geodns.server.answer import encode_resolution
+from geodns.server import prepared
+from geodns.server.prepared import encode_resolution
 from geodns.zones.lookup import Resolution
 
 labels = st.text(
@@ -43,12 +43,12 @@ def _case(name: str, flips: int) -> str:
 
 def _slow(qname, qtype, res):
     """encode_resolution with the direct encoding turned off: dnspython's renderer."""
-    plain = answer._plain_answer
-    answer._plain_answer = lambda *args: None
+    plain = prepared._plain_answer
+    prepared._plain_answer = lambda *args: None
     try:
         return encode_resolution(qname, qtype, dns.rdataclass.IN, res)
     finally:
-        answer._plain_answer = plain
+        prepared._plain_answer = plain
 
 
 @settings(max_examples=400, deadline=None)
@@ -68,7 +68,7 @@ def test_the_direct_encoding_is_dnspythons(name, flips, ttl, rdata, authoritativ
     qtype = dns.rdatatype.from_text(rdtype if asked == "same" else "ANY")
     res = Resolution(dns.rcode.NOERROR, authoritative, answer=(rrset,))
     fast = encode_resolution(qname, qtype, dns.rdataclass.IN, res)
-    assert answer._plain_answer(qname, rrset) is not None
+    assert prepared._plain_answer(qname, rrset) is not None
     assert fast == _slow(qname, qtype, res)
 
 
@@ -77,8 +77,8 @@ def test_other_shapes_are_left_to_dnspython() -> None:
     cname = dns.rrset.from_text(qname, 60, "IN", "CNAME", "web.example.com.")
     other = dns.rrset.from_text("web.example.com.", 60, "IN", "A", "192.0.2.1")
     mx = dns.rrset.from_text(qname, 60, "IN", "MX", "10 mail.example.com.")
-    assert answer._plain_answer(qname, cname) is None  # a name in the RDATA
-    assert answer._plain_answer(qname, mx) is None
-    assert answer._plain_answer(qname, other) is None  # not the question's name
+    assert prepared._plain_answer(qname, cname) is None  # a name in the RDATA
+    assert prepared._plain_answer(qname, mx) is None
+    assert prepared._plain_answer(qname, other) is None  # not the question's name
     res = Resolution(dns.rcode.NOERROR, True, answer=(cname, other))
     assert encode_resolution(qname, 1, 1, res) == _slow(qname, 1, res)
