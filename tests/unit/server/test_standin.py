@@ -99,8 +99,40 @@ def test_the_work_runs_in_another_thread_at_the_lowest_priority(worker) -> None:
     ident, policy = seen
     assert ident != threading.get_ident()
     assert policy == os.SCHED_IDLE
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is untouched
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's, back to a fair share
     assert _gone(stand_in.pid)
+
+
+@needs_idle
+def test_the_callers_thread_waits_at_the_lowest_priority_while_the_stand_in_answers(
+    worker,
+) -> None:
+    # The loop's thread does light steps of a reload itself and frees the old
+    # configuration: at normal priority that made the answering copy wait a time slice.
+    stand_in = StandIn.start(worker)
+    try:
+        during = os.sched_getscheduler(0)
+    finally:
+        stand_in.stop()
+    assert during == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+@needs_idle
+def test_a_caller_with_no_spare_cpu_is_given_a_fair_share_after_patience(
+    worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standin, "PATIENCE", 0.2)
+    stand_in = StandIn.start(worker)
+    try:
+        assert os.sched_getscheduler(0) == os.SCHED_IDLE
+        deadline = time.monotonic() + 5
+        while os.sched_getscheduler(0) != os.SCHED_OTHER and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        os.kill(stand_in.pid, 0)  # the copy still answers meanwhile
+    finally:
+        stand_in.stop()
 
 
 def test_an_error_in_the_work_reaches_the_caller(worker) -> None:
