@@ -191,14 +191,37 @@ def server() -> Iterator[ServerProcess]:
         yield srv
 
 
+# The Debian package of each tool that require_tool is asked for.
+_PACKAGES = {"dig": "bind9-dnsutils", "kdig": "knot-dnsutils", "ss": "iproute2"}
+
+
 def require_tool(name: str) -> str:
     """The path of a command-line tool; skipped locally when missing, failed in CI."""
     path = shutil.which(name)
     if path is None:
         if REQUIRE_TOOLS:
             pytest.fail(f"{name} is required (GEODNS_REQUIRE_TOOLS=1) but not installed")
-        pytest.skip(f"{name} not installed (apt-get install bind9-dnsutils knot-dnsutils)")
+        pytest.skip(f"{name} not installed (apt-get install {_PACKAGES.get(name, name)})")
     return path
+
+
+def child_pids(pid: int, cmdline: str = "") -> list[int]:
+    """The processes whose parent is `pid` (and whose command line holds `cmdline`), from
+    /proc: what `pgrep -P` says, without procps, which a minimal Debian does not have."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        # The name in parentheses may hold spaces: the fields after its last ")" are fixed.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and cmdline in args:
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):

@@ -23,6 +23,7 @@ from tests.conftest import (
     EXAMPLE_ZONES,
     ROOT,
     ServerProcess,
+    child_pids,
     running_server,
     wait_for,
     wait_for_scopes,
@@ -195,12 +196,8 @@ def test_a_build_dies_with_a_killed_server(tmp_path: Path) -> None:
     ) as srv:
 
         def builder() -> int | None:
-            out = subprocess.run(
-                ["pgrep", "-P", str(srv.proc.pid), "-f", "geodns.control.scopebuild"],
-                capture_output=True,
-                text=True,
-            )
-            return int(out.stdout.split()[0]) if out.stdout.strip() else None
+            found = child_pids(srv.proc.pid, "geodns.control.scopebuild")
+            return found[0] if found else None
 
         child = wait_for(builder, 10)  # a first build over the embedded file: ~20 s
         time.sleep(2)  # past its imports: the kernel's signal, not its own check, stops it

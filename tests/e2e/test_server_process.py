@@ -13,7 +13,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.conftest import EXAMPLE_ZONES, ROOT, running_server, wait_for
+from tests.conftest import EXAMPLE_ZONES, ROOT, child_pids, running_server, wait_for
 from tests.e2e.test_malformed import frame, recv_frame, valid_query
 
 
@@ -85,14 +85,11 @@ def test_two_workers_share_the_port() -> None:
             reply = srv.udp(dns.message.make_query(f"www{i % 3}.example.com", "A"))
             assert reply.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
         assert srv.tcp(dns.message.make_query("www.example.com", "A")).answer
-        children = subprocess.run(
-            ["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True
-        ).stdout.split()
         # The parent serves as worker 0; its one child supervises worker 1.
-        assert len(children) == 1
+        assert len(child_pids(srv.proc.pid)) == 1
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(10) == 0
-        wait_for(lambda: subprocess.run(["pgrep", "-P", str(srv.proc.pid)]).returncode != 0)
+        wait_for(lambda: not child_pids(srv.proc.pid))
 
 
 def test_busy_port_is_a_clear_error() -> None:

@@ -13,7 +13,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from tests.conftest import EXAMPLE_ZONES, running_server, wait_for
+from tests.conftest import EXAMPLE_ZONES, require_tool, running_server, wait_for
 from tests.e2e.test_malformed import frame, recv_frame, valid_query
 
 TCP_CLOSE = 7  # tcpi_state in struct tcp_info (linux/tcp_states.h)
@@ -186,7 +186,10 @@ def test_a_client_that_never_reads_its_replies_is_aborted() -> None:
 def test_the_listen_backlog_is_1024() -> None:
     with running_server(EXAMPLE_ZONES, listen=("127.0.0.1:0",)) as srv:
         out = subprocess.run(
-            ["ss", "-ltnH", f"sport = :{srv.port}"], capture_output=True, text=True, check=True
+            [require_tool("ss"), "-ltnH", f"sport = :{srv.port}"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     backlogs = {int(line.split()[2]) for line in out.splitlines() if line.strip()}

@@ -7,25 +7,19 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
 import dns.rcode
 
-from tests.conftest import EXAMPLE_ZONES, ServerProcess, running_server, wait_for
+from tests.conftest import EXAMPLE_ZONES, ServerProcess, child_pids, running_server, wait_for
 from tests.e2e.test_reload import add_record
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def workers(srv: ServerProcess) -> list[int]:
     """Workers 1..N-1: the children of the supervisor, process 0's only child."""
-    return [w for sup in children(srv.proc.pid) for w in children(sup)]
+    return [w for sup in child_pids(srv.proc.pid) for w in child_pids(sup)]
 
 
 def answers_from_many_ports(srv: ServerProcess, name: str, n: int = 40) -> list[str]:
