@@ -1121,6 +1121,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
                 3,
             )
             ratio["rss"] = round(g["rss_peak_mb"] / o["rss_peak_mb"], 3)
+        report["targets"] = targets(report)
     disturbed = [
         f"{r.server.label} round {i + 1}{what}: {run['background_busy_pct']:.0f}%"
         for r in results
@@ -1274,6 +1275,44 @@ def print_rate_table(report: dict) -> None:
     )
 
 
+# Issue 13's targets for the many-subnet run, one worker: what `targets` checks.
+TARGET_VS_PDNS = 1.0  # qps, at least PowerDNS's GeoIP backend's
+STRETCH_VS_GDNSD = 0.5  # qps, the stretch: half of gdnsd's
+TARGET_CPU_US = 20.0  # server CPU per uncached query at the fixed rate, under
+TARGET_RSS_MB = 150.0  # peak RSS of the answering process, under
+
+
+def targets(report: dict) -> list[dict]:
+    """Each of the issue's targets that this run can check: what it asks, what the run
+    measured (the medians shown in the tables), and whether it is met."""
+    by = {r["server"]: r for r in report["results"]}
+    geodns = by.get("geodns")
+    if geodns is None:
+        return []
+    out = []
+
+    def check(what: str, measured: str, met: bool) -> None:
+        out.append({"target": what, "measured": measured, "met": met})
+
+    for other, floor, what in (
+        ("pdns", TARGET_VS_PDNS, "qps at least 1.0x PowerDNS"),
+        ("gdnsd", STRETCH_VS_GDNSD, "qps at least 0.5x gdnsd (stretch)"),
+    ):
+        ratio = report["ratios"].get(f"geodns/{TITLES[other]}")
+        if ratio is not None:
+            check(what, f"{ratio['qps']:.2f}x", ratio["qps"] >= floor)
+    lost = sum(run.get("lost", 0) for run in geodns["runs"])
+    check("0 lost (saturated runs)", f"{lost:,}", lost == 0)
+    rate = geodns.get("rate_median")
+    if rate:
+        us = rate["server_cpu_us_per_query"]
+        qps = report["config"]["rate_qps"]
+        check(f"CPU per query at {qps:,.0f} q/s under 20 us", f"{us:.1f} us", us < TARGET_CPU_US)
+        rss = geodns["rss_peak_mb"]
+        check("peak RSS under 150 MB", f"{rss:.0f} MB", rss < TARGET_RSS_MB)
+    return out
+
+
 def print_report(report: dict) -> None:
     m, c = report["machine"], report["config"]
     pkgs = m["packages"]
@@ -1356,6 +1395,10 @@ def print_report(report: dict) -> None:
                 f"peak RSS {ratio['rss']:.2f}"
             )
         print(line)
+    if report.get("targets"):
+        print("targets (issue 13, one worker):")
+        for t in report["targets"]:
+            print(f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['measured']}")
     print(
         f"cpu0%/cpu1%: busy share of core {CLIENT_CPU} (dnsperf) and core {SERVER_CPU} "
         "(server), softirq included; us/q: the server's CPU time (user + system) per "
