@@ -112,7 +112,7 @@ def _plain_answer(qname: dns.name.Name, rrset: dns.rrset.RRset) -> bytes | None:
     the question (offset 12), as dnspython's renderer compresses it, and its RDATA as
     dnspython writes it, in the RRset's order. A sixth of the cost of rendering a whole
     message, for the first query of every name (after a start or reload). None for any
-    other shape, which _encode_sections renders."""
+    other shape, which encode_sections renders."""
     if rrset.rdtype not in _NAMELESS_RDATA or not rrset or rrset.name != qname:
         return None
     fixed = _RR_FIXED.pack
