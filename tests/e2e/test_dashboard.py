@@ -117,8 +117,23 @@ def test_a_phone_wide_page_scrolls_down_not_sideways(demo: Demo, browser: Any, w
             assert part.is_visible() and box is not None
             assert box["x"] >= 0 and box["width"] > width / 2
         # The table's wider columns scroll inside their own box, which fits the page.
-        wrap = section.locator("table.regions").locator("xpath=..").bounding_box()
+        table = section.locator("table.regions")
+        wrap = table.locator("xpath=..").bounding_box()
         assert wrap is not None and wrap["x"] + wrap["width"] <= width
+        headers = table.locator("thead th").all_inner_texts()
+        row = region_row(page, "eu-west-1")
+        labels = [row.locator("td").nth(i).get_attribute("data-label") for i in range(8)]
+        assert [label.lower() for label in labels] == [h.lower() for h in headers]
+        if width <= 560:
+            # A phone: each region a card, one cell a line under its column's name, and
+            # nothing to scroll sideways even inside the table's box.
+            assert not table.locator("thead").is_visible()
+            assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+            check = row.locator("td.check").bounding_box()
+            state = row.locator("td.state").bounding_box()
+            assert check is not None and state is not None and check["y"] > state["y"]
+        else:
+            assert table.locator("thead").is_visible()
         drain = region_row(page, "eu-west-1").locator('button[data-action="drain"]')
         drain.scroll_into_view_if_needed()
         assert drain.is_visible()

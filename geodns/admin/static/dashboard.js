@@ -32,6 +32,17 @@
   const FETCH_TIMEOUT_MS = 4000;
   const TOKEN_KEY = "geodns-admin-token";
   const SVGNS = "http://www.w3.org/2000/svg";
+  // The region table's columns: [header, class of the header cell].
+  const REGION_COLUMNS = [
+    ["region", ""],
+    ["state · since", ""],
+    ["check", "num"],
+    ["utilization", ""],
+    ["ver", ""],
+    ["answers /min", "num"],
+    ["error", ""],
+    ["force", ""],
+  ];
   // Okabe-Ito, a colour-blind-safe palette: used only when the server sends no colour.
   const FALLBACK_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"];
 
@@ -433,6 +444,9 @@
       el("td", { class: "error" }),
       el("td", { class: "actions" }, actions),
     );
+    // Each cell carries its column's name: on a phone the rows stack, one cell a line, and
+    // the header row (which would be the only place saying what a cell is) is hidden.
+    [...main.children].forEach((td, i) => setAttr(td, "data-label", REGION_COLUMNS[i][0]));
     tb.append(main);
     if (demo) tb.append(buildDemoRow(r.name));
     return tb;
@@ -540,16 +554,7 @@
         el(
           "tr",
           {},
-          ...[
-            ["region", ""],
-            ["state · since", ""],
-            ["check", "num"],
-            ["utilization", ""],
-            ["ver", ""],
-            ["answers /min", "num"],
-            ["error", ""],
-            ["force", ""],
-          ].map(([t, c]) => el("th", { class: c || null, text: t })),
+          ...REGION_COLUMNS.map(([t, c]) => el("th", { class: c || null, text: t })),
         ),
       ),
     );
