@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import os
 from collections.abc import Iterable
@@ -15,15 +14,22 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.geo.latency import LatencyTable
 from geodns.yamlsource import Document, Path, read_yaml_file
 from geodns.zones import fastparse, keys
+from geodns.zones.collector import Collector
 from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
-from geodns.zones.services import build_service, parse_address
+from geodns.zones.rdatavalues import (
+    DNSSEC_SIGNED_TYPES,
+    META_TYPES,
+    RecordValues,
+    rdatatype,
+    zone_type_names,
+)
+from geodns.zones.services import build_service
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType
@@ -31,50 +37,6 @@ RT = dns.rdatatype.RdataType
 MAX_TTL = keys.MAX_TTL
 DEFAULT_TTL = keys.ZONE.default("ttl")
 SOA_TIMERS = ("refresh", "retry", "expire", "minimum")
-
-# Types that only exist in messages, never in a zone.
-META_TYPES = {RT[t] for t in keys.MESSAGE_TYPES}
-# Signatures and denial records come from signing, which geodns does not do (yet).
-DNSSEC_SIGNED_TYPES = {RT[t] for t in keys.SIGNED_TYPES}
-# Names in the data of these types are written like owner names (see docs/zones.md: "Names").
-NAME_TYPES = {RT.CNAME, RT.NS, RT.PTR, RT.DNAME}
-
-
-_TYPES: dict[Any, RT | None] = {}
-
-
-def _rdatatype(text: Any) -> RT | None:
-    """The type a record type key names (`A`, `aaaa`, `TYPE65`), else None; remembered, as
-    a zone names the same few types thousands of times."""
-    try:
-        return _TYPES[text]
-    except KeyError:
-        pass
-    try:
-        rdtype: RT | None = dns.rdatatype.from_text(str(text).upper())
-    except dns.exception.DNSException:
-        rdtype = None
-    if len(_TYPES) < 1000:  # keys are text from zone files: keep a broken one from growing it
-        _TYPES[text] = rdtype
-    return rdtype
-
-
-@functools.cache
-def _zone_type_names() -> frozenset[str]:
-    """The names of the types a zone can hold, for "did you mean" on a misspelt type."""
-    barred = META_TYPES | DNSSEC_SIGNED_TYPES | {RT.SOA}
-    return frozenset(t.name for t in RT if t not in barred)
-
-
-class _Collector:
-    """Gathers errors for one document so that a load reports all of them at once."""
-
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
-        self.errors: list[ConfigError] = []
-
-    def add(self, path: Path, message: str) -> None:
-        self.errors.append(self.doc.error(path, message))
 
 
 def load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
@@ -153,9 +115,10 @@ def build_zone(doc: Document, default_serial: int = 1) -> Zone:
 class _ZoneBuilder:
     def __init__(self, doc: Document, default_serial: int) -> None:
         self.doc = doc
-        self.err = _Collector(doc)
+        self.err = Collector(doc)
         self.default_serial = default_serial
         self.origin = dns.name.root
+        self.parse = RecordValues(self.err, self.origin)
         self.ttl = DEFAULT_TTL
         # owner -> rdtype -> (ttl, [rdata], path of the RRset)
         self.data: dict[dns.name.Name, dict[RT, tuple[int, list[dns.rdata.Rdata], Path]]] = {}
@@ -163,25 +126,23 @@ class _ZoneBuilder:
         self.service_paths: dict[dns.name.Name, Path] = {}
         self.debug = False
 
-    def fail(self) -> ConfigErrors:
-        return ConfigErrors(sorted(self.err.errors, key=lambda e: e.line))
-
     def build(self) -> Zone:
         data = self.doc.data
         if not isinstance(data, dict):
             self.err.add((), "a zone file must be a mapping with at least `zone`, `soa` and `ns`")
-            raise self.fail()
-        self.unknown_keys((), data, keys.ZONE.names)
+            raise self.err.fail()
+        self.err.unknown_keys((), data, keys.ZONE.names)
         origin = data.get("zone")
         if not isinstance(origin, str) or not origin.strip():
             self.err.add(("zone",), "missing zone origin, e.g. `zone: example.com`")
-            raise self.fail()
+            raise self.err.fail()
         try:
             self.origin = dns.name.from_text(origin.strip()).canonicalize()
         except dns.exception.DNSException as exc:
             self.err.add(("zone",), f"{origin!r} is not a domain name: {exc}")
-            raise self.fail() from None
-        ttl = keys.ZONE.value(self, (), data, "ttl")
+            raise self.err.fail() from None
+        self.parse = RecordValues(self.err, self.origin)
+        ttl = keys.ZONE.value(self.err, (), data, "ttl")
         self.ttl = self.ttl if ttl is None else ttl
         soa = self.build_soa(data.get("soa"))
         self.build_apex_ns(data.get("ns"))
@@ -193,7 +154,7 @@ class _ZoneBuilder:
         else:
             for owner_text, rrsets in records.items():
                 self.build_owner(("records", owner_text), owner_text, rrsets)
-        self.debug = bool(keys.ZONE.value(self, (), data, "debug"))
+        self.debug = bool(keys.ZONE.value(self.err, (), data, "debug"))
         services = data.get("services", {}) or {}
         if not isinstance(services, dict):
             self.err.add(("services",), "must be a mapping of service name -> service")
@@ -202,58 +163,8 @@ class _ZoneBuilder:
                 self.build_service(("services", name_text), name_text, spec)
         self.check_tree()
         if self.err.errors or soa is None:
-            raise self.fail()
+            raise self.err.fail()
         return self.freeze(soa)
-
-    # --- values -----------------------------------------------------------------
-
-    def unknown_keys(self, path: Path, spec: dict[str, Any], allowed: Iterable[str]) -> None:
-        allowed = frozenset(allowed)
-        for key in spec:
-            if key not in allowed:
-                self.err.add((*path, key), keys.unknown_key(key, allowed))
-
-    def ttl_value(self, path: Path, value: Any, default: int) -> int:
-        ttl = keys.TTL.parse(self, path, value)
-        return default if ttl is None else ttl
-
-    def int_value(self, path: Path, value: Any, low: int, high: int, what: str) -> int | None:
-        return keys.Int(low, high, what).parse(self, path, value)
-
-    def name_value(self, path: Path, text: Any) -> dns.name.Name | None:
-        """A domain name in record data: absolute with a trailing dot or when it already
-        ends in the zone origin, otherwise relative to the origin; `@` is the origin."""
-        if not isinstance(text, str) or not text.strip():
-            self.err.add(path, f"{text!r} is not a domain name")
-            return None
-        text = text.strip()
-        if text == "@":
-            return self.origin
-        fast = fastparse.relative_name(text, self.origin, canonical=False)
-        if fast is not None:
-            return fast
-        try:
-            if text.endswith("."):
-                return dns.name.from_text(text)
-            name = dns.name.from_text(text, origin=None)
-            if name.is_subdomain(self.origin.relativize(dns.name.root)):
-                return name.derelativize(dns.name.root)
-            return name.derelativize(self.origin)
-        except dns.exception.DNSException as exc:
-            self.err.add(path, f"{text!r} is not a domain name: {exc}")
-            return None
-
-    def owner_name(self, path: Path, text: Any) -> dns.name.Name | None:
-        if isinstance(text, str):
-            # Most owners are plain labels under the origin: inside the zone, made canonical.
-            fast = fastparse.relative_name(text.strip(), self.origin, canonical=True)
-            if fast is not None:
-                return fast
-        name = self.name_value(path, text)
-        if name is not None and not name.is_subdomain(self.origin):
-            self.err.add(path, f"{name.to_text()} is outside the zone {self.origin.to_text()}")
-            return None
-        return None if name is None else name.canonicalize()
 
     # --- SOA and apex NS --------------------------------------------------------------
 
@@ -267,26 +178,26 @@ class _ZoneBuilder:
         if not isinstance(spec, dict):
             self.err.add(path, "must be a mapping with mname, rname and optional timers")
             return None
-        self.unknown_keys(path, spec, keys.SOA.names)
+        self.err.unknown_keys(path, spec, keys.SOA.names)
         for key in keys.SOA.keys:
             if key.required and key.name not in spec:
                 self.err.add(path, f"missing `{key.name}`")
-        mname = self.name_value((*path, "mname"), spec.get("mname", "@"))
+        mname = self.parse.name((*path, "mname"), spec.get("mname", "@"))
         rname_text = spec.get("rname", "@")
         if isinstance(rname_text, str) and "@" in rname_text.strip("@"):
             # Accept the familiar mailbox form: hostmaster@example.com.
             local, _, domain = rname_text.partition("@")
             rname_text = local.replace(".", "\\.") + "." + domain.rstrip(".") + "."
-        rname = self.name_value((*path, "rname"), rname_text)
+        rname = self.parse.name((*path, "rname"), rname_text)
         serial = spec.get("serial", keys.SOA.default("serial"))
         if serial == "auto":
             serial = self.default_serial % 2**32
         else:
-            serial = self.int_value(
+            serial = self.err.int_value(
                 (*path, "serial"), serial, 0, keys.MAX_SERIAL, "a serial number"
             )
-        timers = {key: keys.SOA.value(self, path, spec, key) for key in SOA_TIMERS}
-        ttl = self.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
+        timers = {key: keys.SOA.value(self.err, path, spec, key) for key in SOA_TIMERS}
+        ttl = self.err.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
         if mname is None or rname is None or serial is None or None in timers.values():
             return None
         rdata = dns.rdata.from_text(
@@ -314,7 +225,7 @@ class _ZoneBuilder:
             return
         rdatas = []
         for i, value in enumerate(values):
-            target = self.name_value((*path, i), value)
+            target = self.parse.name((*path, i), value)
             if target is not None:
                 rdatas.append(dns.rdata.from_text(IN, RT.NS, target.to_text()))
         self.add_rdata(path, self.origin, RT.NS, ttl, rdatas)
@@ -325,14 +236,14 @@ class _ZoneBuilder:
         for key in spec:
             if key not in keys.TTL_VALUES.names:
                 self.err.add((*path, key), keys.unknown_key(key, keys.TTL_VALUES.names))
-        ttl = self.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
+        ttl = self.err.ttl_value((*path, "ttl"), spec.get("ttl", self.ttl), self.ttl)
         if "values" not in spec:
             self.err.add(path, "missing `values`")
             return ttl, []
         return ttl, spec["values"]
 
     def build_owner(self, path: Path, owner_text: str, rrsets: Any) -> None:
-        owner = self.owner_name(path, owner_text)
+        owner = self.parse.owner(path, owner_text)
         if owner is None:
             return
         if not isinstance(rrsets, dict):
@@ -340,14 +251,14 @@ class _ZoneBuilder:
             return
         owner_ttl = self.ttl
         if "ttl" in rrsets:
-            owner_ttl = self.ttl_value((*path, "ttl"), rrsets["ttl"], self.ttl)
+            owner_ttl = self.err.ttl_value((*path, "ttl"), rrsets["ttl"], self.ttl)
         for type_text, spec in rrsets.items():
             if type_text == "ttl":
                 continue
             tpath = (*path, type_text)
-            rdtype = _rdatatype(type_text)
+            rdtype = rdatatype(type_text)
             if rdtype is None:
-                near = keys.nearest(str(type_text).upper(), _zone_type_names())
+                near = keys.nearest(str(type_text).upper(), zone_type_names())
                 hint = f" (did you mean {near}?)" if near else ""
                 self.err.add(tpath, f"unknown record type {type_text!r}{hint}")
                 continue
@@ -380,7 +291,7 @@ class _ZoneBuilder:
                 continue
             rdatas = []
             for i, value in enumerate(values):
-                rdata = self.rdata((*tpath, i), rdtype, value)
+                rdata = self.parse.rdata((*tpath, i), rdtype, value)
                 if rdata is not None:
                     rdatas.append(rdata)
             self.add_rdata(tpath, owner, rdtype, ttl, rdatas)
@@ -396,128 +307,13 @@ class _ZoneBuilder:
         else:
             node[rdtype] = (ttl, rdatas, path)
 
-    def rdata(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
-        if rdtype == RT.A:
-            return self.address(path, value, 4)
-        if rdtype == RT.AAAA:
-            return self.address(path, value, 6)
-        if rdtype == RT.TXT or rdtype == RT.SPF:
-            return self.txt(path, rdtype, value)
-        if rdtype in NAME_TYPES:
-            target = self.name_value(path, value)
-            return None if target is None else fastparse.name_rdata(rdtype, target)
-        if rdtype == RT.MX:
-            return self.fields(path, rdtype, value, keys.MX)
-        if rdtype == RT.SRV:
-            return self.fields(path, rdtype, value, keys.SRV)
-        if rdtype == RT.CAA:
-            return self.fields(path, rdtype, value, keys.CAA)
-        return self.presentation(path, rdtype, value)
-
-    def address(self, path: Path, value: Any, version: int) -> dns.rdata.Rdata | None:
-        if version == 4 and isinstance(value, str):
-            text = value.strip()
-            if fastparse.ipv4_text(text):
-                return fastparse.a_rdata(text)
-        family = "IPv4" if version == 4 else "IPv6"
-        ip = parse_address(value)
-        if ip is None or ip.version != version:
-            self.err.add(path, f"{value!r} is not an {family} address")
-            return None
-        if version == 6:
-            return fastparse.aaaa_rdata(ip.packed)
-        return dns.rdata.from_text(IN, RT.A, str(ip))
-
-    def txt(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
-        # A string is one record; a list of strings is one record of several strings.
-        parts = value if isinstance(value, list) else [value]
-        chunks: list[bytes] = []
-        if not parts:
-            self.err.add(path, "an empty TXT record: give at least one string")
-            return None
-        for part in parts:
-            if isinstance(part, float):
-                # YAML reads 1.10 as 1.1: the text would change silently.
-                self.err.add(path, f"{part!r} reads as a number: quote it to keep the text")
-                return None
-            if isinstance(part, bool) or not isinstance(part, str | int):
-                self.err.add(path, f"{part!r} is not text")
-                return None
-            raw = str(part).encode("utf-8")
-            # RFC 1035 character-strings hold 255 bytes: split longer text (RFC 7208 3.3).
-            chunks.extend(raw[i : i + 255] for i in range(0, len(raw), 255))
-            if not raw:
-                chunks.append(b"")
-        return dns.rdtypes.ANY.TXT.TXT(IN, rdtype, chunks)
-
-    def fields(
-        self, path: Path, rdtype: RT, value: Any, section: keys.Section
-    ) -> dns.rdata.Rdata | None:
-        """A record written as a mapping of its fields (`{preference: 10, exchange: mail}`),
-        or as their text in order; the section declares the fields."""
-        spec = section.keys
-        names = [k.name for k in spec]
-        if isinstance(value, str) and rdtype == RT.CAA:
-            return self.presentation(path, rdtype, value)  # no names in it: as a master file has it
-        if isinstance(value, str):
-            tokens = value.split(None, len(spec) - 1)
-            if len(tokens) != len(spec):
-                self.err.add(
-                    path, f"{value!r} is not a {rdtype.name} record (expected: {' '.join(names)})"
-                )
-                return None
-            value = dict(zip(names, tokens, strict=True))
-            for key in spec:
-                if isinstance(key.kind, keys.Int) and value[key.name].isdigit():
-                    value[key.name] = int(value[key.name])
-        if not isinstance(value, dict):
-            self.err.add(path, f"must be a string or a mapping with {', '.join(names)}")
-            return None
-        self.unknown_keys(path, value, section.names)
-        texts = []
-        for key in spec:
-            name = key.name
-            fpath = (*path, name)
-            if name not in value:
-                self.err.add(path, f"missing `{name}`")
-                return None
-            v = value[name]
-            if isinstance(key.kind, keys.Int):
-                n = key.kind.parse(self, fpath, v)
-                if n is None:
-                    return None
-                texts.append(str(n))
-            elif key.kind is keys.NAME:
-                target = self.name_value(fpath, v)
-                if target is None:
-                    return None
-                texts.append(target.to_text())
-            elif key.kind is keys.WORD:
-                texts.append(str(v))
-            else:
-                texts.append('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
-        return self.presentation(path, rdtype, " ".join(texts))
-
-    def presentation(self, path: Path, rdtype: RT, value: Any) -> dns.rdata.Rdata | None:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.err.add(path, f"{value!r} is not {rdtype.name} data in presentation format")
-            return None
-        try:
-            return dns.rdata.from_text(IN, rdtype, str(value), origin=self.origin, relativize=False)
-        except (dns.exception.DNSException, ValueError) as exc:
-            self.err.add(path, f"bad {rdtype.name} data {value!r}: {exc}")
-            return None
-
     # --- services ---------------------------------------------------------------------
 
-    def add_error(self, path: Path, message: str) -> None:
-        self.err.add(path, message)
-
     def build_service(self, path: Path, name_text: str, spec: Any) -> None:
-        name = self.owner_name(path, name_text)
+        name = self.parse.owner(path, name_text)
         if name is None:
             return
-        service = build_service(self, path, name, spec)
+        service = build_service(self.err, path, name, spec)
         if service is not None and service.latency not in (None, "default"):
             service = self.latency_file(path, service)
         if service is not None:
