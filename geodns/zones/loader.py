@@ -7,21 +7,22 @@ import gc
 import os
 from collections.abc import Iterable
 from pathlib import Path as FsPath
-from typing import Any, cast
+from typing import Any
 
 import dns.exception
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 
 from geodns.errors import ConfigError, ConfigErrors
 from geodns.geo.latency import LatencyTable
 from geodns.yamlsource import Document, Path, read_yaml_file
-from geodns.zones import fastparse, keys
+from geodns.zones import keys
 from geodns.zones.collector import Collector
-from geodns.zones.model import Service, Zone, ZoneSet, region_host, srv_name
+from geodns.zones.draft import Draft, add_rrset
+from geodns.zones.freeze import freeze
+from geodns.zones.model import Service, Zone, ZoneSet
 from geodns.zones.rdatavalues import (
     DNSSEC_SIGNED_TYPES,
     META_TYPES,
@@ -30,6 +31,7 @@ from geodns.zones.rdatavalues import (
     zone_type_names,
 )
 from geodns.zones.services import build_service
+from geodns.zones.treecheck import check_tree
 
 IN = dns.rdataclass.IN
 RT = dns.rdatatype.RdataType
@@ -120,8 +122,7 @@ class _ZoneBuilder:
         self.origin = dns.name.root
         self.parse = RecordValues(self.err, self.origin)
         self.ttl = DEFAULT_TTL
-        # owner -> rdtype -> (ttl, [rdata], path of the RRset)
-        self.data: dict[dns.name.Name, dict[RT, tuple[int, list[dns.rdata.Rdata], Path]]] = {}
+        self.data: Draft = {}
         self.services: dict[dns.name.Name, Service] = {}
         self.service_paths: dict[dns.name.Name, Path] = {}
         self.debug = False
@@ -161,10 +162,10 @@ class _ZoneBuilder:
         else:
             for name_text, spec in services.items():
                 self.build_service(("services", name_text), name_text, spec)
-        self.check_tree()
+        check_tree(self.err, self.origin, self.data, self.services, self.service_paths)
         if self.err.errors or soa is None:
             raise self.err.fail()
-        return self.freeze(soa)
+        return freeze(self.origin, self.doc.file, self.data, self.services, self.debug)
 
     # --- SOA and apex NS --------------------------------------------------------------
 
@@ -206,7 +207,7 @@ class _ZoneBuilder:
             f"{mname} {rname} {serial} {timers['refresh']} {timers['retry']} "
             f"{timers['expire']} {timers['minimum']}",
         )
-        self.add_rdata(path, self.origin, RT.SOA, ttl, [rdata])
+        add_rrset(self.data, path, self.origin, RT.SOA, ttl, [rdata])
         return rdata
 
     def build_apex_ns(self, spec: Any) -> None:
@@ -228,7 +229,7 @@ class _ZoneBuilder:
             target = self.parse.name((*path, i), value)
             if target is not None:
                 rdatas.append(dns.rdata.from_text(IN, RT.NS, target.to_text()))
-        self.add_rdata(path, self.origin, RT.NS, ttl, rdatas)
+        add_rrset(self.data, path, self.origin, RT.NS, ttl, rdatas)
 
     # --- records ----------------------------------------------------------------------
 
@@ -294,18 +295,7 @@ class _ZoneBuilder:
                 rdata = self.parse.rdata((*tpath, i), rdtype, value)
                 if rdata is not None:
                     rdatas.append(rdata)
-            self.add_rdata(tpath, owner, rdtype, ttl, rdatas)
-
-    def add_rdata(
-        self, path: Path, owner: dns.name.Name, rdtype: RT, ttl: int, rdatas: list[dns.rdata.Rdata]
-    ) -> None:
-        node = self.data.setdefault(owner, {})
-        if rdtype in node:
-            # One owner written twice (`www`, `www.example.com.`): merge, as a master file does.
-            old_ttl, old, old_path = node[rdtype]
-            node[rdtype] = (min(old_ttl, ttl), old + rdatas, old_path)
-        else:
-            node[rdtype] = (ttl, rdatas, path)
+            add_rrset(self.data, tpath, owner, rdtype, ttl, rdatas)
 
     # --- services ---------------------------------------------------------------------
 
@@ -330,121 +320,3 @@ class _ZoneBuilder:
             self.err.add((*path, "latency"), f"cannot use {file}: {exc}")
             return None
         return dataclasses.replace(service, latency=file)
-
-    # --- the tree as a whole ------------------------------------------------------------
-
-    def check_tree(self) -> None:
-        self.service_owned = {}
-        for service in self.services.values():
-            self.service_owned[srv_name(service)] = f"SRV name of service {service.key}"
-            for region in service.regions:
-                host = region_host(service, region.name)
-                self.service_owned[host] = f"host name of region {region.name} of {service.key}"
-        # Every name here is canonical (lowercase), so equal names have equal labels, and a
-        # tuple of bytes hashes and compares in C where a Name does it label by label.
-        owned = {name.labels: what for name, what in self.service_owned.items()}
-        service_names = {name.labels for name in self.services}
-        for owner, node in self.data.items():
-            if RT.CNAME in node:
-                _, rdatas, path = node[RT.CNAME]
-                if owner == self.origin:
-                    self.err.add(path, "CNAME is not allowed at the zone apex (RFC 1912 2.4)")
-                    continue
-                others = [t.name for t in node if t not in (RT.CNAME, RT.RRSIG, RT.NSEC)]
-                if others:
-                    self.err.add(
-                        path,
-                        f"CNAME cannot coexist with other data ({', '.join(others)}) "
-                        "at the same name (RFC 1034 3.6.2)",
-                    )
-                if len(rdatas) > 1:
-                    self.err.add(path, "a name can have only one CNAME")
-            taken = owned.get(owner.labels)
-            if taken is not None:
-                _, _, path = next(iter(node.values()))
-                self.err.add(path, f"{owner} is the {taken}: a service's names are its own")
-            if owner.labels in service_names:
-                self.err.add(
-                    self.service_paths[owner],
-                    f"service name {owner} also has records under `records:`",
-                )
-        cuts = {o for o, n in self.data.items() if RT.NS in n and o != self.origin}
-        for owner, node in self.data.items():
-            labels = owner.labels
-            for cut in cuts:
-                if labels == cut.labels:
-                    for rdtype, (_, _, path) in node.items():
-                        if rdtype not in (RT.NS, RT.DS):
-                            self.err.add(
-                                path,
-                                f"{rdtype.name} at the delegation {cut} would never "
-                                "be answered (only NS and DS belong at a zone cut)",
-                            )
-                elif labels[-len(cut.labels) :] == cut.labels:
-                    for rdtype, (_, _, path) in node.items():
-                        if rdtype not in (RT.A, RT.AAAA):
-                            self.err.add(
-                                path,
-                                f"{owner} is below the delegation at {cut}: only "
-                                "glue (A, AAAA) may be here",
-                            )
-        for name, path in self.service_paths.items():
-            for cut in cuts:
-                if name.is_subdomain(cut):
-                    self.err.add(path, f"service {name} is at or below the delegation at {cut}")
-
-    def freeze(self, soa: dns.rdata.Rdata) -> Zone:
-        # Each owner's node becomes its RRsets in place, so that `nodes` is a copy of `data`
-        # that reuses the names' hashes (a Name hashes itself character by character).
-        empty = []
-        for owner, node in self.data.items():
-            rrsets = cast(dict[RT, Any], node)
-            for rdtype, (ttl, rdatas, _) in list(node.items()):
-                if rdatas:
-                    rrsets[rdtype] = fastparse.rrset(owner, ttl, rdatas)
-                else:
-                    del rrsets[rdtype]
-            if not node:
-                empty.append(owner)
-        nodes = cast(dict[dns.name.Name, dict[RT, dns.rrset.RRset]], dict(self.data))
-        for owner in empty:
-            del nodes[owner]
-        # Each region gets a host name under its service (us-east-1.inference.example.com),
-        # the targets of the service's SRV RRset and a way to reach one region by name.
-        for service in self.services.values():
-            for region in service.regions:
-                host = region_host(service, region.name)
-                node = nodes.setdefault(host, {})
-                for rdtype, addresses in ((RT.A, region.ipv4), (RT.AAAA, region.ipv6)):
-                    if addresses:
-                        node[rdtype] = dns.rrset.from_text_list(
-                            host, service.ttl, "IN", rdtype.name, list(addresses)
-                        )
-        # Every owner exists (a set made from the dict reuses its hashes), the origin among
-        # them (its SOA), so the walk up from a name in the zone stops at the origin at the
-        # latest; a name right under the origin needs no walk at all.
-        existing: set[dns.name.Name] = set(nodes)
-        child = len(self.origin.labels) + 1
-        dynamic = [*self.services, *(srv_name(s) for s in self.services.values())]
-        for owner in nodes:
-            if len(owner.labels) > child:
-                name = fastparse.parent(owner)
-                while name not in existing:
-                    existing.add(name)
-                    name = fastparse.parent(name)
-        for owner in dynamic:
-            name = owner
-            while name not in existing:
-                existing.add(name)
-                name = fastparse.parent(name)
-        cuts = frozenset(o for o, n in nodes.items() if RT.NS in n and o != self.origin)
-        return Zone(
-            origin=self.origin,
-            file=self.doc.file,
-            soa=nodes[self.origin][RT.SOA],
-            nodes=nodes,
-            services=dict(self.services),
-            debug=self.debug,
-            existing=frozenset(existing),
-            delegations=cuts,
-        )
