@@ -18,7 +18,7 @@ import jsonschema
 
 from geodns.errors import ConfigErrors
 from geodns.yamlsource import Document
-from geodns.zones import loader
+from geodns.zones import loader, zonebuild
 from geodns.zones.schema import zone_schema
 
 # The large zones of the load tests are the same few keys, repeated: checked by the small ones.
@@ -44,7 +44,7 @@ def schema_errors(doc: Document) -> list[str]:
 def watch_loader() -> Iterator[list[Document]]:
     """Collect the documents the loader builds into zones while the block runs."""
     built: list[Document] = []
-    original = loader._ZoneBuilder.build
+    original = zonebuild.ZoneBuilder.build
 
     def build(self: Any) -> Any:
         zone = original(self)
@@ -52,11 +52,11 @@ def watch_loader() -> Iterator[list[Document]]:
             built.append(self.doc)
         return zone
 
-    loader._ZoneBuilder.build = build  # type: ignore[method-assign]
+    zonebuild.ZoneBuilder.build = build  # type: ignore[method-assign]
     try:
         yield built
     finally:
-        loader._ZoneBuilder.build = original  # type: ignore[method-assign]
+        zonebuild.ZoneBuilder.build = original  # type: ignore[method-assign]
 
 
 def check_zone_files(path: Path | str) -> list[str]:

@@ -1,9 +1,10 @@
 """Every key of a zone file, declared once: its type, default, meaning and errors.
 
 As Knot declares its whole configuration as one table of rows (src/knot/conf/schema.c),
-each mapping of a zone file is a `Section` of `Key` rows. The validators (loader.py,
-services.py, healthspec.py) take key names, defaults and the checks of plain values from
-these rows; geodns/schema/zone.schema.json and docs/config-keys.md are generated from them:
+each mapping of a zone file is a `Section` of `Key` rows. The validators (zonebuild.py,
+rdatavalues.py, collector.py, services.py, healthspec.py) take key names, defaults and the
+checks of plain values from these rows; geodns/schema/zone.schema.json and
+docs/config-keys.md are generated from them:
 
     python -m geodns.zones.keys --write     # regenerate both after changing a row
     python -m geodns.zones.keys --check     # exit 1 when either is stale (the tests do this)

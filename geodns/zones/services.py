@@ -41,7 +41,8 @@ _LABEL = re.compile(keys.LABEL)
 
 
 class Builder(Protocol):
-    """What the zone builder lends: error collection and value checks."""
+    """What the zone builder lends (its collector, geodns/zones/collector.py): error collection
+    and value checks."""
 
     doc: Document  # the file being read: paths in it are relative to its directory
 
