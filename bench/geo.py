@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shlex
 import shutil
 import signal
@@ -66,18 +65,11 @@ import threading
 import time
 from pathlib import Path
 
-import dns.edns
-import dns.exception
-import dns.flags
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.geoagree import agree  # noqa: E402
 from bench.geoservers import (  # noqa: E402
     PDNS_DISTRIBUTORS,
     GeoServer,
@@ -143,70 +135,6 @@ DNSPERF_THREADS = 2  # many-subnet mode: one dnsperf, threads as the static benc
 # query is mostly the wakeup per datagram (docs/performance-geo.md); --rate 5000 shows it.
 DEFAULT_RATE = 30_000
 RATE_HELD = 0.97  # a fixed-rate run below this share of --rate did not hold the rate
-UNEXPLAINED_SHARE = 0.02  # many-subnet mode: sampled answers allowed to differ unexplained
-
-
-# --- answers ---------------------------------------------------------------------------
-
-
-def ask(server: GeoServer, name: str, client: Client) -> dict:
-    options = []
-    if client.subnet is not None:
-        options.append(
-            dns.edns.ECSOption(str(client.subnet.network_address), client.subnet.prefixlen)
-        )
-    query = dns.message.make_query(name, "A", use_edns=0, options=options)
-    try:
-        reply = dns.query.udp(query, HOST, port=server.port, timeout=2)
-    except (dns.exception.DNSException, OSError) as exc:
-        return {"error": repr(exc)}
-    addresses, ttls = [], set()
-    for rrset in reply.answer:
-        if rrset.rdtype == dns.rdatatype.A:
-            addresses += sorted(r.address for r in rrset)
-            ttls.add(rrset.ttl)
-    scope = None
-    for option in reply.options:
-        if isinstance(option, dns.edns.ECSOption):
-            scope = option.scopelen
-    return {
-        "rcode": dns.rcode.to_text(reply.rcode()),
-        "aa": bool(reply.flags & dns.flags.AA),
-        "addresses": addresses,
-        "ttl": sorted(ttls),
-        "scope": scope,
-    }
-
-
-def verify(
-    servers: list[GeoServer], name: str, clients: list[Client], spec: ServiceSpec
-) -> tuple[list[dict], list[str], list[str]]:
-    """Ask every server for every client: (rows, fatal differences, other differences)."""
-    rows, fatal, minor = [], [], []
-    for client in clients:
-        answers = {s.kind: ask(s, name, client) for s in servers}
-        row = {
-            "client": client.label,
-            "subnet": None if client.subnet is None else str(client.subnet),
-            "continent": client.continent,
-            "answers": answers,
-        }
-        rows.append(row)
-        key = {
-            k: (a.get("error"), a.get("rcode"), tuple(a.get("addresses", ())))
-            for k, a in answers.items()
-        }
-        if len(set(key.values())) > 1:
-            fatal.append(
-                f"{client.label}: " + "; ".join(f"{TITLES[k]} {v}" for k, v in key.items())
-            )
-        for field in ("aa", "ttl"):
-            values = {k: a.get(field) for k, a in answers.items()}
-            if len({json.dumps(v) for v in values.values()}) > 1:
-                minor.append(f"{client.label}: {field} differs: {values}")
-        addresses = next(iter(answers.values())).get("addresses") or []
-        row["region"] = ", ".join(spec.region_of(a) for a in addresses) or "-"
-    return rows, fatal, minor
 
 
 # --- load ------------------------------------------------------------------------------
@@ -346,34 +274,6 @@ def prepare_subnets(args: argparse.Namespace, name: str, spec: ServiceSpec) -> d
             "prepared_in_s": round(time.monotonic() - started, 1),
         },
     }
-
-
-def classify_differences(
-    fatal: list[str], rows: list[dict], by_distance: set[str]
-) -> tuple[list[str], list[str]]:
-    """(explained, unexplained) differences of the many-subnet sample. Explained: a
-    country geodns orders by distance (see country_orders), where the others follow the
-    continent's order."""
-    explained, unexplained = [], []
-    by_label = {row["client"]: row for row in rows}
-    for line in fatal:
-        label = line.split(":", 1)[0]
-        row = by_label.get(label)
-        country = label.split()[0]
-        detail = line
-        if row is not None:
-            answers = {
-                TITLES[k]: ",".join(a.get("addresses", [])) or a.get("rcode") or a.get("error")
-                for k, a in row["answers"].items()
-            }
-            detail = f"{row['subnet']} ({country}, {row['continent'] or '-'}): " + "; ".join(
-                f"{k} {v}" for k, v in answers.items()
-            )
-        if country in by_distance:
-            explained.append(detail + " [country orders by distance in geodns]")
-        else:
-            unexplained.append(detail)
-    return explained, unexplained
 
 
 def measure(argvs: list[list[str]], server: GeoServer, duration: float, raw: Path) -> dict:
@@ -626,21 +526,8 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             checked.append(Client("no ECS", None, None))
         else:
             checked = load_clients + extra_clients
-        rows, fatal, minor = verify(servers, name, checked, spec)
-        print_verification(rows, servers)
-        explained: list[str] = []
-        if many:
-            explained, fatal = classify_differences(fatal, rows, prep["by_distance"])
-            for line in explained + fatal:
-                print(f"  differs: {line}", file=sys.stderr)
-            allowed = int(UNEXPLAINED_SHARE * len(checked))
-            if len(fatal) > allowed:
-                raise BenchError(
-                    f"{len(fatal)} of {len(checked)} sampled subnets answered differently "
-                    f"for no known reason (at most {allowed} allowed):\n  " + "\n  ".join(fatal)
-                )
-        elif fatal:
-            raise BenchError("the servers answer differently:\n  " + "\n  ".join(fatal))
+        by_distance = prep["by_distance"] if many else None
+        rows, minor, explained, fatal = agree(servers, name, checked, spec, by_distance)
 
         results = [Result(s) for s in servers]
         rate_commands: dict[str, list[list[str]]] = {}
@@ -799,28 +686,6 @@ def ratios(results: list[Result]) -> dict[str, dict[str, float]]:
                 ),
             }
     return out
-
-
-def print_verification(rows: list[dict], servers: list[GeoServer]) -> None:
-    kinds = [s.kind for s in servers]
-    print(f"answers for A {SERVICE} with ECS (all servers must agree on the addresses):")
-    width = max([18] + [len(row["subnet"] or "") for row in rows])
-    header = f"{'client':<10} {'ECS subnet':<{width}} {'cont':<4} {'region':<15} {'address':<12}"
-    header += "".join(f" {TITLES[k] + ' scope':>15}" for k in kinds)
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        first = row["answers"][kinds[0]]
-        address = ",".join(first.get("addresses", [])) or first.get("rcode", "error")
-        line = (
-            f"{row['client']:<10} {row['subnet'] or '-':<{width}} {row['continent'] or '-':<4} "
-            f"{row['region']:<15} {address:<12}"
-        )
-        for k in kinds:
-            a = row["answers"][k]
-            scope = "error" if "error" in a else ("-" if a["scope"] is None else f"/{a['scope']}")
-            line += f" {scope:>15}"
-        print(line)
 
 
 def print_rate_table(report: dict) -> None:
