@@ -55,14 +55,11 @@ or dnsperf fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +67,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.geoagree import agree  # noqa: E402
+from bench.geoload import dnsperf_commands, measure, report_run  # noqa: E402
 from bench.geoservers import (  # noqa: E402
     PDNS_DISTRIBUTORS,
     GeoServer,
@@ -83,8 +81,6 @@ from bench.geoservice import (  # noqa: E402
     SERVICE,
     TITLES,
     Client,
-    ServiceSpec,
-    country_orders,
     read_service,
     subnet_clients,
     test_clients,
@@ -94,27 +90,19 @@ from bench.harness import (  # noqa: E402
     CLIENT_CPU,
     DEFAULT_CLIENTS,
     DEFAULT_OUTSTANDING,
-    HOST,
     NO_PINNING,
     SERVER_CPU,
     SETTLE,
     BenchError,
     Result,
     add_common_arguments,
-    background_busy,
-    dnsperf_argv,
     git_revision,
-    group_cpu,
     machine_info,
-    pin,
     pinning,
     print_logs,
     quick_defaults,
-    repo_relative,
     result_cells,
     run_bench,
-    run_dnsperf,
-    socket_drops,
     start_all,
     stop_all,
     tool_version,
@@ -127,184 +115,12 @@ DEFAULT_LOGS = ROOT / "bench" / "results" / "logs" / "geo"
 
 BACKGROUND_WARN = 15.0  # % busy (both cores together) counted as a disturbed run
 SCOPES_TIMEOUT = 600  # seconds for geodns to merge a real database's ECS scopes
-RSS_SAMPLE = 0.2  # seconds between samples of the servers' resident memory
-DNSPERF_THREADS = 2  # many-subnet mode: one dnsperf, threads as the static benchmark
 # The fixed-rate run: a rate all three hold with a margin. One worker of geodns answers
 # about 80,000 uncached q/s on this 2-core machine, PowerDNS about 50,000, gdnsd about
 # 170,000 (5,000 while geodns held only 7,600-15,000). At low rates every server's CPU per
 # query is mostly the wakeup per datagram (docs/performance-geo.md); --rate 5000 shows it.
 DEFAULT_RATE = 30_000
 RATE_HELD = 0.97  # a fixed-rate run below this share of --rate did not hold the rate
-
-
-# --- load ------------------------------------------------------------------------------
-
-
-# The static benchmark's -c 10 -q 500 -T 2 (DEFAULT_CLIENTS, DEFAULT_OUTSTANDING) is shared out
-# among the concurrent dnsperf processes (one per country): about the same queries in flight
-# in all and the same single load-generator core.
-def geo_dnsperf_argvs(
-    args: argparse.Namespace, port: int, cpu: int | None, clients: list[Client]
-) -> list[list[str]]:
-    """One dnsperf per client subnet, each with its share of the clients and queries in
-    flight, one thread each (the processes already share the load generator's core)."""
-    n = len(clients)
-    share = argparse.Namespace(
-        queries=args.query_file,
-        duration=args.duration,
-        clients=max(1, round(args.clients / n)),
-        outstanding=max(1, args.outstanding // n),
-        threads=1,
-    )
-    return [[*dnsperf_argv(share, port, cpu), "-E", c.ecs_option] for c in clients]
-
-
-# --- many subnets ----------------------------------------------------------------------
-
-
-def subnet_dnsperf_argv(
-    args: argparse.Namespace, port: int, cpu: int | None, rate: float | None = None
-) -> list[str]:
-    """One dnsperf reading the -B file. Saturated: through the file once (-n 1) unless
-    --duration was given; at a fixed rate: -Q for --rate-duration seconds."""
-    queries = args.query_file if rate is None else args.rate_query_file
-    argv = ["dnsperf", "-B", "-d", str(queries), "-s", HOST, "-p", str(port)]
-    argv += ["-c", str(args.clients), "-q", str(args.outstanding), "-T", str(DNSPERF_THREADS)]
-    if rate is not None:
-        argv += ["-Q", f"{rate:g}", "-l", f"{args.rate_duration:g}"]
-    elif args.duration_given:
-        argv += ["-l", f"{args.duration:g}"]
-    else:
-        argv += ["-n", "1"]
-    return pin(cpu, argv)
-
-
-class RSSSampler:
-    """Peak resident set size of a server's processes while a run goes on: VmRSS of each
-    process in its process group, sampled every RSS_SAMPLE seconds from /proc."""
-
-    def __init__(self, pgid: int) -> None:
-        self.pgid = pgid
-        self.peak_process_kb = 0  # the largest single process (geodns's answering one)
-        self.peak_group_kb = 0  # all of the group's processes together
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RSSSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(RSS_SAMPLE):
-            self.sample()
-
-    def sample(self) -> None:
-        sizes = [kb for _pid, kb in group_rss(self.pgid)]
-        if sizes:
-            self.peak_process_kb = max(self.peak_process_kb, max(sizes))
-            self.peak_group_kb = max(self.peak_group_kb, sum(sizes))
-
-
-def group_rss(pgid: int) -> list[tuple[int, int]]:
-    """(pid, VmRSS in kB) of every process in the process group."""
-    out = []
-    for pid in group_cpu(pgid):
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out.append((pid, int(line.split()[1])))
-    return out
-
-
-def prepare_subnets(args: argparse.Namespace, name: str, spec: ServiceSpec) -> dict:
-    """Draw the subnets, write the query file, work out each country's regions."""
-    from bench.geoquery import draw_subnets, query_order, write_query_file
-
-    started = time.monotonic()
-    subnets = draw_subnets(args.geoip_database, args.subnets, args.family, args.seed)
-    order = query_order(len(subnets), args.queries, args.zipf, args.seed)
-    args.query_file = args.logs / f"geo-queries-v{args.family}.bin"
-    counts = write_query_file(args.query_file, name, subnets, order)
-    # The fixed-rate run gets queries of its own, drawn from the same subnets in another
-    # order: dnsperf starts at the top of a file every run, and a replay of the saturated
-    # run's first queries would find them in geodns's cache (all of them under --quick,
-    # whose 50,000 queries fit in the cache).
-    rate_order = query_order(
-        len(subnets), max(1000, int(args.rate * args.rate_duration * 1.2)), args.zipf, args.seed + 1
-    )
-    args.rate_query_file = args.logs / f"geo-queries-v{args.family}-rate.bin"
-    rate_counts = write_query_file(args.rate_query_file, name, subnets, rate_order)
-    located = {s.country: s.continent for s in subnets}
-    # A country the database puts on two continents keeps its first; gdnsd's map would
-    # need it under both (none seen in DB-IP City Lite's drawn subnets so far).
-    countries, by_distance = country_orders(spec, located)
-    per_continent: dict[str, int] = {}
-    for s in subnets:
-        per_continent[s.continent] = per_continent.get(s.continent, 0) + 1
-    return {
-        "subnets": subnets,
-        "countries": countries,
-        "country_continent": located,
-        "by_distance": by_distance,
-        "notes": [
-            f"{c} ({located[c]}): no latency row for its country or continent: geodns orders "
-            "by each network's distance, PowerDNS and gdnsd by the continent's order"
-            for c in sorted(by_distance)
-        ],
-        "info": {
-            **counts,
-            "file": repo_relative(args.query_file),
-            "rate_file": repo_relative(args.rate_query_file),
-            "rate_queries": rate_counts["queries"],
-            "subnets": len(subnets),
-            "prefix": 24 if args.family == 4 else 56,
-            "family": args.family,
-            "distribution": (
-                "20% of subnets get 80% of queries (--zipf)" if args.zipf else "uniform"
-            ),
-            "seed": args.seed,
-            "subnets_per_continent": dict(sorted(per_continent.items())),
-            "countries": len(located),
-            "prepared_in_s": round(time.monotonic() - started, 1),
-        },
-    }
-
-
-def measure(argvs: list[list[str]], server: GeoServer, duration: float, raw: Path) -> dict:
-    """One dnsperf run (or set of them) against `server`, with the machine's load just
-    before, the kernel's drops at the server's socket and the server's peak RSS."""
-    time.sleep(SETTLE)
-    background = background_busy()
-    started, drops = time.monotonic(), socket_drops(server.port)
-    assert server.proc is not None
-    with RSSSampler(server.proc.pid) as rss:
-        stats = run_dnsperf(argvs, server, duration, raw)
-    stats["background_busy_pct"] = background
-    stats["server_socket_drops"] = socket_drops(server.port) - drops
-    # dnsperf waits out its timeout (5 s) for queries lost near the end of the
-    # run: cpu0%/cpu1% are then shares of a longer span than the run.
-    stats["wall_s"] = round(time.monotonic() - started, 2)
-    stats["rss_peak_mb"] = round(rss.peak_process_kb / 1024, 1)
-    stats["rss_peak_group_mb"] = round(rss.peak_group_kb / 1024, 1)
-    return stats
-
-
-def report_run(round_: int, server: GeoServer, stats: dict, what: str) -> None:
-    background = stats["background_busy_pct"]
-    print(
-        f"  round {round_ + 1}: {server.label}{what}: {stats['qps']:,.0f} qps, "
-        f"lost {stats.get('lost', 0)} ({stats['server_socket_drops']} dropped by "
-        "the kernel at the server's socket, receive buffer full), "
-        f"{stats['server_cpu_us_per_query']:.1f} us/query, RSS {stats['rss_peak_mb']:.0f} MB"
-        + (f" (machine {background:.0f}% busy before)" if background > 5 else ""),
-        file=sys.stderr,
-    )
 
 
 # --- main ------------------------------------------------------------------------------
@@ -498,6 +314,8 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             file=sys.stderr,
         )
         try:
+            from bench.geoquery import prepare_subnets
+
             prep = prepare_subnets(args, name, spec)
         except ValueError as exc:
             raise BenchError(str(exc)) from exc
@@ -530,27 +348,9 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
         rows, minor, explained, fatal = agree(servers, name, checked, spec, by_distance)
 
         results = [Result(s) for s in servers]
-        rate_commands: dict[str, list[list[str]]] = {}
-        if many:
-            load_clients = [Client("many", None, None)]
-            commands = {s.label: [subnet_dnsperf_argv(args, s.port, client_cpu)] for s in servers}
-            rate_commands = {
-                s.label: [subnet_dnsperf_argv(args, s.port, client_cpu, args.rate)] for s in servers
-            }
-        elif args.no_ecs:
-            plain = argparse.Namespace(
-                queries=args.query_file,
-                duration=args.duration,
-                clients=args.clients,
-                outstanding=args.outstanding,
-                threads=2,
-            )
-            load_clients = [Client("no ECS", None, None)]
-            commands = {s.label: [dnsperf_argv(plain, s.port, client_cpu)] for s in servers}
-        else:
-            commands = {
-                s.label: geo_dnsperf_argvs(args, s.port, client_cpu, load_clients) for s in servers
-            }
+        load_clients, commands, rate_commands = dnsperf_commands(
+            args, servers, client_cpu, load_clients
+        )
         total = args.repeat * len(servers)
         if many:
             what = "through the query file once" if not args.duration_given else ""
