@@ -16,7 +16,7 @@ each server sees the countries interleaved for the whole run, as a server does f
 resolvers, and the load is that of the static benchmark (-c 10 -q 500 shared out: 8
 processes of -c 1 -q 62 -T 1) on the same one core; in sequence, each country would get an
 eighth of the run and every server eight ramp-ups and tails. The figures are the sums of
-the processes' (qps, counts) and their latencies combined (bench/run.py merge_dnsperf).
+the processes' (qps, counts) and their latencies combined (bench/harness.py merge_dnsperf).
 
 Many-subnet mode (--subnets N): with one subnet, every answer after the first is a cache
 hit; real resolvers and floods send ECS from hundreds of thousands of client networks.
@@ -55,63 +55,55 @@ or dnsperf fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
-import json
-import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import dns.edns
-import dns.exception
-import dns.flags
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.geoagree import agree  # noqa: E402
+from bench.geoload import dnsperf_commands, measure, report_run  # noqa: E402
+from bench.georeport import (  # noqa: E402
+    add_rate_figures,
+    disturbed_runs,
+    print_report,
+    rate_summary,
+    ratios,
+)
+from bench.geoservers import (  # noqa: E402
+    PDNS_DISTRIBUTORS,
+    GeoServer,
+    add_servers,
+    debian_versions,
+    log_findings,
+    port53_listeners,
+)
+from bench.geoservice import (  # noqa: E402
+    SERVERS,
+    SERVICE,
+    Client,
+    read_service,
+    subnet_clients,
+    test_clients,
+)
 from bench.harness import (  # noqa: E402
     BACKGROUND_SAMPLE,
-    CLIENT_CPU,
     DEFAULT_CLIENTS,
     DEFAULT_OUTSTANDING,
-    HOST,
     NO_PINNING,
-    SERVER_CPU,
     SETTLE,
     BenchError,
     Result,
-    Server,
     add_common_arguments,
-    background_busy,
-    dnsperf_argv,
-    free_port,
-    geodns_serve_argv,
     git_revision,
-    group_cpu,
     machine_info,
-    pin,
     pinning,
-    print_logs,
     quick_defaults,
-    repo_relative,
-    result_cells,
     run_bench,
-    run_dnsperf,
-    socket_drops,
     start_all,
     stop_all,
     tool_version,
@@ -120,595 +112,12 @@ from bench.harness import (  # noqa: E402
 
 DEFAULT_ZONE = ROOT / "zones" / "example.com.yaml"
 DEFAULT_LOGS = ROOT / "bench" / "results" / "logs" / "geo"
-SERVICE = "inference"
-SERVERS = ("geodns", "pdns", "gdnsd")
-TITLES = {"geodns": "geodns", "pdns": "PowerDNS", "gdnsd": "gdnsd"}
-
-# Which regions each client continent gets, in order: what geodns decides for the test
-# countries with the shipped zone and latency table (`geodns explain inference.example.com
-# ADDR --geoip-database FILE`); the comparison before the load checks that it still does.
-# EU is the residency rule's only region. The other servers answer the first one.
-CONTINENT_ORDER = {
-    "EU": ("eu-west-1",),
-    "NA": ("us-east-1", "eu-west-1", "ap-northeast-1"),
-    "SA": ("us-east-1", "eu-west-1", "ap-northeast-1"),
-    "AS": ("ap-northeast-1", "us-east-1", "eu-west-1"),
-    "OC": ("ap-northeast-1", "us-east-1", "eu-west-1"),
-    "AF": ("eu-west-1", "us-east-1", "ap-northeast-1"),
-}
-
-# PowerDNS on one core: --distributor-threads=1 gave 44,000 qps where the default 3 gave
-# 37,000 and 2 gave 38,000 (4 s runs, one ECS subnet, this machine); the receiver thread
-# and the distributor then share the core without more context switches.
-PDNS_DISTRIBUTORS = 1
-BACKGROUND_WARN = 15.0  # % busy (both cores together) counted as a disturbed run
 SCOPES_TIMEOUT = 600  # seconds for geodns to merge a real database's ECS scopes
-RSS_SAMPLE = 0.2  # seconds between samples of the servers' resident memory
-DNSPERF_THREADS = 2  # many-subnet mode: one dnsperf, threads as the static benchmark
 # The fixed-rate run: a rate all three hold with a margin. One worker of geodns answers
 # about 80,000 uncached q/s on this 2-core machine, PowerDNS about 50,000, gdnsd about
 # 170,000 (5,000 while geodns held only 7,600-15,000). At low rates every server's CPU per
 # query is mostly the wakeup per datagram (docs/performance-geo.md); --rate 5000 shows it.
 DEFAULT_RATE = 30_000
-RATE_HELD = 0.97  # a fixed-rate run below this share of --rate did not hold the rate
-UNEXPLAINED_SHARE = 0.02  # many-subnet mode: sampled answers allowed to differ unexplained
-
-
-# --- what to ask -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Client:
-    label: str
-    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None: no ECS at all
-    continent: str | None  # in the test database
-
-    @property
-    def ecs_option(self) -> str:
-        """dnsperf's -E value: option 8, FAMILY, SOURCE PREFIX, SCOPE 0, and only as many
-        address octets as the prefix covers (RFC 7871 6: longer is FORMERR)."""
-        assert self.subnet is not None
-        prefix = self.subnet.prefixlen
-        family = 1 if self.subnet.version == 4 else 2
-        address = self.subnet.network_address.packed[: (prefix + 7) // 8]
-        return f"8:{family:04x}{prefix:02x}00{address.hex()}"
-
-
-def test_clients() -> tuple[list[Client], list[Client]]:
-    """(load clients: one /24 per test country, IPv4; extra clients checked only)."""
-    from tests.geo_fixtures import TEST_NETWORKS  # needs the test extras (mmdb-writer)
-
-    load, extra = [], []
-    for network, (country, continent, *_rest) in TEST_NETWORKS.items():
-        net = ipaddress.ip_network(network)
-        if country is None:
-            continue
-        if net.version == 4:
-            subnet = net if net.prefixlen >= 24 else next(net.subnets(new_prefix=24))
-            load.append(Client(country, subnet, continent))
-        else:
-            subnet = net if net.prefixlen >= 48 else next(net.subnets(new_prefix=48))
-            extra.append(Client(f"{country} v6", subnet, continent))
-    # 8.0.0.0/5 holds no record in the test database: every server's default.
-    extra.append(Client("unlocated", ipaddress.ip_network("8.8.8.0/24"), None))
-    extra.append(Client("no ECS", None, None))
-    return load, extra
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """The service as the zone file defines it: what the other servers must answer."""
-
-    ttl: int
-    addresses: dict[str, str]  # region -> IPv4 address
-    default_order: tuple[str, ...]
-
-    def region_of(self, address: str) -> str:
-        for region, addr in self.addresses.items():
-            if addr == address:
-                return region
-        return "?"
-
-
-def read_service(zone: Path) -> tuple[str, ServiceSpec]:
-    doc = yaml.safe_load(zone.read_text())
-    service = doc["services"][SERVICE]
-    addresses = {}
-    for name, region in service["regions"].items():
-        v4 = [a for a in region.get("addresses", []) if ipaddress.ip_address(a).version == 4]
-        addresses[name] = v4[0]
-    order = tuple(service.get("default_order") or addresses)
-    return doc["zone"].rstrip("."), ServiceSpec(int(service.get("ttl", 30)), addresses, order)
-
-
-# --- configurations --------------------------------------------------------------------
-
-
-def pdns_config(
-    workdir: Path,
-    origin: str,
-    spec: ServiceSpec,
-    mmdb: Path,
-    countries: dict[str, tuple[str, ...]] | None = None,
-) -> Path:
-    """A geoip-backend zones file: the service name expands to <continent>.<service>.geo
-    (%cn, lower case; `unknown` when the database has no continent), or with `countries`
-    (country -> regions, the many-subnet mode) to <country>.<service>.geo (%cc)."""
-    conf_dir = workdir / "pdns"
-    conf_dir.mkdir()
-    geo = f"{SERVICE}.geo.{origin}"
-    records: dict[str, list[dict[str, str]]] = {
-        origin: [
-            {"soa": f"ns1.{origin}. hostmaster.{origin}. 1 3600 600 604800 60"},
-            {"ns": f"ns1.{origin}."},
-            {"ns": f"ns2.{origin}."},
-        ],
-        f"ns1.{origin}": [{"a": "198.51.100.53"}],
-        f"ns2.{origin}": [{"a": "203.0.113.53"}],
-    }
-    for key, order in (countries or CONTINENT_ORDER).items():
-        records[f"{key.lower()}.{geo}"] = [{"a": spec.addresses[order[0]]}]
-    records[f"unknown.{geo}"] = [{"a": spec.addresses[spec.default_order[0]]}]
-    pattern = "%cc" if countries else "%cn"
-    zones = {
-        "domains": [
-            {
-                "domain": origin,
-                "ttl": spec.ttl,
-                "records": records,
-                "services": {f"{SERVICE}.{origin}": f"{pattern}.{geo}"},
-            }
-        ]
-    }
-    zones_file = conf_dir / "geo-zones.yaml"
-    zones_file.write_text("# generated by bench/geo.py\n" + yaml.safe_dump(zones, sort_keys=False))
-    (conf_dir / "pdns.conf").write_text(
-        f"""# generated by bench/geo.py
-launch=geoip
-geoip-database-files=mmdb:{mmdb}
-geoip-zones-file={zones_file}
-edns-subnet-processing=yes
-distributor-threads={PDNS_DISTRIBUTORS}
-"""
-    )
-    return conf_dir
-
-
-def pdns_argv(conf_dir: Path, port: int) -> list[str]:
-    return [
-        "pdns_server",
-        f"--config-dir={conf_dir}",
-        "--security-poll-suffix=",  # else it asks a DNS server on the Internet at start-up
-        "--guardian=no",
-        "--daemon=no",
-        "--disable-syslog",
-        "--write-pid=no",
-        f"--local-address={HOST}",
-        f"--local-port={port}",
-        f"--socket-dir={conf_dir}",
-    ]
-
-
-def gdnsd_config(
-    workdir: Path,
-    port: int,
-    origin: str,
-    spec: ServiceSpec,
-    mmdb: Path,
-    countries: dict[str, tuple[str, ...]] | None = None,
-    country_continent: dict[str, str] | None = None,
-) -> Path:
-    """gdnsd's geoip map by continent; with `countries` (many-subnet mode), each continent
-    a hash of its countries (country -> regions) with the continent's order as default."""
-    conf_dir = workdir / "gdnsd"
-    for sub in ("zones", "run", "state"):
-        (conf_dir / sub).mkdir(parents=True)
-    dcs = ", ".join(spec.default_order)
-    lines = []
-    for continent, order in CONTINENT_ORDER.items():
-        inner = sorted(
-            cc for cc, ct in (country_continent or {}).items() if ct == continent and countries
-        )
-        if not inner:
-            lines.append(f"          {continent} => [{', '.join(order)}]")
-            continue
-        assert countries is not None
-        lines.append(f"          {continent} => {{")
-        lines.append(f"            default => [{', '.join(order)}]")
-        lines += [f"            {cc} => [{', '.join(countries[cc])}]" for cc in inner]
-        lines.append("          }")
-    cmap = "\n".join(lines)
-    dcmap = "\n".join(f"          {region} => {addr}" for region, addr in spec.addresses.items())
-    (conf_dir / "config").write_text(
-        f"""# generated by bench/geo.py
-options => {{
-  listen => [ {HOST}:{port} ]
-  run_dir => {conf_dir / "run"}
-  state_dir => {conf_dir / "state"}
-}}
-plugins => {{
-  geoip => {{
-    maps => {{
-      {SERVICE} => {{
-        geoip2_db => {mmdb}
-        datacenters => [{dcs}]
-        map => {{
-{cmap}
-        }}
-      }}
-    }}
-    resources => {{
-      {SERVICE} => {{
-        map => {SERVICE}
-        dcmap => {{
-{dcmap}
-        }}
-      }}
-    }}
-  }}
-}}
-"""
-    )
-    (conf_dir / "zones" / origin).write_text(
-        f"""; generated by bench/geo.py
-$TTL 300
-@ 60 SOA ns1 hostmaster 1 3600 600 604800 60
-@ NS ns1
-@ NS ns2
-ns1 A 198.51.100.53
-ns2 A 203.0.113.53
-{SERVICE} {spec.ttl} DYNA geoip!{SERVICE}
-"""
-    )
-    return conf_dir
-
-
-@dataclass
-class GeoServer(Server):
-    kind: str = ""  # geodns | pdns | gdnsd
-    threads: str = ""  # how it runs, for the table
-
-    @property
-    def label(self) -> str:
-        return TITLES[self.kind]
-
-
-def make_server(
-    kind: str,
-    port: int,
-    argv: list[str],
-    log: Path,
-    cpu: int | str | None,
-    threads: str,
-    workers: int = 1,
-    **kw,
-) -> GeoServer:
-    """`cpu`: a core, a taskset list of cores ("1-3"), or None: not pinned."""
-    pinning = "none" if cpu is None else f"core {cpu}"
-    argv = pin(cpu, argv)
-    return GeoServer(kind, workers, port, argv, log, pinning, kind=kind, threads=threads, **kw)
-
-
-# --- answers ---------------------------------------------------------------------------
-
-
-def ask(server: GeoServer, name: str, client: Client) -> dict:
-    options = []
-    if client.subnet is not None:
-        options.append(
-            dns.edns.ECSOption(str(client.subnet.network_address), client.subnet.prefixlen)
-        )
-    query = dns.message.make_query(name, "A", use_edns=0, options=options)
-    try:
-        reply = dns.query.udp(query, HOST, port=server.port, timeout=2)
-    except (dns.exception.DNSException, OSError) as exc:
-        return {"error": repr(exc)}
-    addresses, ttls = [], set()
-    for rrset in reply.answer:
-        if rrset.rdtype == dns.rdatatype.A:
-            addresses += sorted(r.address for r in rrset)
-            ttls.add(rrset.ttl)
-    scope = None
-    for option in reply.options:
-        if isinstance(option, dns.edns.ECSOption):
-            scope = option.scopelen
-    return {
-        "rcode": dns.rcode.to_text(reply.rcode()),
-        "aa": bool(reply.flags & dns.flags.AA),
-        "addresses": addresses,
-        "ttl": sorted(ttls),
-        "scope": scope,
-    }
-
-
-def verify(
-    servers: list[GeoServer], name: str, clients: list[Client], spec: ServiceSpec
-) -> tuple[list[dict], list[str], list[str]]:
-    """Ask every server for every client: (rows, fatal differences, other differences)."""
-    rows, fatal, minor = [], [], []
-    for client in clients:
-        answers = {s.kind: ask(s, name, client) for s in servers}
-        row = {
-            "client": client.label,
-            "subnet": None if client.subnet is None else str(client.subnet),
-            "continent": client.continent,
-            "answers": answers,
-        }
-        rows.append(row)
-        key = {
-            k: (a.get("error"), a.get("rcode"), tuple(a.get("addresses", ())))
-            for k, a in answers.items()
-        }
-        if len(set(key.values())) > 1:
-            fatal.append(
-                f"{client.label}: " + "; ".join(f"{TITLES[k]} {v}" for k, v in key.items())
-            )
-        for field in ("aa", "ttl"):
-            values = {k: a.get(field) for k, a in answers.items()}
-            if len({json.dumps(v) for v in values.values()}) > 1:
-                minor.append(f"{client.label}: {field} differs: {values}")
-        addresses = next(iter(answers.values())).get("addresses") or []
-        row["region"] = ", ".join(spec.region_of(a) for a in addresses) or "-"
-    return rows, fatal, minor
-
-
-# --- load ------------------------------------------------------------------------------
-
-
-# The static benchmark's -c 10 -q 500 -T 2 (DEFAULT_CLIENTS, DEFAULT_OUTSTANDING) is shared out
-# among the concurrent dnsperf processes (one per country): about the same queries in flight
-# in all and the same single load-generator core.
-def geo_dnsperf_argvs(
-    args: argparse.Namespace, port: int, cpu: int | None, clients: list[Client]
-) -> list[list[str]]:
-    """One dnsperf per client subnet, each with its share of the clients and queries in
-    flight, one thread each (the processes already share the load generator's core)."""
-    n = len(clients)
-    share = argparse.Namespace(
-        queries=args.query_file,
-        duration=args.duration,
-        clients=max(1, round(args.clients / n)),
-        outstanding=max(1, args.outstanding // n),
-        threads=1,
-    )
-    return [[*dnsperf_argv(share, port, cpu), "-E", c.ecs_option] for c in clients]
-
-
-def port53_listeners() -> list[str]:
-    """Sockets bound to port 53 on this machine (there should be none of ours)."""
-    found = []
-    for table in ("udp", "udp6", "tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-                local = line.split()[1]
-                if local.rsplit(":", 1)[1] == "0035":
-                    found.append(f"{table} {local}")
-    return found
-
-
-# --- many subnets ----------------------------------------------------------------------
-
-
-def country_orders(
-    spec: ServiceSpec, located: dict[str, str]
-) -> tuple[dict[str, tuple[str, ...]], set[str]]:
-    """What geodns orders for each country of `located` (country -> continent) with the
-    shipped zone: EU -> eu-west-1 (the residency rule), else the regions by the latency
-    table's country row, else its continent row (geodns.geo.latency.LatencyTable.covers),
-    ties in the zone's region order. Countries neither row covers (geodns then orders by
-    each network's distance, which a per-country map cannot copy) get their continent's
-    order and are returned apart, as are anchored countries (the in-country rule corrects
-    their row by each network's location: docs/latency-and-cost.md), which get their
-    row's order."""
-    from geodns.geo.latency import LatencyTable
-
-    table = LatencyTable.default()
-    regions = tuple(spec.addresses)
-    out: dict[str, tuple[str, ...]] = {}
-    by_distance = set()
-    for country, continent in sorted(located.items()):
-        if continent == "EU":
-            out[country] = CONTINENT_ORDER["EU"]
-            continue
-        row = table.covers(country, continent, regions)
-        if row is None:
-            out[country] = CONTINENT_ORDER[continent]
-            by_distance.add(country)
-            continue
-        key = country if row == "country" else None
-        if key is not None and key in table.anchors:
-            by_distance.add(country)
-        out[country] = tuple(
-            sorted(regions, key=lambda r: table.rtt(key, continent, r) or float("inf"))
-        )
-    return out, by_distance
-
-
-def subnet_clients(subnets: list, sample: int, seed: int) -> list[Client]:
-    """`sample` of the drawn subnets (bench/geoquery.py Subnet), picked with the seed."""
-    import random
-
-    picked = random.Random(seed).sample(range(len(subnets)), min(sample, len(subnets)))
-    return [
-        Client(f"{subnets[i].country} {i}", subnets[i].network, subnets[i].continent)
-        for i in sorted(picked)
-    ]
-
-
-def subnet_dnsperf_argv(
-    args: argparse.Namespace, port: int, cpu: int | None, rate: float | None = None
-) -> list[str]:
-    """One dnsperf reading the -B file. Saturated: through the file once (-n 1) unless
-    --duration was given; at a fixed rate: -Q for --rate-duration seconds."""
-    queries = args.query_file if rate is None else args.rate_query_file
-    argv = ["dnsperf", "-B", "-d", str(queries), "-s", HOST, "-p", str(port)]
-    argv += ["-c", str(args.clients), "-q", str(args.outstanding), "-T", str(DNSPERF_THREADS)]
-    if rate is not None:
-        argv += ["-Q", f"{rate:g}", "-l", f"{args.rate_duration:g}"]
-    elif args.duration_given:
-        argv += ["-l", f"{args.duration:g}"]
-    else:
-        argv += ["-n", "1"]
-    return pin(cpu, argv)
-
-
-class RSSSampler:
-    """Peak resident set size of a server's processes while a run goes on: VmRSS of each
-    process in its process group, sampled every RSS_SAMPLE seconds from /proc."""
-
-    def __init__(self, pgid: int) -> None:
-        self.pgid = pgid
-        self.peak_process_kb = 0  # the largest single process (geodns's answering one)
-        self.peak_group_kb = 0  # all of the group's processes together
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RSSSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(RSS_SAMPLE):
-            self.sample()
-
-    def sample(self) -> None:
-        sizes = [kb for _pid, kb in group_rss(self.pgid)]
-        if sizes:
-            self.peak_process_kb = max(self.peak_process_kb, max(sizes))
-            self.peak_group_kb = max(self.peak_group_kb, sum(sizes))
-
-
-def group_rss(pgid: int) -> list[tuple[int, int]]:
-    """(pid, VmRSS in kB) of every process in the process group."""
-    out = []
-    for pid in group_cpu(pgid):
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out.append((pid, int(line.split()[1])))
-    return out
-
-
-def prepare_subnets(args: argparse.Namespace, name: str, spec: ServiceSpec) -> dict:
-    """Draw the subnets, write the query file, work out each country's regions."""
-    from bench.geoquery import draw_subnets, query_order, write_query_file
-
-    started = time.monotonic()
-    subnets = draw_subnets(args.geoip_database, args.subnets, args.family, args.seed)
-    order = query_order(len(subnets), args.queries, args.zipf, args.seed)
-    args.query_file = args.logs / f"geo-queries-v{args.family}.bin"
-    counts = write_query_file(args.query_file, name, subnets, order)
-    # The fixed-rate run gets queries of its own, drawn from the same subnets in another
-    # order: dnsperf starts at the top of a file every run, and a replay of the saturated
-    # run's first queries would find them in geodns's cache (all of them under --quick,
-    # whose 50,000 queries fit in the cache).
-    rate_order = query_order(
-        len(subnets), max(1000, int(args.rate * args.rate_duration * 1.2)), args.zipf, args.seed + 1
-    )
-    args.rate_query_file = args.logs / f"geo-queries-v{args.family}-rate.bin"
-    rate_counts = write_query_file(args.rate_query_file, name, subnets, rate_order)
-    located = {s.country: s.continent for s in subnets}
-    # A country the database puts on two continents keeps its first; gdnsd's map would
-    # need it under both (none seen in DB-IP City Lite's drawn subnets so far).
-    countries, by_distance = country_orders(spec, located)
-    per_continent: dict[str, int] = {}
-    for s in subnets:
-        per_continent[s.continent] = per_continent.get(s.continent, 0) + 1
-    return {
-        "subnets": subnets,
-        "countries": countries,
-        "country_continent": located,
-        "by_distance": by_distance,
-        "notes": [
-            f"{c} ({located[c]}): no latency row for its country or continent: geodns orders "
-            "by each network's distance, PowerDNS and gdnsd by the continent's order"
-            for c in sorted(by_distance)
-        ],
-        "info": {
-            **counts,
-            "file": repo_relative(args.query_file),
-            "rate_file": repo_relative(args.rate_query_file),
-            "rate_queries": rate_counts["queries"],
-            "subnets": len(subnets),
-            "prefix": 24 if args.family == 4 else 56,
-            "family": args.family,
-            "distribution": (
-                "20% of subnets get 80% of queries (--zipf)" if args.zipf else "uniform"
-            ),
-            "seed": args.seed,
-            "subnets_per_continent": dict(sorted(per_continent.items())),
-            "countries": len(located),
-            "prepared_in_s": round(time.monotonic() - started, 1),
-        },
-    }
-
-
-def classify_differences(
-    fatal: list[str], rows: list[dict], by_distance: set[str]
-) -> tuple[list[str], list[str]]:
-    """(explained, unexplained) differences of the many-subnet sample. Explained: a
-    country geodns orders by distance (see country_orders), where the others follow the
-    continent's order."""
-    explained, unexplained = [], []
-    by_label = {row["client"]: row for row in rows}
-    for line in fatal:
-        label = line.split(":", 1)[0]
-        row = by_label.get(label)
-        country = label.split()[0]
-        detail = line
-        if row is not None:
-            answers = {
-                TITLES[k]: ",".join(a.get("addresses", [])) or a.get("rcode") or a.get("error")
-                for k, a in row["answers"].items()
-            }
-            detail = f"{row['subnet']} ({country}, {row['continent'] or '-'}): " + "; ".join(
-                f"{k} {v}" for k, v in answers.items()
-            )
-        if country in by_distance:
-            explained.append(detail + " [country orders by distance in geodns]")
-        else:
-            unexplained.append(detail)
-    return explained, unexplained
-
-
-def measure(argvs: list[list[str]], server: GeoServer, duration: float, raw: Path) -> dict:
-    """One dnsperf run (or set of them) against `server`, with the machine's load just
-    before, the kernel's drops at the server's socket and the server's peak RSS."""
-    time.sleep(SETTLE)
-    background = background_busy()
-    started, drops = time.monotonic(), socket_drops(server.port)
-    assert server.proc is not None
-    with RSSSampler(server.proc.pid) as rss:
-        stats = run_dnsperf(argvs, server, duration, raw)
-    stats["background_busy_pct"] = background
-    stats["server_socket_drops"] = socket_drops(server.port) - drops
-    # dnsperf waits out its timeout (5 s) for queries lost near the end of the
-    # run: cpu0%/cpu1% are then shares of a longer span than the run.
-    stats["wall_s"] = round(time.monotonic() - started, 2)
-    stats["rss_peak_mb"] = round(rss.peak_process_kb / 1024, 1)
-    stats["rss_peak_group_mb"] = round(rss.peak_group_kb / 1024, 1)
-    return stats
-
-
-def report_run(round_: int, server: GeoServer, stats: dict, what: str) -> None:
-    background = stats["background_busy_pct"]
-    print(
-        f"  round {round_ + 1}: {server.label}{what}: {stats['qps']:,.0f} qps, "
-        f"lost {stats.get('lost', 0)} ({stats['server_socket_drops']} dropped by "
-        "the kernel at the server's socket, receive buffer full), "
-        f"{stats['server_cpu_us_per_query']:.1f} us/query, RSS {stats['rss_peak_mb']:.0f} MB"
-        + (f" (machine {background:.0f}% busy before)" if background > 5 else ""),
-        file=sys.stderr,
-    )
-
-
-# --- main ------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -866,7 +275,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
                 f"cannot build the test GeoIP database: {exc} (pip install -e '.[test]')"
             ) from exc
     cores = pinning()
-    pinned, cpus = cores.pinned, cores.cpus
+    pinned = cores.pinned
     client_cpu, server_cpu = cores.client_cpu, cores.server_cpu
     notes = []
     if not pinned:
@@ -899,6 +308,8 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             file=sys.stderr,
         )
         try:
+            from bench.geoquery import prepare_subnets
+
             prep = prepare_subnets(args, name, spec)
         except ValueError as exc:
             raise BenchError(str(exc)) from exc
@@ -912,75 +323,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             mmdb = args.geoip_database.absolute()
         else:
             mmdb = build_test_mmdb(workdir / "test-city.mmdb")
-        countries = prep.get("countries")
-        ports: set[int] = set()
-        if "geodns" in args.servers:
-            port = free_port(ports)
-            cmd = geodns_serve_argv()  # RRL off, like PowerDNS and gdnsd (which have none)
-            cmd[cmd.index("warning")] = "info"  # for the line saying scopes are merged
-            cmd += ["--zones", repo_relative(args.zone), "--listen", f"{HOST}:{port}"]
-            cmd += ["--workers", str(args.workers), "--geoip-database", str(mmdb)]
-            if many:
-                # The scopes of a real database take a while to build: kept between runs.
-                from geodns.control.scopebuild import default_cache_dir
-
-                cmd += ["--scope-cache", default_cache_dir()]
-            else:
-                cmd += ["--scope-cache", str(workdir / "scopes")]
-            geodns_cpu: int | str | None = server_cpu
-            if args.workers > 1:
-                # One core per worker beside dnsperf's, or none pinned: workers sharing one
-                # core would show nothing of the scaling.
-                wanted = set(range(SERVER_CPU, SERVER_CPU + args.workers))
-                geodns_cpu = f"{SERVER_CPU}-{SERVER_CPU + args.workers - 1}"
-                if not pinned or not wanted <= cpus:
-                    geodns_cpu = None
-                    notes.append(
-                        f"geodns with {args.workers} workers is not pinned (needs cores "
-                        f"{SERVER_CPU}-{SERVER_CPU + args.workers - 1} beside dnsperf's): its "
-                        "workers share every core with dnsperf, so its figure shows scaling "
-                        "only on a machine with a core per worker plus one"
-                    )
-            threads = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
-            servers.append(
-                make_server(
-                    "geodns", port, cmd, args.logs / "geodns.log", geodns_cpu, threads, args.workers
-                )
-            )
-        if "pdns" in args.servers:
-            port = free_port(ports)
-            conf_dir = pdns_config(workdir, origin, spec, mmdb, countries)
-            for f in conf_dir.iterdir():
-                shutil.copy(f, args.logs / f"pdns-{f.name}")
-            servers.append(
-                make_server(
-                    "pdns",
-                    port,
-                    pdns_argv(conf_dir, port),
-                    args.logs / "pdns.log",
-                    server_cpu,
-                    threads=f"1 receiver + {PDNS_DISTRIBUTORS} distributor",
-                    cwd=workdir,
-                )
-            )
-        if "gdnsd" in args.servers:
-            port = free_port(ports)
-            conf_dir = gdnsd_config(
-                workdir, port, origin, spec, mmdb, countries, prep.get("country_continent")
-            )
-            shutil.copy(conf_dir / "config", args.logs / "gdnsd-config")
-            shutil.copy(conf_dir / "zones" / origin, args.logs / f"gdnsd-zone-{origin}")
-            servers.append(
-                make_server(
-                    "gdnsd",
-                    port,
-                    ["gdnsd", "-c", str(conf_dir), "start"],
-                    args.logs / "gdnsd.log",
-                    server_cpu,
-                    threads="2 UDP threads (default)",
-                    cwd=workdir,
-                )
-            )
+        add_servers(args, servers, workdir, mmdb, origin, spec, prep, cores, notes)
         start_all(servers, origin)
         for server in servers:
             if server.name == "geodns":
@@ -995,44 +338,13 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             checked.append(Client("no ECS", None, None))
         else:
             checked = load_clients + extra_clients
-        rows, fatal, minor = verify(servers, name, checked, spec)
-        print_verification(rows, servers)
-        explained: list[str] = []
-        if many:
-            explained, fatal = classify_differences(fatal, rows, prep["by_distance"])
-            for line in explained + fatal:
-                print(f"  differs: {line}", file=sys.stderr)
-            allowed = int(UNEXPLAINED_SHARE * len(checked))
-            if len(fatal) > allowed:
-                raise BenchError(
-                    f"{len(fatal)} of {len(checked)} sampled subnets answered differently "
-                    f"for no known reason (at most {allowed} allowed):\n  " + "\n  ".join(fatal)
-                )
-        elif fatal:
-            raise BenchError("the servers answer differently:\n  " + "\n  ".join(fatal))
+        by_distance = prep["by_distance"] if many else None
+        rows, minor, explained, fatal = agree(servers, name, checked, spec, by_distance)
 
         results = [Result(s) for s in servers]
-        rate_commands: dict[str, list[list[str]]] = {}
-        if many:
-            load_clients = [Client("many", None, None)]
-            commands = {s.label: [subnet_dnsperf_argv(args, s.port, client_cpu)] for s in servers}
-            rate_commands = {
-                s.label: [subnet_dnsperf_argv(args, s.port, client_cpu, args.rate)] for s in servers
-            }
-        elif args.no_ecs:
-            plain = argparse.Namespace(
-                queries=args.query_file,
-                duration=args.duration,
-                clients=args.clients,
-                outstanding=args.outstanding,
-                threads=2,
-            )
-            load_clients = [Client("no ECS", None, None)]
-            commands = {s.label: [dnsperf_argv(plain, s.port, client_cpu)] for s in servers}
-        else:
-            commands = {
-                s.label: geo_dnsperf_argvs(args, s.port, client_cpu, load_clients) for s in servers
-            }
+        load_clients, commands, rate_commands = dnsperf_commands(
+            args, servers, client_cpu, load_clients
+        )
         total = args.repeat * len(servers)
         if many:
             what = "through the query file once" if not args.duration_given else ""
@@ -1112,23 +424,8 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
     }
     report["ratios"] = ratios(results)
     if many:
-        by = {r["server"]: r for r in report["results"]}
-        for pair, ratio in report["ratios"].items():
-            g, o = by["geodns"], by[pair.split("/", 1)[1]]
-            ratio["cpu_per_query_at_rate"] = round(
-                g["rate_median"]["server_cpu_us_per_query"]
-                / o["rate_median"]["server_cpu_us_per_query"],
-                3,
-            )
-            ratio["rss"] = round(g["rss_peak_mb"] / o["rss_peak_mb"], 3)
-        report["targets"] = targets(report)
-    disturbed = [
-        f"{r.server.label} round {i + 1}{what}: {run['background_busy_pct']:.0f}%"
-        for r in results
-        for runs, what in ((r.runs, ""), (rate_runs[r.server.label] if many else [], " rate"))
-        for i, run in enumerate(runs)
-        if run["background_busy_pct"] > BACKGROUND_WARN
-    ]
+        add_rate_figures(report)
+    disturbed = disturbed_runs(results, rate_runs, many)
     if disturbed:
         notes.append(
             "the machine was busy with other work just before some runs (both cores, "
@@ -1137,309 +434,6 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
     print_report(report)
     write_json(args.json, report)
     return 0
-
-
-def debian_versions(packages: list[str]) -> dict[str, str]:
-    out = {}
-    for package in packages:
-        try:
-            done = subprocess.run(
-                ["dpkg-query", "-W", "-f", "${Version}", package],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            out[package] = done.stdout.strip() or "not installed"
-        except (OSError, subprocess.TimeoutExpired):
-            out[package] = "unknown"
-    return out
-
-
-def rate_summary(result: Result, runs: list[dict]) -> dict:
-    """The fixed-rate runs of one server and their median (by CPU per query), and the
-    peak RSS over all of its runs."""
-    if not runs:
-        return {}
-    every = result.runs + runs
-    return {
-        "rate_runs": runs,
-        "rate_median": sorted(runs, key=lambda r: r["server_cpu_us_per_query"])[
-            (len(runs) - 1) // 2
-        ],
-        "rss_peak_mb": max(r["rss_peak_mb"] for r in every),
-        "rss_peak_group_mb": max(r["rss_peak_group_mb"] for r in every),
-    }
-
-
-def ratios(results: list[Result]) -> dict[str, dict[str, float]]:
-    by = {r.server.kind: r.median() for r in results}
-    out = {}
-    for other in ("pdns", "gdnsd"):
-        if "geodns" in by and other in by:
-            g, o = by["geodns"], by[other]
-            out[f"geodns/{TITLES[other]}"] = {
-                "qps": round(g["qps"] / o["qps"], 3),
-                "cpu_per_query": round(
-                    g["server_cpu_us_per_query"] / o["server_cpu_us_per_query"], 3
-                ),
-            }
-    return out
-
-
-# Start-up chatter of PowerDNS and gdnsd that says nothing is wrong.
-_BENIGN = (
-    "admin_state: state file",
-    "Exiting cleanly on receipt of terminating signal",
-)
-
-
-def log_findings(servers: list[GeoServer]) -> dict[str, list[str]]:
-    """Lines worth a look: what geodns logs at warning or above (it runs at info here, to
-    say when its scopes are merged); the others' warnings and errors."""
-    findings = {}
-    for server in servers:
-        lines = server.log_lines()
-        if server.kind == "geodns":
-            lines = [x for x in lines if not re.search(r" (INFO|DEBUG) ", x)]
-        else:
-            lines = [
-                x
-                for x in lines
-                if any(w in x.lower() for w in ("error", "warn", "fatal", "exception", "crit"))
-                and not any(b in x for b in _BENIGN)
-            ]
-        findings[server.label] = lines
-    return findings
-
-
-def print_verification(rows: list[dict], servers: list[GeoServer]) -> None:
-    kinds = [s.kind for s in servers]
-    print(f"answers for A {SERVICE} with ECS (all servers must agree on the addresses):")
-    width = max([18] + [len(row["subnet"] or "") for row in rows])
-    header = f"{'client':<10} {'ECS subnet':<{width}} {'cont':<4} {'region':<15} {'address':<12}"
-    header += "".join(f" {TITLES[k] + ' scope':>15}" for k in kinds)
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        first = row["answers"][kinds[0]]
-        address = ",".join(first.get("addresses", [])) or first.get("rcode", "error")
-        line = (
-            f"{row['client']:<10} {row['subnet'] or '-':<{width}} {row['continent'] or '-':<4} "
-            f"{row['region']:<15} {address:<12}"
-        )
-        for k in kinds:
-            a = row["answers"][k]
-            scope = "error" if "error" in a else ("-" if a["scope"] is None else f"/{a['scope']}")
-            line += f" {scope:>15}"
-        print(line)
-
-
-def print_rate_table(report: dict) -> None:
-    """Many-subnet mode: the fixed-rate runs (CPU per query) and each server's peak RSS."""
-    c = report["config"]
-    print()
-    print(
-        f"at a fixed rate of {c['rate_qps']:,.0f} q/s for {c['rate_duration_s']:g} s "
-        "(median by CPU per query); peak RSS over all runs:"
-    )
-    header = (
-        f"{'server':<9} {'qps':>9} {'lost':>6} {'cpu1%':>6} {'us/q usr+sys':>13} "
-        f"{'us/q':>7} {'us/q range':>13} {'RSS MB':>7} {'group MB':>9} {'bg%':>5}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in report["results"]:
-        med = r["rate_median"]
-        us = [run["server_cpu_us_per_query"] for run in r["rate_runs"]]
-        spread = f"{min(us):.1f}-{max(us):.1f}" if len(us) > 1 else ""
-        bg = max(run["background_busy_pct"] for run in r["rate_runs"] + r["runs"])
-        print(
-            f"{r['server']:<9} {med['qps']:>9,.0f} {med.get('lost', 0):>6} "
-            f"{med['core_busy_pct'].get(SERVER_CPU, 0):>6.0f} "
-            f"{med['server_user_us_per_query']:>6.1f}+{med['server_sys_us_per_query']:<6.1f} "
-            f"{med['server_cpu_us_per_query']:>7.1f} {spread:>13} {r['rss_peak_mb']:>7.0f} "
-            f"{r['rss_peak_group_mb']:>9.0f} {bg:>5.0f}"
-        )
-    for r in report["results"]:
-        short = [run["qps"] for run in r["rate_runs"] if run["qps"] < RATE_HELD * c["rate_qps"]]
-        if short:
-            print(
-                f"note: {r['server']} did not hold {c['rate_qps']:,.0f} q/s "
-                f"({', '.join(f'{q:,.0f}' for q in short)} q/s): its CPU per query there is "
-                "that of a saturated server; choose a lower --rate"
-            )
-    print(
-        "RSS MB: the largest of the server's processes (geodns: its answering process), "
-        "sampled every 0.2 s; group MB: all its processes; bg%: the most the machine was "
-        "busy just before any of its runs (both cores averaged)"
-    )
-
-
-# Issue 13's targets for the many-subnet run, one worker: what `targets` checks.
-TARGET_VS_PDNS = 1.0  # qps, at least PowerDNS's GeoIP backend's
-STRETCH_VS_GDNSD = 0.5  # qps, the stretch: half of gdnsd's
-TARGET_CPU_US = 20.0  # server CPU per uncached query at the fixed rate, under
-TARGET_RSS_MB = 150.0  # peak RSS of the answering process, under
-
-
-def targets(report: dict) -> list[dict]:
-    """Each of the issue's targets that this run can check: what it asks, what the run
-    measured (the medians shown in the tables), and whether it is met."""
-    by = {r["server"]: r for r in report["results"]}
-    geodns = by.get("geodns")
-    if geodns is None:
-        return []
-    out = []
-
-    def check(what: str, measured: str, met: bool) -> None:
-        out.append({"target": what, "measured": measured, "met": met})
-
-    for other, floor, what in (
-        ("pdns", TARGET_VS_PDNS, "qps at least 1.0x PowerDNS"),
-        ("gdnsd", STRETCH_VS_GDNSD, "qps at least 0.5x gdnsd (stretch)"),
-    ):
-        ratio = report["ratios"].get(f"geodns/{TITLES[other]}")
-        if ratio is not None:
-            check(what, f"{ratio['qps']:.2f}x", ratio["qps"] >= floor)
-    lost = sum(run.get("lost", 0) for run in geodns["runs"])
-    check("0 lost (saturated runs)", f"{lost:,}", lost == 0)
-    rate = geodns.get("rate_median")
-    if rate:
-        us = rate["server_cpu_us_per_query"]
-        qps = report["config"]["rate_qps"]
-        check(f"CPU per query at {qps:,.0f} q/s under 20 us", f"{us:.1f} us", us < TARGET_CPU_US)
-        rss = geodns["rss_peak_mb"]
-        check("peak RSS under 150 MB", f"{rss:.0f} MB", rss < TARGET_RSS_MB)
-    return out
-
-
-def print_report(report: dict) -> None:
-    m, c = report["machine"], report["config"]
-    pkgs = m["packages"]
-    print()
-    print(
-        f"machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}; Python "
-        f"{m['python']}; geodns {m['geodns']} at {m['git']}, PowerDNS {pkgs.get('pdns-server')} "
-        f"(geoip backend {pkgs.get('pdns-backend-geoip')}), gdnsd {pkgs.get('gdnsd')}, "
-        f"dnsperf {m['dnsperf']}, libmaxminddb {pkgs.get('libmaxminddb0')}"
-    )
-    many = c.get("many_subnets")
-    if many:
-        what = (
-            f"A {c['service']}, {many['queries']:,} queries with ECS from {many['subnets']:,} "
-            f"distinct IPv{many['family']} /{many['prefix']}s ({many['distribution']}; "
-            f"{many['distinct_subnets_asked']:,} asked; seed {many['seed']}; "
-            f"{many['countries']} countries; per continent "
-            f"{', '.join(f'{k} {v:,}' for k, v in many['subnets_per_continent'].items())}) "
-            f"in {many['file']}, one dnsperf -B; database {c['geoip_database']}"
-        )
-    elif c["ecs"]:
-        what = (
-            f"A {c['service']} with ECS from {len(c['load_subnets'])} subnets "
-            f"({', '.join(f'{k} {v}' for k, v in c['load_subnets'].items())}), one dnsperf "
-            "each, all at once"
-        )
-    else:
-        what = f"A {c['service']} without EDNS (no ECS: the client is 127.0.0.1), one dnsperf"
-    if many:
-        per_run = (
-            "saturated runs through the file once"
-            if "-n 1" in next(iter(report["dnsperf_commands"].values()))[0]
-            else f"saturated runs of {c['duration_s']:g} s"
-        )
-        per_run += f", then {c['rate_qps']:,.0f} q/s for {c['rate_duration_s']:g} s"
-    else:
-        per_run = f"{c['duration_s']:g} s per run"
-    print(
-        f"load: {what}; {per_run}, {c['repeat']} round(s), servers "
-        "interleaved" + ("; the median-qps run of each is shown" if c["repeat"] > 1 else "")
-    )
-    print("server commands:")
-    for label, cmd in report["server_commands"].items():
-        print(f"  {label}: {cmd}")
-    sets = report["dnsperf_commands"]
-    several = any(len(cmds) > 1 for cmds in sets.values())
-    print(
-        "dnsperf commands"
-        + (" (the first of each set; the others differ in -E only):" if several else ":")
-    )
-    for label, cmds in sets.items():
-        print(f"  {label}: {cmds[0]}")
-    if report.get("dnsperf_rate_commands"):
-        print("dnsperf commands at the fixed rate:")
-        for label, cmds in report["dnsperf_rate_commands"].items():
-            print(f"  {label}: {cmds[0]}")
-    print()
-    header = (
-        f"{'server':<9} {'threads':<27} {'qps':>9} {'qps range':>17} {'avg ms':>7} "
-        f"{'max ms':>7} {'lost':>6} {'cpu0%':>6} {'cpu1%':>6} {'us/q usr+sys':>13}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in report["results"]:
-        med, spread, busy, us_q = result_cells(r)
-        print(
-            f"{r['server']:<9} {r['threads']:<27} {med['qps']:>9,.0f} {spread:>17} "
-            f"{med['avg_latency_s'] * 1000:>7.3f} {med['max_latency_s'] * 1000:>7.2f} "
-            f"{med.get('lost', 0):>6} {busy.get(CLIENT_CPU, 0):>6.0f} "
-            f"{busy.get(SERVER_CPU, 0):>6.0f} {us_q:>13}"
-        )
-    if many:
-        print_rate_table(report)
-    print()
-    for pair, ratio in report["ratios"].items():
-        line = f"{pair}: qps {ratio['qps']:.2f}, CPU per query {ratio['cpu_per_query']:.2f}"
-        if "cpu_per_query_at_rate" in ratio:
-            line += (
-                f" (at {c['rate_qps']:,.0f} q/s: {ratio['cpu_per_query_at_rate']:.2f}), "
-                f"peak RSS {ratio['rss']:.2f}"
-            )
-        print(line)
-    if report.get("targets"):
-        print("targets (issue 13, one worker):")
-        for t in report["targets"]:
-            print(f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['measured']}")
-    print(
-        f"cpu0%/cpu1%: busy share of core {CLIENT_CPU} (dnsperf) and core {SERVER_CPU} "
-        "(server), softirq included; us/q: the server's CPU time (user + system) per "
-        "completed query"
-    )
-    for r in report["results"]:
-        med = r["median"]
-        busy = med["core_busy_pct"]
-        if med["wall_s"] > med["run_time_s"] + 1:
-            print(
-                f"note: {r['server']}: dnsperf waited {med['wall_s'] - med['run_time_s']:.1f} s "
-                "after the run for lost queries to time out: its cpu0%/cpu1% are diluted by "
-                "that idle time (us/q is not)"
-            )
-        elif r["pinning"] != "none" and busy.get(CLIENT_CPU, 0) >= 95 > busy.get(SERVER_CPU, 0):
-            print(
-                f"note: {r['server']}: dnsperf's core was saturated and the server's was not: "
-                "its qps is a lower bound set by the load generator; compare us/q"
-            )
-    for r in report["results"]:
-        lost = sum(run.get("lost", 0) for run in r["runs"])
-        drops = sum(run["server_socket_drops"] for run in r["runs"])
-        if lost or drops:
-            print(
-                f"note: {r['server']}: {lost} queries lost in all runs; the kernel dropped "
-                f"{drops} queries meanwhile at the server's UDP socket(s) for a full receive "
-                "buffer (/proc/net/udp drops)"
-            )
-    for note in report["notes"]:
-        print(f"note: {note}")
-    for d in report.get("answer_differences_explained", []):
-        print(f"note: answers differ, explained: {d}")
-    for d in report.get("answer_differences_unexplained", []):
-        print(f"note: answers differ, unexplained (within the allowed share): {d}")
-    for d in report["answer_differences_minor"]:
-        print(f"note: answers differ beyond the addresses: {d}")
-    for label, code in report["exit_codes_on_sigterm"].items():
-        # PowerDNS and gdnsd clean up, then die by the signal again (exit status -15).
-        if code != 0 and not (label != "geodns" and code == -signal.SIGTERM):
-            print(f"WARNING: {label} exited with {code} when stopped with SIGTERM")
-    print_logs(report["logs"])
 
 
 if __name__ == "__main__":

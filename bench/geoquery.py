@@ -19,16 +19,25 @@ Subnets are drawn with a fixed seed so that every run and every server gets the 
 Which subnet each query carries: uniform over the N subnets, or skewed (zipf=True): a
 fixed 20% of the subnets (the "hot" ones) get 80% of the queries, uniformly among them,
 and the other 80% share the remaining 20%.
+
+prepare_subnets does all of it for a run: the subnets, the saturated run's query file and
+the fixed-rate run's, and the regions geodns orders for each country drawn (the other
+servers' per-country maps).
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from bench.geoservice import ServiceSpec, country_orders
+from bench.harness import repo_relative
 
 HOT_SHARE = 0.2  # --zipf: this share of the subnets ...
 HOT_QUERIES = 0.8  # ... gets this share of the queries
@@ -196,3 +205,55 @@ def read_query_file(path: Path, limit: int | None = None) -> list[bytes]:
         out.append(data[at + 2 : at + 2 + length])
         at += 2 + length
     return out
+
+
+def prepare_subnets(args: argparse.Namespace, name: str, spec: ServiceSpec) -> dict:
+    """Draw the subnets, write the query file, work out each country's regions."""
+    started = time.monotonic()
+    subnets = draw_subnets(args.geoip_database, args.subnets, args.family, args.seed)
+    order = query_order(len(subnets), args.queries, args.zipf, args.seed)
+    args.query_file = args.logs / f"geo-queries-v{args.family}.bin"
+    counts = write_query_file(args.query_file, name, subnets, order)
+    # The fixed-rate run gets queries of its own, drawn from the same subnets in another
+    # order: dnsperf starts at the top of a file every run, and a replay of the saturated
+    # run's first queries would find them in geodns's cache (all of them under --quick,
+    # whose 50,000 queries fit in the cache).
+    rate_order = query_order(
+        len(subnets), max(1000, int(args.rate * args.rate_duration * 1.2)), args.zipf, args.seed + 1
+    )
+    args.rate_query_file = args.logs / f"geo-queries-v{args.family}-rate.bin"
+    rate_counts = write_query_file(args.rate_query_file, name, subnets, rate_order)
+    located = {s.country: s.continent for s in subnets}
+    # A country the database puts on two continents keeps its first; gdnsd's map would
+    # need it under both (none seen in DB-IP City Lite's drawn subnets so far).
+    countries, by_distance = country_orders(spec, located)
+    per_continent: dict[str, int] = {}
+    for s in subnets:
+        per_continent[s.continent] = per_continent.get(s.continent, 0) + 1
+    return {
+        "subnets": subnets,
+        "countries": countries,
+        "country_continent": located,
+        "by_distance": by_distance,
+        "notes": [
+            f"{c} ({located[c]}): no latency row for its country or continent: geodns orders "
+            "by each network's distance, PowerDNS and gdnsd by the continent's order"
+            for c in sorted(by_distance)
+        ],
+        "info": {
+            **counts,
+            "file": repo_relative(args.query_file),
+            "rate_file": repo_relative(args.rate_query_file),
+            "rate_queries": rate_counts["queries"],
+            "subnets": len(subnets),
+            "prefix": 24 if args.family == 4 else 56,
+            "family": args.family,
+            "distribution": (
+                "20% of subnets get 80% of queries (--zipf)" if args.zipf else "uniform"
+            ),
+            "seed": args.seed,
+            "subnets_per_continent": dict(sorted(per_continent.items())),
+            "countries": len(located),
+            "prepared_in_s": round(time.monotonic() - started, 1),
+        },
+    }
