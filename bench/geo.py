@@ -394,6 +394,7 @@ def bench(args: argparse.Namespace, servers: list[GeoServer]) -> int:
             "ecs": not args.no_ecs,
             "duration_s": args.duration,
             "repeat": args.repeat,
+            "quick": bool(args.quick),
             "clients_total": args.clients,
             "outstanding_total": args.outstanding,
             "pinning": {"dnsperf": client_cpu, "servers": server_cpu},
