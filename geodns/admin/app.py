@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from geodns.admin.hosts import HostPolicy
+from geodns.admin.listener import Listener
 from geodns.admin.metrics import AdminActionsCollector, LoadPushCollector, registry_for
 from geodns.admin.scrape import metrics_response
 from geodns.admin.tokens import AdminTokens
@@ -568,8 +569,10 @@ class AdminApp:
         return await self._rollout_call(request, act)
 
 
-class AdminServer:
+class AdminServer(Listener):
     """Serves AdminApp on one address for as long as the control plane runs."""
+
+    option = "--http"
 
     def __init__(
         self,
@@ -581,35 +584,15 @@ class AdminServer:
         access_log: bool = False,
     ) -> None:
         check_bind(listen, tokens)
+        super().__init__(listen)
         self.access_log = access_log
-        self.listen = listen
         self.app = AdminApp(plane, tokens, demo, HostPolicy(host_names))
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
 
     async def start(self) -> None:
         access = logging.getLogger("aiohttp.access") if self.access_log else None
-        self._runner = web.AppRunner(self.app.build(), access_log=access)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise GeodnsError(f"--http {self.listen}: cannot listen: {exc.strerror}") from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.listen.port
+        await self.serve(self.app.build(), access)
         log.info("admin HTTP on %s", self.url())
         self.app.plane.advertise(http=str(ListenAddress(self.listen.host, self.port)))
-
-    def url(self) -> str:
-        """http://host:port/, with the port actually bound."""
-        return f"http://{ListenAddress(self.listen.host, self.port or self.listen.port)}/"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def _error_text(body: bytes | str | None) -> str | None:

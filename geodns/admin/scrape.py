@@ -9,12 +9,12 @@ no token and no Host check: what it serves is read-only and meant for other mach
 from __future__ import annotations
 
 import logging
-import os
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from geodns.admin.listener import Listener
 from geodns.errors import GeodnsError
 from geodns.server.sockets import ListenAddress, parse_listen
 
@@ -42,14 +42,15 @@ def metrics_response(registry: CollectorRegistry) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-class MetricsServer:
+class MetricsServer(Listener):
     """Serves GET /metrics from `registry` on one address for as long as the plane runs."""
 
+    option = "--metrics"
+    path = "/metrics"
+
     def __init__(self, listen: ListenAddress, registry: CollectorRegistry) -> None:
-        self.listen = listen
+        super().__init__(listen)
         self.registry = registry
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
 
     def build(self) -> web.Application:
         app = web.Application()
@@ -60,24 +61,5 @@ class MetricsServer:
         return metrics_response(self.registry)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.build(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            # The errno's own words: the event loop's message repeats the address.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise GeodnsError(f"--metrics {self.listen}: cannot listen: {reason}") from exc
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.listen.port
+        await self.serve(self.build(), access_log=None)
         log.info("metrics HTTP on %s", self.url())
-
-    def url(self) -> str:
-        """http://host:port/metrics, with the port actually bound."""
-        return f"http://{ListenAddress(self.listen.host, self.port or self.listen.port)}/metrics"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
