@@ -16,19 +16,9 @@ from geodns.yamlsource import load_yaml
 from geodns.zones import keygen
 from geodns.zones.keys import SECTIONS, ZONE
 from geodns.zones.loader import build_zone
-from geodns.zones.schema import zone_schema
+from tests.unit.zones.test_schema import HEAD, REPO, validator
 
-REPO = Path(__file__).resolve().parents[3]
-HEAD = """\
-zone: example.com
-soa: {mname: ns1, rname: hostmaster@example.com}
-ns: [ns1]
-"""
-
-
-@pytest.fixture(scope="module")
-def validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(zone_schema())
+__all__ = ["validator"]  # the fixture, shared with the schema tests
 
 
 def test_committed_schema_is_the_generated_one() -> None:
