@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 
 from bench.geoservice import TITLES
-from bench.harness import CLIENT_CPU, SERVER_CPU, Result, print_logs, result_cells
+from bench.harness import CLIENT_CPU, SERVER_CPU, Result, load_bound, print_logs, result_cells
 
 BACKGROUND_WARN = 15.0  # % busy (both cores together) counted as a disturbed run
 RATE_HELD = 0.97  # a fixed-rate run below this share of --rate did not hold the rate
@@ -223,14 +223,13 @@ def print_report(report: dict) -> None:
     )
     for r in report["results"]:
         med = r["median"]
-        busy = med["core_busy_pct"]
         if med["wall_s"] > med["run_time_s"] + 1:
             print(
                 f"note: {r['server']}: dnsperf waited {med['wall_s'] - med['run_time_s']:.1f} s "
                 "after the run for lost queries to time out: its cpu0%/cpu1% are diluted by "
                 "that idle time (us/q is not)"
             )
-        elif r["pinning"] != "none" and busy.get(CLIENT_CPU, 0) >= 95 > busy.get(SERVER_CPU, 0):
+        elif load_bound(r):
             print(
                 f"note: {r['server']}: dnsperf's core was saturated and the server's was not: "
                 "its qps is a lower bound set by the load generator; compare us/q"

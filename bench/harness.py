@@ -592,6 +592,13 @@ def write_json(path: Path | None, report: dict) -> None:
     print(f"\nJSON written to {path}")
 
 
+def load_bound(result: dict) -> bool:
+    """Whether a pinned server's median run was limited by dnsperf: its core saturated
+    while the server's was not, so that the qps is a lower bound set by the load generator."""
+    busy = result["median"]["core_busy_pct"]
+    return result["pinning"] != "none" and busy.get(CLIENT_CPU, 0) >= 95 > busy.get(SERVER_CPU, 0)
+
+
 def result_cells(result: dict) -> tuple[dict, str, dict, str]:
     """What both benchmarks' tables show of one server's runs: the median run, the qps
     range over the runs, each core's busy share, and CPU us per query (user+sys)."""

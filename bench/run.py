@@ -58,6 +58,7 @@ from bench.harness import (  # noqa: E402
     dnsperf_argv,
     free_port,
     geodns_serve_argv,
+    load_bound,
     machine_info,
     pin,
     pinning,
@@ -440,8 +441,7 @@ def print_report(report: dict) -> None:
         "server CPU s: per process"
     )
     for r in report["results"]:
-        busy = r["median"]["core_busy_pct"]
-        if r["pinning"] != "none" and busy.get(CLIENT_CPU, 0) >= 95 > busy.get(SERVER_CPU, 0):
+        if load_bound(r):
             print(
                 f"note: {r['server']} ({r['workers']}): dnsperf's core was saturated and the "
                 f"server's was not: its qps is a lower bound set by the load generator "
