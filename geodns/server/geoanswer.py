@@ -37,7 +37,6 @@ log = logging.getLogger("geodns.geo")
 
 RT = dns.rdatatype.RdataType
 Rcode = dns.rcode.Rcode
-DECISION_CACHE_SIZE = 50_000
 CLASS_DECISIONS = 100_000  # decisions by class: classes x name kinds, far below this
 BUCKET_DECISIONS = 8_192  # decisions by bucket, for classes a hash decides
 SERVICE = "service"
