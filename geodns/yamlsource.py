@@ -122,13 +122,22 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 def read_yaml_file(path: str | os.PathLike[str]) -> Document:
     """Read and parse a YAML file, or raise ConfigErrors naming the file (and line if known)."""
     file = os.fspath(path)
+    return parse_yaml_text(read_text_file(file), file)
+
+
+def read_text_file(file: str) -> str:
+    """A config file's text, or ConfigErrors naming the file: unreadable, or not UTF-8."""
     try:
         with open(file, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except OSError as exc:
         raise ConfigErrors([ConfigError(exc.strerror or str(exc), file)]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(f"not UTF-8 text: {exc.reason}", file)]) from exc
+
+
+def parse_yaml_text(text: str, file: str) -> Document:
+    """load_yaml with its error as ConfigErrors, as read_yaml_file raises it."""
     try:
         return load_yaml(text, file)
     except ConfigError as exc:

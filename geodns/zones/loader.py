@@ -5,45 +5,59 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path as FsPath
 
 import dns.name
 
 from geodns.errors import ConfigError, ConfigErrors
-from geodns.yamlsource import Document, read_yaml_file
-from geodns.zones.model import Zone, ZoneSet
+from geodns.yamlsource import Document, parse_yaml_text, read_text_file
+from geodns.zones.model import Zone, ZoneSet, ZoneTexts
 from geodns.zones.zonebuild import ZoneBuilder
 
 
 def load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
-    """Load every zone file named (directories give their *.yaml / *.yml files).
+    """Load every zone file named (directories give their *.yaml / *.yml files); the
+    ZoneSet keeps the texts it was built from (ZoneTexts).
 
     Raises ConfigErrors with every problem in every file when anything is wrong.
     """
+    paths = list(paths)
+    files = list(zone_files(paths))
+    if not files:
+        raise ConfigErrors([ConfigError("no zone files found", ", ".join(map(str, paths)))])
+    return _without_collector(_build_zone_set, files, _read_zone_file)
+
+
+def load_zone_texts(texts: ZoneTexts) -> ZoneSet:
+    """The zones `texts` were read for, built again from them: the same ZoneSet as the
+    load that read them, whatever the files hold now."""
+    recorded = {file: (text, mtime) for file, text, mtime in texts.files}
+    return _without_collector(_build_zone_set, list(recorded), recorded.__getitem__)
+
+
+def _without_collector(build: Callable[..., ZoneSet], *args: object) -> ZoneSet:
     # A zone of 10,000 records is some 200,000 new objects and no reference cycles: the
     # collector, triggered every 700 allocations, would walk them again and again while
     # they are made (a quarter of the load's CPU in a server, half in a fresh process).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load_zones(paths)
+        return build(*args)
     finally:
         if collecting:
             gc.enable()
 
 
-def _load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
-    paths = list(paths)
-    files = list(zone_files(paths))
+def _build_zone_set(files: list[str], read: Callable[[str], tuple[str, int]]) -> ZoneSet:
     errors: list[ConfigError] = []
     zones: dict[dns.name.Name, Zone] = {}
     seen: dict[dns.name.Name, str] = {}
-    if not files:
-        raise ConfigErrors([ConfigError("no zone files found", ", ".join(map(str, paths)))])
+    texts: list[tuple[str, str, int]] = []
     for file in files:
         try:
-            zone = load_zone_file(file)
+            text, mtime = read(file)
+            zone = build_zone(parse_yaml_text(text, file), default_serial=mtime)
         except ConfigErrors as exc:
             errors.extend(exc.errors)
             continue
@@ -59,9 +73,10 @@ def _load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
             continue
         seen[zone.origin] = zone.file
         zones[zone.origin] = zone
+        texts.append((file, text, mtime))
     if errors:
         raise ConfigErrors(errors)
-    return ZoneSet(zones)
+    return ZoneSet(zones, ZoneTexts(tuple(texts)))
 
 
 def zone_files(paths: Iterable[str | os.PathLike[str]]) -> Iterable[str]:
@@ -78,12 +93,18 @@ def zone_files(paths: Iterable[str | os.PathLike[str]]) -> Iterable[str]:
 
 def load_zone_file(file: str | os.PathLike[str]) -> Zone:
     """One zone file's Zone; `serial: auto` is its modification time."""
-    doc = read_yaml_file(file)
+    name = os.fspath(file)
+    text, mtime = _read_zone_file(name)
+    return build_zone(parse_yaml_text(text, name), default_serial=mtime)
+
+
+def _read_zone_file(file: str) -> tuple[str, int]:
+    text = read_text_file(file)
     try:
         mtime = int(os.stat(file).st_mtime)
     except OSError as exc:
-        raise ConfigErrors([ConfigError(exc.strerror or str(exc), str(file))]) from exc
-    return build_zone(doc, default_serial=mtime)
+        raise ConfigErrors([ConfigError(exc.strerror or str(exc), file)]) from exc
+    return text, mtime
 
 
 def build_zone(doc: Document, default_serial: int = 1) -> Zone:

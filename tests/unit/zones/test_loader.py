@@ -11,7 +11,8 @@ import dns.rdatatype
 import pytest
 
 from geodns.errors import ConfigErrors
-from geodns.zones.loader import load_zone_file, load_zones
+from geodns.zones.loader import load_zone_file, load_zone_texts, load_zones
+from geodns.zones.model import ZoneSet
 from tests.conftest import ROOT
 
 HEAD = """\
@@ -225,3 +226,33 @@ def test_check_on_a_missing_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "nope.yaml: No such file or directory" in result.stderr
+
+
+def test_the_texts_a_load_read_give_the_same_zones_whatever_the_files_hold_now(
+    tmp_path: Path,
+) -> None:
+    # A DNS worker's twin takes in the zones the control plane validated from these
+    # texts (geodns.server.twin): the files may have been edited, or removed, since.
+    write(tmp_path, HEAD + "records:\n  www: {A: 192.0.2.80}\n")
+    write(tmp_path, "zone: example.org\nsoa: {mname: ns1, rname: h}\nns: [ns1]\n", "b.yaml")
+    loaded = load_zones([tmp_path])
+    assert loaded.texts is not None
+    assert [file for file, _, _ in loaded.texts.files] == [
+        str(tmp_path / "b.yaml"),
+        str(tmp_path / "example.com.yaml"),
+    ]
+    write(tmp_path, HEAD + "records:\n  www: {A: 192.0.2.99}\n")
+    (tmp_path / "b.yaml").unlink()
+    again = load_zone_texts(loaded.texts)
+    assert again == loaded
+    assert again.texts == loaded.texts
+    origin = dns.name.from_text("example.com")  # the serial is the mtime the load saw
+    assert again.zones[origin].soa[0].serial == loaded.zones[origin].soa[0].serial
+    assert load_zones([tmp_path]) != loaded  # what the files hold now differs
+
+
+def test_a_broken_load_keeps_no_texts_and_a_built_zone_set_has_none(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD + "records:\n  www: {A: 192.0.2.300}\n")
+    with pytest.raises(ConfigErrors):
+        load_zones([path])
+    assert ZoneSet({}).texts is None
