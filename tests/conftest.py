@@ -224,6 +224,20 @@ def child_pids(pid: int, cmdline: str = "") -> list[int]:
     return sorted(found)
 
 
+def split_twins(pids: list[int]) -> tuple[list[int], list[int]]:
+    """(the DNS workers' twins among `pids`, the others), by the name a twin gives itself."""
+    from geodns.server.twin import TWIN_NAME
+
+    twins, others = [], []
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        (twins if name == TWIN_NAME else others).append(pid)
+    return twins, others
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
     """Poll `predicate` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout

@@ -586,12 +586,13 @@ class ControlPlane:
             reloading()  # systemd shows the unit "reloading" until the READY=1 below
             now = self.clock()
             started = time.monotonic()
-            stand_in = self.local.stand_in() if self.local is not None else None
+            relief = await self.local.relief() if self.local is not None else None
             try:
-                result = self._reload(trigger, now, run_now if stand_in is None else stand_in.run)
+                result = self._reload(trigger, now, run_now if relief is None else relief.run)
             finally:
-                if stand_in is not None:
-                    stand_in.stop()
+                if relief is not None:
+                    assert self.local is not None
+                    await self.local.end_relief(relief)
                 refused = "; the last reload was refused (see the log)" if self.reload_error else ""
                 ready(f"config version {self.config_version}{refused}")
             if result.ok:

@@ -14,8 +14,10 @@ answers once; it never runs per query.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import dns.name
@@ -161,6 +163,9 @@ class Answerer:
         )
         self.dropped = 0
         self.errors = 0
+        # Where UDP queries newly in the static cache go (the bytes after their ID), for the
+        # worker's twin to answer into its own caches (geodns.server.twin); None: nowhere.
+        self.fresh: deque[bytes] | None = None
 
     def warm_from(self, old: Answerer, budget: float = WARM_BUDGET) -> int:
         """Answer again, into this Answerer's caches, what `old` answered last, for up to
@@ -185,8 +190,14 @@ class Answerer:
                 return warmed
             prepared_for(*key)
             warmed += 1
+        return warmed + self.warm(reversed(list(old._exact[UDP])), deadline)
+
+    def warm(self, tails: Iterable[bytes], deadline: float = math.inf) -> int:
+        """Answer UDP queries (the bytes after their ID) into the caches, uncounted, until
+        `deadline` (this thread's CPU time); how many."""
         answer = self._answer
-        for tail in reversed(list(old._exact[UDP])):
+        warmed = 0
+        for tail in tails:
             if warmed % 64 == 0 and warmed and time.thread_time() > deadline:
                 break
             answer(b"\0\0" + tail, UDP, _WARM_PEER)
@@ -314,6 +325,8 @@ class Answerer:
             if len(exact) >= EXACT_CACHE_SIZE:
                 exact.clear()
             exact[data[2:]] = (reply[2:], key)
+            if self.fresh is not None and transport == UDP:
+                self.fresh.append(data[2:])
         elif cacheable == BY_STATE:
             # Keyed by bytes that carry the client's subnet: a flood of random subnets would
             # fill it in a moment. Full, it takes no more (until the next state empties it)

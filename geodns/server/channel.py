@@ -27,6 +27,30 @@ async def read_message(reader: asyncio.StreamReader) -> Any:
     return pickle.loads(await reader.readexactly(length))
 
 
+def read_message_blocking(sock: socket.socket) -> Any | None:
+    """The next message, read without an event loop (a worker's twin); None at the end."""
+    header = _read_exactly(sock, _LENGTH.size)
+    if header is None:
+        return None
+    (length,) = _LENGTH.unpack(header)
+    body = _read_exactly(sock, length)
+    return None if body is None else pickle.loads(body)
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        try:
+            chunk = sock.recv(min(n, 1 << 20))
+        except ConnectionError:
+            return None
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
 class Channel:
     """One end of a worker link, usable from an event loop once `open()` has run."""
 

@@ -9,8 +9,9 @@ admin side's threads), which a fork must not copy. A worker killed by a signal o
 of an error is forked again from the supervisor; the supervisor hands process 0 the new
 worker's end of a channel, and process 0 replays the current zones, scopes and state to it.
 
-While a worker takes in new zones (a reload: seconds of blocking work), a forked copy of
-it, its StandIn, answers its UDP sockets from the old zones (docs/reload.md).
+While a worker takes in new zones (a reload: seconds of blocking work), its twin (a copy
+forked when it started and kept current, geodns.server.twin) answers its UDP sockets from
+the old zones; without a twin, a copy forked for that reload, its StandIn (docs/reload.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,14 +35,15 @@ from geodns.geo.scopes import ScopeFiles, ScopeRuns
 from geodns.health.state import ALL_UP, StateSnapshot
 from geodns.lifetime import die_with_parent
 from geodns.server import heap, pktinfo
-from geodns.server.answer import TCP, UDP, Answerer, ServerOptions
+from geodns.server.answer import EXACT_CACHE_SIZE, TCP, UDP, Answerer, ServerOptions
 from geodns.server.channel import Channel, WorkerLink
 from geodns.server.querylog import QueryLog
 from geodns.server.rrl import Exemption, ResponseRateLimiter, RRLConfig
 from geodns.server.sockets import LISTEN_BACKLOG, ListenAddress, SocketSet, bind_all
-from geodns.server.standin import StandIn, run_now
+from geodns.server.standin import Relief, StandIn, run_now
 from geodns.server.stats import QueryStats
 from geodns.server.tcp import TCPConnection, TCPState
+from geodns.server.twin import Twin
 from geodns.server.udp import UDPServer
 from geodns.zones.model import ZoneSet
 
@@ -49,6 +52,12 @@ log = logging.getLogger("geodns.server")
 SHUTDOWN_GRACE = 2.0  # seconds for open TCP connections to flush their replies
 RESTART_PAUSE = 1.0  # seconds before restarting a worker that died within this of starting
 STATS_INTERVAL = 1.0  # seconds between a worker's reports of its counts
+# Seconds the loop runs after a reload, at the lowest priority, before its relief stops
+# answering: what the reload held up (timers, the channel, the admin side) is done then,
+# not in front of the first datagrams the loop reads again (5 ms of late replies).
+CATCH_UP = 0.02
+TWIN_FEED_INTERVAL = 0.5  # seconds between the queries newly cached sent to the twin
+TWIN_FEED_BATCH = 2000  # queries at most per message: its pickling must not hold the loop
 
 
 @dataclass
@@ -112,8 +121,13 @@ class DnsWorker:
         self.reloaded = False  # whether they are other than the ones this process started with
         self.scope_files: ScopeFiles | None = None  # the last scopes the control plane sent
         self.udp: list[UDPServer] = []
-        self.udp_fds: list[int] = []  # their sockets, for a stand-in
-        self._stand_in: StandIn | None = None  # while a ("stand-in") awaits its ("zones")
+        self.udp_fds: list[int] = []  # their sockets, for a twin or a stand-in
+        self.twin: Twin | None = None  # told everything applied here, in the same order
+        self._twinned = False  # whether this worker keeps one (a lost one is forked again)
+        self._twin_start: asyncio.Future | None = None  # a lost one's successor, forking
+        self._relief: Relief | None = None  # while a ("stand-in") awaits its ("zones")
+        # The queries the Answerer newly cached, until the twin is sent them (feed_twin).
+        self._fresh: deque[bytes] | None = None
         self.addresses: tuple[str, ...] = ()  # where it answers, ports as bound
         # One table for every UDP socket of the worker, kept across reloads.
         self.limiter = (
@@ -145,6 +159,9 @@ class DnsWorker:
             return answerer
 
         answerer = run(build)
+        # The texts, where there are any: pickling the ZoneSet would cost this process
+        # 0.12 s of CPU per 10,000 records (the twin builds the zones from them again).
+        self._tell_twin(("zones", zones) if zones.texts is None else ("zone-texts", zones.texts))
         self.zones = zones
         self.reloaded = True
         # The settings follow: they are held by the frames of the serve command for the
@@ -152,10 +169,56 @@ class DnsWorker:
         # one (one more copy of every record, for good). A forked worker's supervisor has
         # its own copy of them, and a restarted worker gets the current zones replayed.
         self.config.zones = zones
+        answerer.fresh = self._fresh
         self.answerer = answerer
         for protocol in self.udp:
             protocol.set_handler(answerer.handler(UDP))
         self.tcp_state.handler = answerer.handler(TCP)
+
+    async def start_twin(self) -> None:
+        """Fork this worker's twin (geodns.server.twin), where it can have one."""
+        self.twin = await Twin.start(self)
+        if self.twin is not None:
+            self._twinned = True
+            self._fresh = self.answerer.fresh = deque(maxlen=EXACT_CACHE_SIZE)
+
+    def forget_twin(self) -> None:
+        """In the twin itself: what it applies goes no further, and it records nothing."""
+        self.twin = None
+        self._fresh = self.answerer.fresh = None
+
+    def feed_twin(self) -> None:
+        """Send the twin what the Answerer newly cached, at most TWIN_FEED_BATCH queries:
+        it answers them into its own caches, so that it answers from warm ones when a
+        reload hands it the sockets (cold, its first queries for each name cost it about
+        45 us each, 20 ms of lateness at the first reload of a 10,000-name zone)."""
+        fresh = self._fresh
+        if self.twin is None or not fresh:
+            return
+        batch = [fresh.popleft() for _ in range(min(len(fresh), TWIN_FEED_BATCH))]
+        self.twin.send(("warm", batch))
+
+    async def relief(self) -> Relief | None:
+        """Whatever answers the UDP sockets while this process's loop is busy (a reload)
+        from the current configuration: its twin, else a stand-in forked now. The reload
+        runs its work through the Relief's run(), then hands it to end_relief(). None
+        where there is nothing to answer for, or fork fails."""
+        if self.twin is not None:
+            relief = await self.twin.relieve()
+            if relief is not None:
+                return relief
+        return self.stand_in()
+
+    async def end_relief(self, relief: Relief) -> None:
+        """Stop the relief (the loop answers again), after letting the loop catch up on
+        what the reload held up for CATCH_UP, at the lowest priority; fork a new twin if
+        the old one was lost."""
+        relief.settle()
+        await asyncio.sleep(CATCH_UP)
+        relief.release()
+        if self._twinned and (self.twin is None or self.twin.gone):
+            self.twin = None
+            self._twin_start = asyncio.ensure_future(self.start_twin())
 
     def stand_in(self) -> StandIn | None:
         """Fork a copy of this worker that answers its UDP sockets with the current
@@ -169,8 +232,23 @@ class DnsWorker:
             log.warning("reload: no stand-in to answer meanwhile (%s): answers wait", exc)
             return None
 
+    def _tell_twin(self, message: tuple) -> None:
+        if self.twin is not None:
+            self.twin.send(message)
+
     def apply_state(self, state: StateSnapshot) -> None:
         self.answerer.set_state(state)
+        self._tell_twin(("state", state))
+
+    def reload_geoip(self) -> bool:
+        """Read the GeoIP file again if it was replaced (geoipupdate renames a new one in);
+        whether it was. Raises GeodnsError for a file it cannot read (the old one stays)."""
+        db = self.config.geoip
+        if db is None or not db.maybe_reload():
+            return False
+        self.answerer.drop_decisions()
+        self._tell_twin(("geoip", None))
+        return True
 
     def apply_scopes(self, scopes: ScopeFiles) -> None:
         """Merged ECS scopes for the GeoIP file version `scopes.file_key`."""
@@ -192,22 +270,31 @@ class DnsWorker:
         self.scope_files = scopes
         self.answerer.geo.set_scopes(*self.scopes)
         self.answerer.drop_decisions()
+        self._tell_twin(("scopes", scopes))
+
+    async def receive(self, message: tuple) -> None:
+        """A message from the control plane: ("stand-in", None) when a reload's zones
+        follow (their relief answers meanwhile), or what apply() takes."""
+        kind, value = message
+        if kind == "stand-in":
+            if self._relief is None:
+                self._relief = await self.relief()
+        elif kind == "zones" and self._relief is not None:
+            relief, self._relief = self._relief, None
+            try:
+                self.apply_zones(value, relief.run)
+            finally:
+                await self.end_relief(relief)
+        else:
+            self.apply(message)
 
     def apply(self, message: tuple) -> None:
         """A message from the control plane: ("zones", ZoneSet), ("state", snapshot),
-        ("scopes", ScopeFiles), ("counts", export) to count on from (a replaced worker's),
-        or ("stand-in", None): zones follow, answer meanwhile from a forked copy."""
+        ("scopes", ScopeFiles), or ("counts", export) to count on from (a replaced
+        worker's)."""
         kind, value = message
-        if kind == "stand-in":  # a reload: the zones that follow take a while to apply
-            if self._stand_in is None:
-                self._stand_in = self.stand_in()
-        elif kind == "zones":
-            try:
-                self.apply_zones(value, run_now if self._stand_in is None else self._stand_in.run)
-            finally:
-                if self._stand_in is not None:
-                    self._stand_in.stop()
-                    self._stand_in = None
+        if kind == "zones":
+            self.apply_zones(value)
         elif kind == "state":
             self.apply_state(value)
         elif kind == "scopes":
@@ -432,13 +519,18 @@ async def _watch_geoip(db: GeoIPDatabase, worker: DnsWorker, interval: float) ->
     while True:
         await asyncio.sleep(interval)
         try:
-            swapped = db.maybe_reload()
+            swapped = worker.reload_geoip()
         except GeodnsError as exc:
             log.error("GeoIP: keeping the loaded database: %s", exc)
             continue
         if swapped:
             log.info("GeoIP: reloaded %s (built %s)", db.path, db.build_date.date())
-            worker.answerer.drop_decisions()
+
+
+async def _feed_twin(worker: DnsWorker) -> None:
+    while True:
+        await asyncio.sleep(TWIN_FEED_INTERVAL)
+        worker.feed_twin()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -500,7 +592,7 @@ async def serve(
         # sent its counts, the zones and scopes if they changed, then the state).
         while True:
             message = await channel.receive()
-            worker.apply(message)
+            await worker.receive(message)
             if message[0] == "state":
                 break
         background.append(asyncio.ensure_future(_follow(channel, worker, stop)))
@@ -518,6 +610,10 @@ async def serve(
     # The configuration's objects out of the collector's sight before the first answer: a
     # full collection would otherwise walk them all, now and then, with the loop stopped.
     heap.settle(full=True)
+    worker.udp_fds = [sock.fileno() for sock in sockets.udp]
+    # Forked before this process answers, with the heap just frozen: the two share it
+    # until either replaces its configuration.
+    await worker.start_twin()
     transports: list = []
     servers = []
     for sock in sockets.udp:
@@ -525,7 +621,6 @@ async def serve(
             worker.answerer.handler(UDP), worker.limiter, udp_size=config.options.udp_size
         )
         worker.udp.append(protocol)
-        worker.udp_fds.append(sock.fileno())
         if pktinfo.enabled(sock):  # a wildcard address: reply from each query's destination
             transport = pktinfo.PktinfoTransport(sock)
             transport.attach(loop, protocol)
@@ -552,6 +647,7 @@ async def serve(
         background.append(
             asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
         )
+    background.append(asyncio.ensure_future(_feed_twin(worker)))
     await stop.wait()
     log.info("shutting down")
     if announce:
@@ -573,6 +669,8 @@ async def serve(
         await asyncio.sleep(0.05)
     for conn in list(worker.tcp_state.connections):
         conn.abort("shutting down with replies unsent")  # a client that is not reading
+    if worker.twin is not None:
+        worker.twin.close()
 
 
 async def _follow(channel: Channel, worker: DnsWorker, stop: asyncio.Event) -> None:
@@ -586,7 +684,7 @@ async def _follow(channel: Channel, worker: DnsWorker, stop: asyncio.Event) -> N
     reporter = asyncio.ensure_future(report())
     try:
         while True:
-            worker.apply(await channel.receive())
+            await worker.receive(await channel.receive())
     except (asyncio.IncompleteReadError, ConnectionError):
         stop.set()  # the control plane is gone: so is the server
     finally:

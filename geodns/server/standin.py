@@ -1,8 +1,9 @@
-"""The stand-in that answers while a DNS worker reloads, and the priority the reload runs at.
+"""What answers while a DNS worker reloads (a Relief), and the priority the reload runs at.
 
 A reload's work (reading and building the zones, the new Answerer and its warming, a full
-collection) blocks the worker's loop for about half a second of CPU. Meanwhile a forked
-copy of the worker, its StandIn, answers the UDP sockets from the old zones. The two share
+collection) blocks the worker's loop for about half a second of CPU. Meanwhile another
+copy of the worker answers the UDP sockets from the old zones: its twin (geodns.server.twin,
+forked when the worker started), or, without one, a StandIn forked for the reload. The two share
 the server's core, so the work runs in a thread at the lowest scheduling priority
 (`SCHED_IDLE`) while the loop's thread waits for it: the kernel gives the work only the
 time the stand-in leaves, and a stand-in woken by a datagram takes the core from it at
@@ -72,69 +73,18 @@ class _SocketTransport:
             self.sock.sendto(data, addr)
 
 
-class StandIn:
-    """A forked copy of a DNS worker that answers its UDP sockets while the worker's
-    loop is busy with a reload, as NSD's old server process answers while a new one
-    loads. The copy shares the sockets, so whichever process reads a datagram answers
-    it: while the worker is blocked, the copy reads them all, from the zones it was
-    forked with (nothing is half applied). It runs no event loop (a fork must not use
-    the parent's), only select() and the Answerer's handler, and exits when the worker
-    closes its end of a pipe. TCP connections wait in the listen queue meanwhile, and
-    what the copy answers is not counted in the worker's figures."""
+class Relief:
+    """Another process answering a DNS worker's UDP sockets while the worker's loop is busy
+    with a reload (a forked StandIn, or the worker's twin, geodns.server.twin), and the
+    priority the reload's work runs at meanwhile: `run` the work, then `stop`."""
 
-    def __init__(self, pid: int, stop_fd: int, done_fd: int) -> None:
-        self.pid = pid
-        self._stop_fd = stop_fd
-        self._done_fd = done_fd
+    def __init__(self) -> None:
         self._patient_until = time.monotonic() + PATIENCE
         self._gone = False
         # The caller's (the loop's) thread, at SCHED_IDLE while the copy answers, and what
         # brings it back to a fair share if the reload finds no spare CPU for PATIENCE.
         self._lowered: int | None = None
         self._watchdog: threading.Timer | None = None
-
-    @classmethod
-    def start(cls, worker: DnsWorker) -> StandIn:
-        handler = worker.answerer.handler(UDP)
-        stop_r, stop_w = os.pipe()
-        done_r, done_w = os.pipe()
-        parent = os.getpid()
-        # Everything since the last freeze out of the collector's sight too (see
-        # geodns.server.heap): a full collection in either process would walk (and write
-        # to) every object, copying every page the two share, for nothing; the first
-        # reload stalled about 1 s on it.
-        gc.freeze()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (stop_r, stop_w, done_r, done_w):
-                os.close(fd)
-            raise
-        if pid == 0:
-            code = 1
-            try:
-                os.close(stop_w)
-                os.close(done_r)
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.set_wakeup_fd(-1)  # the parent loop's: not ours to write to
-                die_with_parent(parent)
-                _stand_in(handler, worker, stop_r)
-                code = 0
-            finally:
-                # Done reading: the worker may take the sockets back now, without waiting
-                # for this copy to tear down its address space (5-10 ms for a server's
-                # heap, time in which nobody would answer), which it does last in line.
-                _idle_priority()
-                with contextlib.suppress(OSError):
-                    os.write(done_w, b".")
-                os._exit(code)
-        os.close(stop_r)
-        os.close(done_w)
-        stand_in = cls(pid, stop_w, done_r)
-        stand_in._lower_caller()
-        return stand_in
 
     def _lower_caller(self) -> None:
         """The caller's thread to SCHED_IDLE until the copy stops reading (_release)."""
@@ -151,9 +101,9 @@ class StandIn:
         self._watchdog.start()
 
     def run(self, work: Callable[[], T]) -> T:
-        """Run a reload's work at the lowest priority while this stand-in answers; the
-        caller's thread (the loop's) waits for it, so nothing else competes for the GIL.
-        Past PATIENCE since the start, the stand-in is let go and the work has the core."""
+        """Run a reload's work at the lowest priority while the copy answers; the caller's
+        thread (the loop's) waits for it, so nothing else competes for the GIL. Past
+        PATIENCE since the start, the copy is let go and the work has the core."""
         if self._gone or not can_leave_idle():
             return work()
         outcome: list = []
@@ -162,9 +112,9 @@ class StandIn:
 
         def body() -> None:
             native.append(threading.get_native_id())
-            _idle_priority()
+            idle_priority()
             if boosted.is_set():  # let go before it got here: the boost below missed it
-                _normal_priority()
+                normal_priority()
             try:
                 outcome.append((True, work()))
             except BaseException as exc:  # handed to the caller, as a direct call would
@@ -192,21 +142,98 @@ class StandIn:
         return value
 
     def stop(self) -> None:
-        """Let the copy finish the datagram in hand and exit; wait for it.
+        """settle(), then release(): where the caller has no loop to let run in between."""
+        self.settle()
+        self.release()
 
-        First, while the copy still answers, the new configuration's objects are frozen
+    def settle(self) -> None:
+        """While the copy still answers, freeze the new configuration's objects
         (geodns.server.heap): a full collection would otherwise walk them (60-100 ms for a
         zone of 10,000 records) a moment after the worker's loop took the sockets back.
         Once in a while (the frozen heap grown by a quarter) a full collection runs there
         first, which frees what reference cycles were garbage when the heap was frozen."""
         self.run(heap.settle)
+
+    def release(self) -> None:
+        """Let the copy finish the datagram in hand and stop reading; return once it has.
+        The loop's thread is back at a fair share then: the loop answers again."""
         self._release()
 
     def _release(self) -> None:
-        """Stop the copy and wait until it reads no more; it is reaped in the background."""
         if self._gone:
             return
         self._gone = True
+        try:
+            self._let_go()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            if self._lowered is not None:
+                _normal_priority_of(self._lowered)  # the loop answers again
+
+    def _let_go(self) -> None:
+        """Tell the copy to stop reading; return once it reads no more."""
+        raise NotImplementedError
+
+
+class StandIn(Relief):
+    """A forked copy of a DNS worker that answers its UDP sockets while the worker's
+    loop is busy with a reload, as NSD's old server process answers while a new one
+    loads. The copy shares the sockets, so whichever process reads a datagram answers
+    it: while the worker is blocked, the copy reads them all, from the zones it was
+    forked with (nothing is half applied). It runs no event loop (a fork must not use
+    the parent's), only select() and the Answerer's handler, and exits when the worker
+    closes its end of a pipe. TCP connections wait in the listen queue meanwhile, and
+    what the copy answers is not counted in the worker's figures. A worker with a twin
+    (geodns.server.twin) forks one only when its twin is lost."""
+
+    def __init__(self, pid: int, stop_fd: int, done_fd: int) -> None:
+        super().__init__()
+        self.pid = pid
+        self._stop_fd = stop_fd
+        self._done_fd = done_fd
+
+    @classmethod
+    def start(cls, worker: DnsWorker) -> StandIn:
+        handler = worker.answerer.handler(UDP)
+        stop_r, stop_w = os.pipe()
+        done_r, done_w = os.pipe()
+        parent = os.getpid()
+        # Everything since the last freeze out of the collector's sight too (see
+        # geodns.server.heap): a full collection in either process would walk (and write
+        # to) every object, copying every page the two share, for nothing; the first
+        # reload stalled about 1 s on it.
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (stop_r, stop_w, done_r, done_w):
+                os.close(fd)
+            raise
+        if pid == 0:
+            code = 1
+            try:
+                os.close(stop_w)
+                os.close(done_r)
+                forked_copy(parent)
+                answer_until(stop_r, *udp_protocols(handler, worker))
+                code = 0
+            finally:
+                # Done reading: the worker may take the sockets back now, without waiting
+                # for this copy to tear down its address space (5-10 ms for a server's
+                # heap, time in which nobody would answer), which it does last in line.
+                idle_priority()
+                with contextlib.suppress(OSError):
+                    os.write(done_w, b".")
+                os._exit(code)
+        os.close(stop_r)
+        os.close(done_w)
+        stand_in = cls(pid, stop_w, done_r)
+        stand_in._lower_caller()
+        return stand_in
+
+    def _let_go(self) -> None:
+        """Stop the copy and wait until it reads no more; it is reaped in the background."""
         os.close(self._stop_fd)
         try:
             # Its byte, or the pipe's end when it died: either way it reads no more.
@@ -216,11 +243,22 @@ class StandIn:
                     os.kill(self.pid, signal.SIGKILL)
         finally:
             os.close(self._done_fd)
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            if self._lowered is not None:
-                _normal_priority_of(self._lowered)  # the loop answers again
-        threading.Thread(target=_reap, args=(self.pid,), name="geodns-reap", daemon=True).start()
+        reap_later(self.pid)
+
+
+def forked_copy(parent: int) -> None:
+    """What a forked copy of a worker (a stand-in, a twin) sets up first: the default
+    action for SIGTERM and SIGINT, SIGHUP ignored, no wakeup fd, death with the worker."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)  # the parent loop's: not ours to write to
+    die_with_parent(parent)
+
+
+def reap_later(pid: int) -> None:
+    """Wait for a child that was told to exit, in a thread: the loop does not wait."""
+    threading.Thread(target=_reap, args=(pid,), name="geodns-reap", daemon=True).start()
 
 
 def _reap(pid: int) -> None:
@@ -228,7 +266,7 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _idle_priority() -> None:
+def idle_priority() -> None:
     """SCHED_IDLE for the calling thread (or, where refused, the highest nice value)."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -237,7 +275,7 @@ def _idle_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _normal_priority() -> None:
+def normal_priority() -> None:
     _normal_priority_of(0)
 
 
@@ -275,9 +313,14 @@ def can_leave_idle() -> bool:
     return allowed[0]
 
 
-def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:
+Receivers = dict[int, Callable[[], tuple[bytes, tuple]]]
+
+
+def udp_protocols(handler: Handler, worker: DnsWorker) -> tuple[Receivers, dict[int, UDPServer]]:
+    """In a forked copy: a protocol for each of the worker's UDP sockets, answering with
+    `handler`, and what reads each socket, by file descriptor."""
     protocols: dict[int, UDPServer] = {}
-    receivers: dict[int, Callable[[], tuple[bytes, tuple]]] = {}
+    receivers: Receivers = {}
     for fd in worker.udp_fds:
         sock = socket.socket(fileno=os.dup(fd))
         sock.setblocking(False)
@@ -290,6 +333,11 @@ def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:
             receivers[sock.fileno()] = functools.partial(sock.recvfrom, 65535)
             protocol.connection_made(_SocketTransport(sock))  # type: ignore[arg-type]
         protocols[sock.fileno()] = protocol
+    return receivers, protocols
+
+
+def answer_until(stop_fd: int, receivers: Receivers, protocols: dict[int, UDPServer]) -> None:
+    """Answer the sockets until `stop_fd` is readable (what is there is left to read)."""
     while True:
         ready, _, _ = select.select([stop_fd, *receivers], [], [])
         if stop_fd in ready:
@@ -301,6 +349,6 @@ def _stand_in(handler: Handler, worker: DnsWorker, stop_fd: int) -> None:
                     data, addr = receive()
                 except OSError:  # BlockingIOError: none left
                     break
-                # The loop's protocol would log a failure; a stand-in drops that datagram.
+                # The loop's protocol would log a failure; a copy drops that datagram.
                 with contextlib.suppress(Exception):
                     protocol.datagram_received(data, addr)

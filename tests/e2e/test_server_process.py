@@ -13,7 +13,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.conftest import EXAMPLE_ZONES, ROOT, child_pids, running_server, wait_for
+from tests.conftest import EXAMPLE_ZONES, ROOT, child_pids, running_server, split_twins, wait_for
 from tests.e2e.test_malformed import frame, recv_frame, valid_query
 
 
@@ -85,8 +85,12 @@ def test_two_workers_share_the_port() -> None:
             reply = srv.udp(dns.message.make_query(f"www{i % 3}.example.com", "A"))
             assert reply.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
         assert srv.tcp(dns.message.make_query("www.example.com", "A")).answer
-        # The parent serves as worker 0; its one child supervises worker 1.
-        assert len(child_pids(srv.proc.pid)) == 1
+        # The parent serves as worker 0; its children: its twin, and the supervisor of
+        # worker 1, whose only child has a twin of its own.
+        twins, others = split_twins(child_pids(srv.proc.pid))
+        assert len(twins) == 1 and len(others) == 1
+        (worker,) = child_pids(others[0])
+        assert split_twins(child_pids(worker)) == ([child_pids(worker)[0]], [])
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(10) == 0
         wait_for(lambda: not child_pids(srv.proc.pid))

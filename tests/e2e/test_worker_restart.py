@@ -13,13 +13,22 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 
-from tests.conftest import EXAMPLE_ZONES, ServerProcess, child_pids, running_server, wait_for
+from tests.conftest import (
+    EXAMPLE_ZONES,
+    ServerProcess,
+    child_pids,
+    running_server,
+    split_twins,
+    wait_for,
+)
 from tests.e2e.test_reload import add_record
 
 
 def workers(srv: ServerProcess) -> list[int]:
-    """Workers 1..N-1: the children of the supervisor, process 0's only child."""
-    return [w for sup in child_pids(srv.proc.pid) for w in child_pids(sup)]
+    """Workers 1..N-1: the children of the supervisor, process 0's child that is not its
+    twin."""
+    _, (supervisor,) = split_twins(child_pids(srv.proc.pid))
+    return child_pids(supervisor)
 
 
 def answers_from_many_ports(srv: ServerProcess, name: str, n: int = 40) -> list[str]:
