@@ -122,6 +122,27 @@ def group_cpu(pgid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def group_memory(pgid: int) -> list[dict]:
+    """Each process of a process group: its pid, name (/proc/PID/comm), resident set and
+    proportional set size in MB (PSS shares each page out between the processes that map
+    it: what the process adds, where RSS counts a page shared with its twin in both)."""
+    out = []
+    for pid in sorted(group_cpu(pgid)):
+        fields: dict[str, int] = {}
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("Rss", "Pss"):
+                    fields[key] = int(value.split()[0])
+        except (OSError, ValueError):
+            continue
+        if len(fields) == 2:
+            mb = {k: round(v / 1024, 1) for k, v in fields.items()}
+            out.append({"pid": pid, "name": name, "rss_mb": mb["Rss"], "pss_mb": mb["Pss"]})
+    return out
+
+
 def socket_drops(port: int) -> int:
     """Datagrams the kernel dropped, over their lifetime, for a full receive buffer on
     the UDP sockets bound to `port` (the server's: several with SO_REUSEPORT)."""
