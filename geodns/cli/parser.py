@@ -212,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between looks for changed zone files, 0 to never look (default: 1)",
     )
+    serve.add_argument(
+        "--no-twins",
+        dest="twins",
+        action="store_false",
+        help="no twin per DNS worker: reloads fork a copy to answer meanwhile, which saves "
+        "a second copy of the configuration in memory and costs late replies at each "
+        "reload (docs/reload.md) (default: a twin each)",
+    )
 
     demo = sub.add_parser(
         "demo",

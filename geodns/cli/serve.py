@@ -165,6 +165,7 @@ def run_serve(args: argparse.Namespace, demo: tuple[dict[str, int], str] | None 
         # its source is not spoofed, so rate limiting spares it (RFC 7873 5.2.4).
         rrl_exempt=lambda query, peer: cookies.has_valid_server_cookie_untrusted(query, peer[0]),
         query_log_rate=args.query_log_rate if args.query_log else None,
+        twins=args.twins,
     )
     del zones  # the config and the control plane hold them, until a reload replaces them
     try:

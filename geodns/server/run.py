@@ -78,6 +78,8 @@ class ServeConfig:
     rrl_exempt: Exemption | None = None
     # The sampled query log's records a second, for the whole server; None: off.
     query_log_rate: float | None = None
+    # Whether each DNS worker keeps a twin to answer during reloads (geodns.server.twin).
+    twins: bool = True
 
 
 def install_event_loop() -> str:
@@ -177,6 +179,8 @@ class DnsWorker:
 
     async def start_twin(self) -> None:
         """Fork this worker's twin (geodns.server.twin), where it can have one."""
+        if not self.config.twins:
+            return
         self.twin = await Twin.start(self)
         if self.twin is not None:
             self._twinned = True

@@ -163,3 +163,18 @@ def test_serve_defaults_to_the_embedded_zone_without_a_zones_dir(tmp_path) -> No
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_one_twin_by_default_and_none_with_no_twins() -> None:
+    # Only where a thread may leave SCHED_IDLE again (root here, or LimitNICE=+0).
+    from geodns.server.standin import can_leave_idle
+
+    if not can_leave_idle():
+        pytest.skip("no CAP_SYS_NICE or RLIMIT_NICE 20: never a twin")
+    with running_server(EXAMPLE_ZONES) as srv:
+        assert srv.udp(dns.message.make_query("www.example.com", "A")).answer
+        twins = wait_for(lambda: split_twins(child_pids(srv.proc.pid))[0])
+        assert len(twins) == 1
+    with running_server(EXAMPLE_ZONES, "--no-twins") as srv:
+        assert srv.udp(dns.message.make_query("www.example.com", "A")).answer
+        assert child_pids(srv.proc.pid) == []

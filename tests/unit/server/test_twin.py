@@ -268,3 +268,21 @@ def test_the_twin_is_named_for_ps(served: Served) -> None:
     assert twin is not None
     # ps, top and the tests tell it from the worker by its name (set right after the fork).
     wait_for(lambda: Path(f"/proc/{twin.pid}/comm").read_text().strip() == twin_module.TWIN_NAME)
+
+
+def test_no_twin_when_the_operator_says_so(served: Served) -> None:
+    # geodns serve --no-twins: memory before reload latency.
+    from geodns.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--no-twins"])
+    assert args.twins is False and build_parser().parse_args(["serve"]).twins is True
+    served.worker.config.twins = args.twins
+
+    async def body() -> None:
+        await served.worker.start_twin()
+        assert served.worker.twin is None
+        relief = await served.worker.relief()
+        assert isinstance(relief, StandIn)
+        await served.worker.end_relief(relief)
+
+    asyncio.run(body())
