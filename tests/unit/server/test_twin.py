@@ -286,3 +286,24 @@ def test_no_twin_when_the_operator_says_so(served: Served) -> None:
         await served.worker.end_relief(relief)
 
     asyncio.run(body())
+
+
+def test_a_forked_worker_s_reload_is_answered_by_its_twin(served: Served) -> None:
+    # Workers 1..N-1 hear of a reload as ("stand-in", None), then ("zones", ZoneSet).
+    async def body() -> None:
+        worker = served.worker
+        await worker.start_twin()
+        twin = worker.twin
+        assert twin is not None
+        await worker.receive(("stand-in", None))
+        assert await served.ask_async() == ["192.0.2.80"]  # the twin, from the old zones
+        served.file.write_text(ZONE % "192.0.2.82")
+        await worker.receive(("zones", load_zones([served.zones])))
+        assert worker.twin is twin and policy(twin.pid) == os.SCHED_IDLE
+        assert await served.ask_async("www.example.com", 0.3) is None  # quiet again
+        # The next reload's twin answers from the zones the last one applied.
+        await worker.receive(("stand-in", None))
+        assert await served.ask_async() == ["192.0.2.82"]
+        await worker.receive(("zones", load_zones([served.zones])))
+
+    asyncio.run(body())
