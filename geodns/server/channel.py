@@ -70,6 +70,12 @@ class Channel:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(encode(message))
 
+    def unsent(self) -> int:
+        """Bytes sent that the other end has not read yet (still in this end's buffer)."""
+        if self._writer is None or self._writer.is_closing():
+            return 0
+        return self._writer.transport.get_write_buffer_size()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

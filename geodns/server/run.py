@@ -197,8 +197,8 @@ class DnsWorker:
         reload hands it the sockets (cold, its first queries for each name cost it about
         45 us each, 20 ms of lateness at the first reload of a 10,000-name zone)."""
         fresh = self._fresh
-        if self.twin is None or not fresh:
-            return
+        if self.twin is None or not fresh or self.twin.behind():
+            return  # (fresh is bounded: the oldest queries fall out first)
         batch = [fresh.popleft() for _ in range(min(len(fresh), TWIN_FEED_BATCH))]
         self.twin.send(("warm", batch))
 

@@ -42,6 +42,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,7 @@ TWIN_READY = PATIENCE  # seconds a reload waits for the twin to answer before it
 # scheduler held it back for a few ms: 2-5 ms of late replies right after every reload.
 # Alone on the core for a moment, it sleeps between datagrams with its lag back to zero.
 STEP_ASIDE = 0.05
+FEED_BACKLOG = 1 << 20  # bytes unread by the twin past which no queries are sent to warm it
 _ANSWERING = b"a"
 _QUIET = b"q"
 
@@ -122,6 +124,7 @@ class Twin:
                 name_process(TWIN_NAME)
                 # The worker logs what matters; the same lines twice would only confuse.
                 logging.disable(logging.CRITICAL)
+                _let_go_of_inherited({0, 1, 2, *worker.udp_fds, theirs.fileno(), quiet_r, ack_w})
                 _twin(worker, theirs, quiet_r, ack_w)
                 code = 0
             finally:
@@ -138,6 +141,11 @@ class Twin:
         """Something the worker applied, for the twin to apply in the same order."""
         if not self.gone:
             self._channel.send(message)
+
+    def behind(self) -> bool:
+        """Whether the twin has not read what it was sent (FEED_BACKLOG bytes or more): a
+        saturated core leaves it no CPU to read with, and what only warms it can wait."""
+        return self._channel.unsent() >= FEED_BACKLOG
 
     async def relieve(self) -> Relief | None:
         """Have the twin answer beside the loop; once it does, the Relief that the reload
@@ -215,6 +223,32 @@ class _TwinRelief(Relief):
 
     def _let_go(self) -> None:
         self._twin.quiet()
+
+
+def _let_go_of_inherited(keep: set[int]) -> None:
+    """Let go of the worker's other sockets and pipes: the TCP and admin listeners, the
+    store's and the health checks' connections, the other workers' channels, a child's
+    pipes. A twin lives as long as its worker: holding them, it would keep open each
+    connection the worker closes (no FIN, the peer's side left half open) and each pipe.
+    Each number is pointed at /dev/null rather than closed, so that nothing in the copied
+    heap that still names it can close a number this process opens again later."""
+    try:
+        numbers = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: keep them, as a stand-in does for its short life
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in numbers:
+            if fd in keep or fd == null:
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError:  # the directory listing's own, closed since
+                continue
+            if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _twin(worker: DnsWorker, channel: socket.socket, quiet_fd: int, ack_fd: int) -> None:

@@ -307,3 +307,61 @@ def test_a_forked_worker_s_reload_is_answered_by_its_twin(served: Served) -> Non
         await worker.receive(("zones", load_zones([served.zones])))
 
     asyncio.run(body())
+
+
+def test_a_twin_that_reads_nothing_is_fed_no_further_than_the_backlog(served: Served) -> None:
+    # A saturated core gives the twin no CPU to read with: what would only warm its caches
+    # must not pile up in the worker's memory.
+    async def body() -> None:
+        worker = served.worker
+        await worker.start_twin()
+        twin = worker.twin
+        assert twin is not None and worker.answerer.fresh is not None
+        os.kill(twin.pid, signal.SIGSTOP)
+        tail = dns.message.make_query("www.example.com", "A").to_wire()[2:]
+        sent = []
+        batch = twin_module_feed_batch()
+        for n in range(200):  # distinct bytes: pickle writes a repeated object once
+            worker.answerer.fresh.extend(tail + (n * batch + i).to_bytes(4) for i in range(batch))
+            worker.feed_twin()
+            await asyncio.sleep(0)
+            sent.append(twin._channel.unsent())
+        assert twin.behind()
+        assert twin_module.FEED_BACKLOG <= max(sent) < 2 * twin_module.FEED_BACKLOG
+        twin.close()
+
+    asyncio.run(body())
+
+
+def twin_module_feed_batch() -> int:
+    from geodns.server.run import TWIN_FEED_BATCH
+
+    return TWIN_FEED_BATCH
+
+
+def test_a_connection_the_worker_closes_is_closed_though_its_twin_was_forked_with_it(
+    served: Served,
+) -> None:
+    # The store's and the health checks' connections, open when the twin is forked.
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = socket.create_connection(listener.getsockname())
+    peer, _ = listener.accept()
+    peer.settimeout(3)
+
+    async def body() -> int:
+        await served.worker.start_twin()
+        twin = served.worker.twin
+        assert twin is not None
+        number = held.fileno()
+        await wait_for_async(lambda: os.readlink(f"/proc/{twin.pid}/fd/{number}") == os.devnull)
+        # ... and the sockets it answers on are still its own.
+        assert os.readlink(f"/proc/{twin.pid}/fd/{served.sock.fileno()}").startswith("socket:")
+        return number
+
+    try:
+        asyncio.run(body())
+        held.close()
+        assert peer.recv(1) == b""  # the FIN came: no copy of the socket is left open
+    finally:
+        for s in (held, peer, listener):
+            s.close()
