@@ -125,7 +125,7 @@ class Relief:
         thread.join(max(0.0, self._patient_until - time.monotonic()))
         if thread.is_alive():
             log.warning(
-                "reload: no spare CPU beside the stand-in for %.0f s: it stops, and the "
+                "reload: no spare CPU beside the copy answering for %.0f s: it stops, and the "
                 "reload blocks answering until it is done",
                 PATIENCE,
             )
