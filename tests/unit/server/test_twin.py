@@ -30,19 +30,13 @@ from geodns.server.standin import StandIn, can_leave_idle
 from geodns.server.twin import Twin
 from geodns.zones.loader import load_zones
 from tests.conftest import EXAMPLE_ZONES, wait_for
+from tests.unit.server.test_standin import ZONE as STAND_IN_ZONE
 
 pytestmark = pytest.mark.skipif(
     not can_leave_idle(), reason="no CAP_SYS_NICE or RLIMIT_NICE 20: no twin, stand-ins only"
 )
 
-ZONE = """\
-zone: example.com
-soa: {mname: ns1.example.com., rname: hostmaster.example.com.}
-ns: [ns1.example.com.]
-records:
-  ns1: {A: 192.0.2.53}
-  www: {A: %s}
-"""
+ZONE = STAND_IN_ZONE.replace("192.0.2.80", "%s")  # www's address to fill in
 
 
 class Served:
