@@ -181,8 +181,11 @@ class HealthMonitor:
 
     async def _probe_loop(self, key: Key, check: HealthCheck, first: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
+        this = asyncio.current_task()
         try:
-            while True:
+            # Until stopped or retired; the test, besides the cancellation, is for one that
+            # was lost (Python 3.11's wait_for could drop it, in code of ours or a library's).
+            while self._running and self._tasks.get(key) is this:
                 started = loop.time()
                 try:
                     assert self._semaphore is not None and self._session is not None

@@ -513,3 +513,34 @@ def test_control_endpoint_sets_the_mode() -> None:
                 assert "is not one of" in (await resp.json())["error"]
 
     run(main())
+
+
+def test_a_probe_loop_that_lost_its_cancellation_still_ends(monkeypatch) -> None:
+    # Python 3.11's asyncio.wait_for drops a cancellation that arrives as the awaited call
+    # completes; a probe loop that went on made stop() wait for ever (a CI run hung so).
+    # Such a probe is stood in for here by one that swallows the cancellation outright,
+    # and is in flight nearly all the time, so that the cancellations land in it.
+    from geodns.health import monitor as monitor_module
+
+    real_probe = monitor_module.probe
+
+    async def probe_that_loses_cancellation(*args: Any, **kwargs: Any) -> Any:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.5)
+        return await real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(monitor_module, "probe", probe_that_loses_cancellation)
+
+    async def main() -> None:
+        async with simulated("a", "b") as r:
+            zones = zoneset({"a": http(r["a"]), "b": http(r["b"])})
+            async with monitoring(zones) as (monitor, _):
+                await until(lambda: len(monitor.stats) == 2)
+                # A region's check retired by new zones: its loop ends too.
+                retired = monitor._tasks[(SERVICE, "b")]
+                monitor.set_zones(zoneset({"a": http(r["a"]), "b": None}))
+                await asyncio.wait([retired], timeout=5)
+                assert retired.done()
+            # ... and stop() returned: monitoring()'s exit awaited it.
+
+    run(asyncio.wait_for(main(), 20))
