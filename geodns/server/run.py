@@ -651,7 +651,8 @@ async def serve(
         background.append(
             asyncio.ensure_future(_watch_geoip(config.geoip, worker, config.geoip_reload_interval))
         )
-    background.append(asyncio.ensure_future(_feed_twin(worker)))
+    if worker.twin is not None:  # a worker without one at start never has one
+        background.append(asyncio.ensure_future(_feed_twin(worker)))
     await stop.wait()
     log.info("shutting down")
     if announce:
