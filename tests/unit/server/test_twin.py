@@ -25,7 +25,7 @@ import pytest
 from geodns.health.state import Health, RegionState
 from geodns.server import twin as twin_module
 from geodns.server.answer import UDP, Answerer
-from geodns.server.run import DnsWorker, ServeConfig
+from geodns.server.run import TWIN_FEED_BATCH, DnsWorker, ServeConfig
 from geodns.server.standin import StandIn, can_leave_idle
 from geodns.server.twin import Twin
 from geodns.zones.loader import load_zones
@@ -212,12 +212,17 @@ def test_no_twin_where_a_thread_may_not_leave_sched_idle(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(twin_module, "can_leave_idle", lambda: False)
+    reloads_fork_a_stand_in(served)
+
+
+def reloads_fork_a_stand_in(served: Served) -> None:
+    """The worker starts no twin, and its reloads fork a stand-in, as before twins."""
 
     async def body() -> None:
         await served.worker.start_twin()
         assert served.worker.twin is None
         relief = await served.worker.relief()
-        assert isinstance(relief, StandIn)  # reloads fork a stand-in, as before twins
+        assert isinstance(relief, StandIn)
         await served.worker.end_relief(relief)
 
     asyncio.run(body())
@@ -271,15 +276,7 @@ def test_no_twin_when_the_operator_says_so(served: Served) -> None:
     args = build_parser().parse_args(["serve", "--no-twins"])
     assert args.twins is False and build_parser().parse_args(["serve"]).twins is True
     served.worker.config.twins = args.twins
-
-    async def body() -> None:
-        await served.worker.start_twin()
-        assert served.worker.twin is None
-        relief = await served.worker.relief()
-        assert isinstance(relief, StandIn)
-        await served.worker.end_relief(relief)
-
-    asyncio.run(body())
+    reloads_fork_a_stand_in(served)
 
 
 def test_a_forked_worker_s_reload_is_answered_by_its_twin(served: Served) -> None:
@@ -314,7 +311,7 @@ def test_a_twin_that_reads_nothing_is_fed_no_further_than_the_backlog(served: Se
         os.kill(twin.pid, signal.SIGSTOP)
         tail = dns.message.make_query("www.example.com", "A").to_wire()[2:]
         sent = []
-        batch = twin_module_feed_batch()
+        batch = TWIN_FEED_BATCH
         for n in range(200):  # distinct bytes: pickle writes a repeated object once
             worker.answerer.fresh.extend(tail + (n * batch + i).to_bytes(4) for i in range(batch))
             worker.feed_twin()
@@ -325,12 +322,6 @@ def test_a_twin_that_reads_nothing_is_fed_no_further_than_the_backlog(served: Se
         twin.close()
 
     asyncio.run(body())
-
-
-def twin_module_feed_batch() -> int:
-    from geodns.server.run import TWIN_FEED_BATCH
-
-    return TWIN_FEED_BATCH
 
 
 def test_a_connection_the_worker_closes_is_closed_though_its_twin_was_forked_with_it(
